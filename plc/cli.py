@@ -1,0 +1,172 @@
+"""The ``plc`` command: one entry point, one sub-command per job.
+
+Sub-commands import their heavy dependencies lazily, so ``plc conceal`` does
+not load the evaluation or training stacks. User errors print one line and
+exit with status 2; unexpected failures print one line and exit with 1
+(set ``PLC_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import __version__
+
+
+class UserError(Exception):
+    """An error in what the user asked for; printed as one line."""
+
+
+# --------------------------------------------------------------------- conceal
+def _add_conceal(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "conceal",
+        help="conceal lost packets in an audio file",
+        description="Conceal the lost packets of INPUT and write OUTPUT (same length and rate). "
+                    "With --codec pcm INPUT is the received audio (samples of lost packets are ignored); "
+                    "with --codec opus INPUT is the sender's audio, coded with Opus before the loss.",
+    )
+    p.add_argument("input", metavar="INPUT", help="audio file (WAV, FLAC, OGG; any rate, mono or stereo)")
+    p.add_argument("output", metavar="OUTPUT", help="output audio file (.wav, .flac or .ogg)")
+    loss = p.add_mutually_exclusive_group(required=True)
+    loss.add_argument("--trace", metavar="LOSS.txt",
+                      help="loss trace: one line per packet, 1 lost, 0 received (PLC Challenge format)")
+    loss.add_argument("--loss", metavar="SPEC",
+                      help="draw losses from a model: bernoulli:RATE or gilbert:RATE,MEAN_BURST_PACKETS; "
+                           "the trace used is written next to OUTPUT")
+    p.add_argument("--seed", type=int, default=0, help="seed of the loss model (default 0)")
+    p.add_argument("--method", default="neteq", help="concealment method (default neteq); see `plc methods`")
+    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="pipeline (default pcm)")
+    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS",
+                   help="Opus bitrate in bit/s (default 24000)")
+    p.add_argument("--packet-ms", type=int, default=20, help="packet duration in ms (default 20)")
+    p.add_argument("--stats", metavar="JSON", help="write concealment statistics to this JSON file")
+    p.set_defaults(func=_run_conceal)
+
+
+def _run_conceal(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from eval.loss_models import TraceError, parse_loss_spec, read_trace, write_trace
+
+    from .audio_io import AudioError, audio_subtype, load_audio, write_audio
+    from .concealers import available_methods
+    from .offline import conceal_audio, packets_in
+
+    if args.method not in available_methods():
+        raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
+    output = Path(args.output)
+    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise UserError(f"{output}: output must end in .wav, .flac or .ogg")
+    if not output.parent.exists():
+        raise UserError(f"{output.parent}: output folder does not exist")
+    try:
+        audio, sample_rate = load_audio(args.input)
+        n_packets = packets_in(audio.shape[0], sample_rate, args.packet_ms)
+        trace_path = None
+        if args.trace:
+            lost = read_trace(args.trace)
+            if len(lost) < n_packets:
+                raise UserError(f"{args.trace}: trace has {len(lost)} packets but {args.input} needs "
+                                f"{n_packets} ({args.packet_ms} ms packets)")
+        else:
+            model = parse_loss_spec(args.loss)
+            lost = model.generate(n_packets, np.random.default_rng(args.seed))
+            trace_path = output.with_name(output.stem + ".trace.txt")
+        result = conceal_audio(audio, sample_rate, lost, args.method, codec=args.codec,
+                               packet_ms=args.packet_ms, bitrate_bps=args.bitrate)
+        out = result.audio[:, 0] if result.audio.shape[1] == 1 else result.audio
+        write_audio(output, out, sample_rate, subtype=audio_subtype(args.input))
+        if trace_path is not None:
+            write_trace(trace_path, lost[:n_packets])
+        if args.stats:
+            Path(args.stats).write_text(json.dumps(result.stats, indent=2) + "\n")
+    except (AudioError, TraceError, ValueError) as exc:  # bad input or options: one line
+        raise UserError(" ".join(str(exc).split())) from None
+    lost_n = int(np.count_nonzero(lost[:n_packets]))
+    print(f"{output}: {n_packets} packets, {lost_n} lost ({100.0 * lost_n / max(1, n_packets):.1f}%), "
+          f"concealed with {args.method} ({args.codec})"
+          + (f"; trace written to {trace_path}" if trace_path else ""))
+    return 0
+
+
+# ------------------------------------------------------------------- methods
+def _add_methods(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("methods", help="list the concealment methods",
+                       description="List the concealment methods --method accepts.")
+    p.set_defaults(func=_run_methods)
+
+
+def _run_methods(args: argparse.Namespace) -> int:
+    from .concealers import DECODER_METHODS, available_methods
+
+    for m in available_methods():
+        print(m + ("  (with --codec opus)" if m in DECODER_METHODS else ""))
+    return 0
+
+
+# ---------------------------------------------------------------- lazy groups
+def _lazy(module: str, name: str, help_text: str) -> Callable[[argparse._SubParsersAction], None]:
+    """A sub-command defined in another package, imported only when the parser is built."""
+
+    def add(sub: argparse._SubParsersAction) -> None:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:  # an optional part is not installed
+            p = sub.add_parser(name, help=f"{help_text} (unavailable: {exc.name} missing)")
+            p.set_defaults(func=lambda a, e=exc: (_ for _ in ()).throw(
+                UserError(f"`plc {name}` needs {e.name}; run `make setup`")))
+            return
+        mod.add_parser(sub)
+
+    return add
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_conceal,
+    _add_methods,
+    _lazy("eval.cli", "eval", "evaluate concealment methods on a speech manifest"),
+    _lazy("demo.cli", "demo", "run the built-in demonstration"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plc", description="Packet loss concealment for real-time voice.")
+    parser.add_argument("--version", action="version", version=f"plc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    prog = f"plc {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line, no traceback, unless debugging
+        if os.environ.get("PLC_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{prog}: error: {msg} ({type(exc).__name__}; set PLC_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

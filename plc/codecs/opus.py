@@ -1,0 +1,179 @@
+"""Opus encoder and decoder on libopus, through ctypes.
+
+The decoder exposes libopus' own packet loss concealment (``decode(None)``),
+which PyAV's wrapper cannot reach. libopus is the one PyAV (a dependency of
+aiortc) ships in its wheel; a system ``libopus.so.0`` is used if that is
+missing. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import os
+from functools import lru_cache
+from typing import Optional
+
+import numpy as np
+
+OPUS_APPLICATION_VOIP = 2048
+OPUS_SET_BITRATE_REQUEST = 4002
+OPUS_SET_BANDWIDTH_REQUEST = 4008
+OPUS_SET_COMPLEXITY_REQUEST = 4010
+OPUS_SET_INBAND_FEC_REQUEST = 4012
+OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
+OPUS_GET_LOOKAHEAD_REQUEST = 4027
+OPUS_BANDWIDTH_WIDEBAND = 1103
+
+#: Sample rates libopus accepts.
+OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
+#: The largest packet we ever ask the encoder for (bytes).
+MAX_PACKET_BYTES = 1500
+
+
+class OpusError(RuntimeError):
+    """libopus is missing or returned an error code."""
+
+
+def _candidate_paths() -> list[str]:
+    paths: list[str] = []
+    try:
+        import av  # noqa: F401  (only to find its bundled libraries)
+
+        libs = os.path.join(os.path.dirname(os.path.dirname(av.__file__)), "av.libs")
+        paths += sorted(glob.glob(os.path.join(libs, "libopus*.so*")))
+    except ImportError:
+        pass
+    found = ctypes.util.find_library("opus")
+    if found:
+        paths.append(found)
+    paths += ["libopus.so.0", "libopus.so"]
+    return paths
+
+
+@lru_cache(maxsize=1)
+def load_libopus() -> ctypes.CDLL:
+    """Load libopus once and declare the functions we use."""
+    errors = []
+    for path in _candidate_paths():
+        try:
+            lib = ctypes.CDLL(path)
+            break
+        except OSError as exc:
+            errors.append(f"{path}: {exc}")
+    else:
+        raise OpusError("libopus not found (install PyAV, or the system package libopus0): " + "; ".join(errors))
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_encode_float.restype = ctypes.c_int32
+    lib.opus_encode_float.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_int,
+                                      ctypes.c_char_p, ctypes.c_int32]
+    lib.opus_decoder_create.restype = ctypes.c_void_p
+    lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_decode_float.restype = ctypes.c_int
+    lib.opus_decode_float.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32,
+                                      ctypes.POINTER(ctypes.c_float), ctypes.c_int, ctypes.c_int]
+    lib.opus_strerror.restype = ctypes.c_char_p
+    lib.opus_strerror.argtypes = [ctypes.c_int]
+    lib.opus_encoder_ctl.restype = ctypes.c_int
+    lib.opus_decoder_ctl.restype = ctypes.c_int
+    return lib
+
+
+def _check(lib: ctypes.CDLL, code: int, what: str) -> int:
+    if code < 0:
+        raise OpusError(f"{what}: {lib.opus_strerror(code).decode()}")
+    return code
+
+
+class OpusEncoder:
+    """Mono Opus encoder (VOIP application) producing one packet per ``frame_ms``.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Input rate in Hz; one of :data:`OPUS_SAMPLE_RATES`.
+    bitrate_bps : int
+        Target bitrate in bits per second (24000: wideband voice).
+    frame_ms : int
+        Packet duration (2.5, 5, 10, 20, 40 or 60 ms; 20 is what calls use).
+    """
+
+    def __init__(self, sample_rate: int = 16000, bitrate_bps: int = 24000, frame_ms: int = 20,
+                 complexity: int = 9) -> None:
+        if sample_rate not in OPUS_SAMPLE_RATES:
+            raise ValueError(f"Opus does not support {sample_rate} Hz; use one of {OPUS_SAMPLE_RATES}")
+        if not 6000 <= bitrate_bps <= 510000:
+            raise ValueError(f"Opus bitrate must be within 6000..510000 bit/s, got {bitrate_bps}")
+        self._lib = load_libopus()
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * frame_ms // 1000
+        err = ctypes.c_int()
+        self._state = self._lib.opus_encoder_create(sample_rate, 1, OPUS_APPLICATION_VOIP, ctypes.byref(err))
+        _check(self._lib, err.value, "opus_encoder_create")
+        for request, value in ((OPUS_SET_BITRATE_REQUEST, bitrate_bps),
+                               (OPUS_SET_COMPLEXITY_REQUEST, complexity)):
+            _check(self._lib, self._lib.opus_encoder_ctl(ctypes.c_void_p(self._state), request,
+                                                         ctypes.c_int32(value)), "opus_encoder_ctl")
+        look = ctypes.c_int32()
+        _check(self._lib, self._lib.opus_encoder_ctl(ctypes.c_void_p(self._state), OPUS_GET_LOOKAHEAD_REQUEST,
+                                                     ctypes.byref(look)), "OPUS_GET_LOOKAHEAD")
+        #: Encoder delay in samples: decoded audio lags the input by this much.
+        self.lookahead = int(look.value)
+        self._buffer = ctypes.create_string_buffer(MAX_PACKET_BYTES)
+
+    def encode(self, pcm: np.ndarray) -> bytes:
+        """Encode exactly ``frame_samples`` float samples in [-1, 1] into one packet."""
+        pcm = np.ascontiguousarray(pcm, dtype=np.float32)
+        if pcm.shape != (self.frame_samples,):
+            raise ValueError(f"expected {self.frame_samples} samples, got {pcm.shape}")
+        n = self._lib.opus_encode_float(ctypes.c_void_p(self._state),
+                                        pcm.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                        self.frame_samples, self._buffer, MAX_PACKET_BYTES)
+        _check(self._lib, n, "opus_encode_float")
+        return self._buffer.raw[:n]
+
+    def __del__(self) -> None:
+        state = getattr(self, "_state", None)
+        if state:
+            self._lib.opus_encoder_destroy(ctypes.c_void_p(state))
+            self._state = None
+
+
+class OpusDecoder:
+    """Mono Opus decoder; ``decode(None)`` runs libopus' packet loss concealment."""
+
+    def __init__(self, sample_rate: int = 16000, frame_ms: int = 20) -> None:
+        if sample_rate not in OPUS_SAMPLE_RATES:
+            raise ValueError(f"Opus does not support {sample_rate} Hz; use one of {OPUS_SAMPLE_RATES}")
+        self._lib = load_libopus()
+        self.sample_rate = sample_rate
+        self.frame_samples = sample_rate * frame_ms // 1000
+        err = ctypes.c_int()
+        self._state = self._lib.opus_decoder_create(sample_rate, 1, ctypes.byref(err))
+        _check(self._lib, err.value, "opus_decoder_create")
+        self._out = np.zeros(sample_rate * 120 // 1000, dtype=np.float32)  # largest Opus frame
+
+    def decode(self, packet: Optional[bytes]) -> np.ndarray:
+        """Decode one packet, or conceal ``frame_samples`` samples when ``packet`` is None.
+
+        A corrupt packet raises :class:`OpusError`; the caller decides whether to conceal instead.
+        """
+        out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        if packet is None:
+            n = self._lib.opus_decode_float(ctypes.c_void_p(self._state), None, 0, out_ptr,
+                                            self.frame_samples, 0)
+        else:
+            n = self._lib.opus_decode_float(ctypes.c_void_p(self._state), packet, len(packet), out_ptr,
+                                            len(self._out), 0)
+        _check(self._lib, n, "opus_decode_float")
+        return self._out[:n].copy()
+
+    def __del__(self) -> None:
+        state = getattr(self, "_state", None)
+        if state:
+            self._lib.opus_decoder_destroy(ctypes.c_void_p(state))
+            self._state = None

@@ -1,0 +1,170 @@
+"""The streaming concealer interface shared by every method and by the jitter buffer.
+
+A concealer is fed one frame at a time (10 ms at its native ``sample_rate``):
+either the received samples, or ``None`` when the frame was lost. It returns
+the samples to play for that frame and keeps its own state between calls:
+the history it warms up from, the length of the current loss run (for its
+muting schedule) and whatever it needs to cross-fade back into real audio
+when packets resume.
+
+Contract, pinned by ``tests/test_concealers.py``:
+
+* ``process`` always returns exactly ``frame_samples`` finite float32 samples
+  in [-1, 1].
+* A received frame that does not directly follow a loss is returned unchanged.
+* Only the first received frame after a loss may differ from its input (the
+  merge / cross-fade back into real audio).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+import numpy as np
+
+DEFAULT_SAMPLE_RATE = 16000
+DEFAULT_FRAME_MS = 10
+
+
+@dataclass
+class ConcealerStats:
+    """Counters a concealer keeps; names follow WebRTC's getStats where one exists."""
+
+    received_frames: int = 0
+    concealed_frames: int = 0
+    concealed_samples: int = 0
+    silent_concealed_samples: int = 0
+    concealment_events: int = 0
+    merged_frames: int = 0
+    fallback_frames: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Concealer(abc.ABC):
+    """Base class of every concealer: frame bookkeeping, history and statistics.
+
+    Subclasses implement :meth:`_conceal` (make one frame of audio for a lost
+    frame) and may override :meth:`_resume` (the first received frame after a
+    loss, where they cross-fade back) and :meth:`_on_received` (cheap state
+    updates on normal frames).
+
+    Parameters
+    ----------
+    sample_rate : int
+        Native rate of the concealer in Hz. Every baseline runs at 16000.
+    frame_ms : int
+        Frame length in milliseconds (10, like NetEQ's decision interval).
+    history_ms : int
+        How much of the played signal is kept for analysis.
+    """
+
+    #: Short name used by ``--method``.
+    name: str = "base"
+
+    def __init__(
+        self,
+        sample_rate: int = DEFAULT_SAMPLE_RATE,
+        frame_ms: int = DEFAULT_FRAME_MS,
+        history_ms: int = 200,
+    ) -> None:
+        if sample_rate <= 0 or frame_ms <= 0:
+            raise ValueError("sample_rate and frame_ms must be positive")
+        if (sample_rate * frame_ms) % 1000:
+            raise ValueError(f"{frame_ms} ms is not a whole number of samples at {sample_rate} Hz")
+        self.sample_rate = int(sample_rate)
+        self.frame_ms = int(frame_ms)
+        self.frame_samples = self.sample_rate * self.frame_ms // 1000
+        self.history_samples = self.sample_rate * history_ms // 1000
+        self.stats = ConcealerStats()
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget all signal state (a new call); statistics are kept."""
+        self.history = np.zeros(self.history_samples, dtype=np.float32)
+        #: Consecutive lost frames so far (0 while audio is received).
+        self.lost_frames = 0
+        #: Frames received since the call started (history is only valid once > 0).
+        self.frames_seen = 0
+
+    def _push_history(self, samples: np.ndarray) -> None:
+        n = len(samples)
+        if n >= self.history_samples:
+            self.history = samples[-self.history_samples:].astype(np.float32, copy=True)
+        else:
+            self.history = np.concatenate([self.history[n:], samples]).astype(np.float32, copy=False)
+
+    # --------------------------------------------------------------- streaming
+    def process(self, frame: Optional[np.ndarray]) -> np.ndarray:
+        """Return the ``frame_samples`` samples to play for this frame.
+
+        Parameters
+        ----------
+        frame : np.ndarray or None
+            The received samples (float, ``frame_samples`` long, nominally in
+            [-1, 1]), or ``None`` if the frame was lost.
+        """
+        if frame is None:
+            if self.lost_frames == 0:
+                self.stats.concealment_events += 1
+            out = self._conceal()
+            self.lost_frames += 1
+            out = _sanitize(out, self.frame_samples)
+            self.stats.concealed_frames += 1
+            self.stats.concealed_samples += self.frame_samples
+            if not np.any(out):
+                self.stats.silent_concealed_samples += self.frame_samples
+        else:
+            frame = np.asarray(frame, dtype=np.float32)
+            if frame.shape != (self.frame_samples,):
+                raise ValueError(
+                    f"{self.name}: expected a frame of {self.frame_samples} samples, got shape {frame.shape}"
+                )
+            frame = _sanitize(frame, self.frame_samples)
+            if self.lost_frames > 0:
+                out = _sanitize(self._resume(frame), self.frame_samples)
+                self.stats.merged_frames += 1
+            else:
+                self._on_received(frame)
+                out = frame
+            self.lost_frames = 0
+            self.frames_seen += 1
+            self.stats.received_frames += 1
+        self._push_history(out)
+        return out
+
+    @abc.abstractmethod
+    def _conceal(self) -> np.ndarray:
+        """Make one frame for a lost frame. ``self.lost_frames`` frames were lost before it."""
+
+    def _resume(self, frame: np.ndarray) -> np.ndarray:
+        """First received frame after a loss; default: play it as is."""
+        return frame
+
+    def _on_received(self, frame: np.ndarray) -> None:
+        """Hook for cheap state updates on normal received frames."""
+
+
+def _sanitize(samples: np.ndarray, n: int) -> np.ndarray:
+    """Exactly ``n`` finite float32 samples clipped to [-1, 1]."""
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    if len(samples) != n:
+        raise RuntimeError(f"concealer produced {len(samples)} samples instead of {n}")
+    if not np.all(np.isfinite(samples)):
+        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
+    return np.clip(samples, -1.0, 1.0)
+
+
+def raised_cosine_fade(n: int) -> np.ndarray:
+    """Fade-in window of ``n`` samples rising from ~0 to ~1 (its mirror fades out).
+
+    Sums to one with its time-reverse, so ``a * (1 - w) + b * w`` keeps the level.
+    """
+    if n <= 0:
+        return np.zeros(0, dtype=np.float32)
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
