@@ -1,0 +1,136 @@
+"""``plc eval``: score concealment methods on a speech manifest under loss conditions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate concealment methods on a speech manifest",
+        description="Conceal every clip of a manifest under each loss condition with each method, and score "
+                    "the output with PESQ-WB, STOI, PLCMOS v2 and ASR word error rate. Writes results.csv, "
+                    "summary.json and report.md (with plots) to --out.",
+    )
+    p.add_argument("--manifest", required=True, metavar="CSV",
+                   help="CSV with a 'path' column (relative to the CSV) and optionally 'transcript'")
+    p.add_argument("--methods", default="zero,repeat,g711,neteq", help="comma-separated methods")
+    p.add_argument("--loss", action="append", metavar="SPEC",
+                   help="loss condition (repeatable): bernoulli:RATE or gilbert:RATE,MEAN_BURST "
+                        "(default gilbert:0.1,3)")
+    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm")
+    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS", help="Opus bitrate (default 24000)")
+    p.add_argument("--packet-ms", type=int, default=20)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--limit", type=int, metavar="N", help="use N clips spread over the manifest")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the loss traces and PLCMOS raters")
+    p.add_argument("--asr", choices=("auto", "whisper", "pocketsphinx", "off"), default="auto",
+                   help="ASR for word error rate (default: whisper tiny.en, else pocketsphinx)")
+    p.add_argument("--no-reference", action="store_true", help="skip the no-loss reference rows")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from plc.cli import UserError
+    from plc.concealers import DECODER_METHODS, available_methods
+
+    from .loss_models import TraceError, parse_loss_spec
+    from .runner import ManifestError, plan_jobs, read_manifest, run_jobs
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in available_methods()]
+    if unknown or not methods:
+        raise UserError(f"unknown method(s) {', '.join(unknown) or '(none)'}; "
+                        f"choose from {', '.join(available_methods())}")
+    if args.codec != "opus" and any(m in DECODER_METHODS for m in methods):
+        raise UserError("method 'opus' is Opus' own concealment: add --codec opus")
+    try:
+        conditions = [parse_loss_spec(s) for s in (args.loss or ["gilbert:0.1,3"])]
+        clips = read_manifest(args.manifest, args.limit)
+    except (TraceError, ManifestError) as exc:
+        raise UserError(str(exc)) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    use_asr = args.asr != "off" and any(c.transcript for c in clips)
+    asr_backend = None
+    if use_asr:
+        from .asr import Transcriber
+
+        asr_backend = Transcriber(backend=args.asr).backend
+    jobs = plan_jobs(clips, conditions, methods, args.codec, seed=args.seed, packet_ms=args.packet_ms,
+                     bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference)
+    started = time.time()
+    rows: list[dict] = []
+    for job_rows in run_jobs(jobs, max(1, args.jobs), use_asr, args.asr if use_asr else "auto",
+                             progress=not args.quiet):
+        rows.extend(job_rows)
+    wall_s = time.time() - started
+    return write_outputs(out, rows, clips, conditions, methods, args, asr_backend, wall_s)
+
+
+def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args, asr_backend, wall_s) -> int:
+    from . import report
+    from .summary import summarize
+
+    errors = [r for r in rows if r.get("error")]
+    report.write_results_csv(out / "results.csv", rows)
+    summary = summarize(rows, seed=args.seed)
+    summary.update({"clips": len(clips), "codec": args.codec, "asr": asr_backend, "wall_s": round(wall_s, 1),
+                    "failed_rows": len(errors)})
+    report.write_summary_json(out / "summary.json", summary)
+    images = ["metrics.png"]
+    report.plot_metrics(summary, out / "metrics.png")
+    spec = _spectrogram_figure(out, clips, conditions[0], methods, args)
+    if spec:
+        images.append(spec)
+    args_line = "plc eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "plc eval"
+    tables = report.write_report_md(out / "report.md", summary, args_line, asr_backend, len(clips), images, wall_s)
+    print(tables)
+    print(f"\nwrote {out / 'results.csv'}, {out / 'summary.json'}, {out / 'report.md'}")
+    if errors:
+        print(f"warning: {len(errors)} of {len(rows)} rows failed; first: {errors[0]['clip']} "
+              f"{errors[0]['method']}: {errors[0]['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _spectrogram_figure(out: Path, clips, condition, methods, args) -> str | None:
+    """Spectrograms of every method around the longest burst of the first clip that has one >= 3 packets."""
+    from plc.offline import conceal_audio
+
+    from . import report
+    from .loss_models import burst_lengths
+    from .runner import SAMPLE_RATE, Job, job_trace, load_clip_16k
+
+    for clip in clips[:50]:
+        job = Job(clip, condition, tuple(methods), args.codec, args.seed, args.packet_ms, args.bitrate, False)
+        ref = load_clip_16k(clip.path)
+        lost = job_trace(job, len(ref))
+        bursts = burst_lengths(lost)
+        if not len(bursts) or bursts.max() < 3:
+            continue
+        starts = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8)])) == 1)
+        b = int(np.argmax(bursts))
+        t_start = starts[b] * args.packet_ms / 1000
+        t_end = t_start + bursts[b] * args.packet_ms / 1000
+        window = (max(0.0, t_start - 0.25), min(len(ref) / SAMPLE_RATE, t_end + 0.25))
+        signals = {"reference": ref}
+        for m in methods:
+            signals[m] = conceal_audio(ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms,
+                                       bitrate_bps=args.bitrate).audio
+        name = "spectrograms.png"
+        report.plot_spectrograms(signals, lost, SAMPLE_RATE, args.packet_ms, out / name,
+                                 f"{clip.clip_id} under {condition.spec}: burst of {bursts[b]} packets",
+                                 window)
+        return name
+    return None

@@ -1,0 +1,150 @@
+"""The evaluation report: results.csv, summary.json, report.md and its plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .summary import SIGNAL_METRICS, fmt_ci
+
+RESULT_COLUMNS = [
+    "clip", "corpus", "condition", "method", "codec", "loss_rate", "max_burst", "pesq", "stoi", "plcmos",
+    "wer", "substitutions", "deletions", "insertions", "hits", "ref_words", "hypothesis", "fallback_frames",
+    "error",
+]
+METRIC_LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "plcmos": "PLCMOS v2", "wer": "WER %"}
+
+
+def write_results_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in sorted(rows, key=lambda r: (r["condition"], r["method"], r["clip"])):
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in RESULT_COLUMNS})
+
+
+def write_summary_json(path: Path, summary: dict) -> None:
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def method_order(methods: list[str]) -> list[str]:
+    """Reference first, then the classic baselines, then the rest in given order."""
+    preferred = ["reference", "zero", "repeat", "g711", "neteq", "opus", "neural"]
+    return [m for m in preferred if m in methods] + [m for m in methods if m not in preferred]
+
+
+def markdown_table(summary: dict, condition: str) -> str:
+    """One condition's table: metrics with 95% intervals and paired differences to the baseline."""
+    base = summary["baseline"]
+    cond = summary["conditions"][condition]
+    header = ("| method | PESQ-WB | STOI | PLCMOS v2 | WER % | inserted words | "
+              f"ΔPLCMOS vs {base} | ΔPESQ vs {base} |")
+    lines = [header, "|" + "---|" * 8]
+    for method in method_order(list(cond)):
+        e = cond[method]
+        d = e.get("diff_vs_" + base, {})
+        lines.append(
+            f"| {method} | {fmt_ci(e['pesq'])} | {fmt_ci(e['stoi'], 3)} | {fmt_ci(e['plcmos'])} | "
+            f"{fmt_ci(e['wer'], 1, percent=True)} | {e['insertions']} | "
+            f"{fmt_ci(d.get('plcmos'))} | {fmt_ci(d.get('pesq'))} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_metrics(summary: dict, path: Path) -> None:
+    """Bars of each metric by method, one group per condition, with 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conditions = [c for c in summary["conditions"] if c != "none"] or list(summary["conditions"])
+    methods = method_order(sorted({m for c in conditions for m in summary["conditions"][c]}))
+    metrics = list(SIGNAL_METRICS) + ["wer"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+    width = 0.8 / max(1, len(methods))
+    colors = plt.get_cmap("tab10")
+    for ax, metric in zip(axes, metrics):
+        for j, method in enumerate(methods):
+            means, errs = [], [[], []]
+            for c in conditions:
+                e = summary["conditions"][c].get(method, {}).get(metric, {})
+                k = 100.0 if metric == "wer" else 1.0
+                m = e.get("mean")
+                means.append(np.nan if m is None else m * k)
+                lo, hi = e.get("ci95", [None, None])
+                errs[0].append(0 if m is None or lo is None else (m - lo) * k)
+                errs[1].append(0 if m is None or hi is None else (hi - m) * k)
+            x = np.arange(len(conditions)) + (j - (len(methods) - 1) / 2) * width
+            ax.bar(x, means, width, yerr=errs, capsize=2, label=method, color=colors(j % 10))
+        ax.set_xticks(np.arange(len(conditions)))
+        ax.set_xticklabels(conditions, rotation=15, fontsize=8)
+        ax.set_title(METRIC_LABELS[metric])
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_spectrograms(signals: dict[str, np.ndarray], lost: np.ndarray, sample_rate: int, packet_ms: int,
+                      path: Path, title: str, window_s: tuple[float, float]) -> None:
+    """Spectrograms of the same stretch of one clip for every method; lost packets shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.signal import spectrogram
+
+    names = list(signals)
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.7 * len(names) + 0.6), sharex=True)
+    axes = np.atleast_1d(axes)
+    t0, t1 = window_s
+    for ax, name in zip(axes, names):
+        x = signals[name][int(t0 * sample_rate):int(t1 * sample_rate)]
+        f, t, s = spectrogram(x, fs=sample_rate, nperseg=320, noverlap=240)
+        ax.pcolormesh(t + t0, f / 1000, 10 * np.log10(s + 1e-10), shading="auto", vmin=-100, vmax=-20,
+                      cmap="magma")
+        for p in np.flatnonzero(lost):
+            a, b = p * packet_ms / 1000, (p + 1) * packet_ms / 1000
+            if b > t0 and a < t1:
+                ax.axvspan(max(a, t0), min(b, t1), ymin=0.93, ymax=1.0, color="cyan", alpha=0.9)
+        ax.set_ylabel(f"{name}\nkHz", fontsize=8)
+    axes[-1].set_xlabel("time (s); cyan marks = lost packets")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Optional[str], n_clips: int,
+                    images: list[str], wall_s: float) -> str:
+    """Write report.md; returns the tables as Markdown (also printed by the CLI)."""
+    tables = []
+    for condition in summary["conditions"]:
+        if condition == "none":
+            continue
+        tables.append(f"### {condition}\n\n" + markdown_table(summary, condition))
+    if "none" in summary["conditions"]:
+        e = summary["conditions"]["none"].get("reference", {})
+        tables.append(
+            "### no loss (reference, the codec alone)\n\n"
+            f"PESQ-WB {fmt_ci(e.get('pesq'))}, STOI {fmt_ci(e.get('stoi'), 3)}, "
+            f"PLCMOS {fmt_ci(e.get('plcmos'))}, WER {fmt_ci(e.get('wer'), 1, percent=True)} %"
+        )
+    body = "\n\n".join(tables)
+    text = (
+        "# PLC evaluation report\n\n"
+        f"`{args_line}`\n\n"
+        f"{n_clips} clips; ASR: {asr_backend or 'off'}; wall time {wall_s:.0f} s. Values are means with 95% "
+        "bootstrap intervals over clips; Δ columns are paired per-clip differences to the baseline on the "
+        "same loss traces. WER is corpus-level (all word errors / all reference words) over clips with a "
+        "transcript.\n\n"
+        + body + "\n\n## Plots\n\n" + "\n\n".join(f"![{Path(i).stem}]({i})" for i in images) + "\n"
+    )
+    path.write_text(text)
+    return body

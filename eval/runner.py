@@ -1,0 +1,187 @@
+"""Run concealment methods over a speech manifest under loss conditions and score them.
+
+Every (clip, condition) job draws one loss trace, seeded from the clip's path
+and the condition, and runs every method on that same trace, so methods are
+compared *paired*. Jobs run in parallel worker processes (one thread each),
+each with its own ASR model and PLCMOS session.
+"""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from .loss_models import LossModel, burst_lengths
+
+SAMPLE_RATE = 16000
+#: The condition label of the no-loss reference rows (the codec alone).
+NO_LOSS = "none"
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, malformed, or names files that do not exist."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One manifest row: an absolute audio path, its id and transcript (may be empty)."""
+
+    path: str
+    clip_id: str
+    corpus: str
+    transcript: str
+
+
+def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> list[Clip]:
+    """Read a manifest in the format of ``shared/data/dev.csv`` (paths relative to the CSV).
+
+    With ``limit``, take that many clips spread evenly over the manifest (so every
+    corpus is represented), in a deterministic order.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ManifestError(f"{csv_path}: no such manifest")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "path" not in reader.fieldnames:
+            raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
+        rows = list(reader)
+    if not rows:
+        raise ManifestError(f"{csv_path}: manifest has no rows")
+    if limit is not None and 0 < limit < len(rows):
+        idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
+        rows = [rows[i] for i in idx]
+    clips = []
+    for i, row in enumerate(rows):
+        path = (csv_path.parent / row["path"]).resolve()
+        if not path.is_file():
+            raise ManifestError(f"{csv_path}: row {i + 2}: {row['path']} does not exist")
+        clips.append(Clip(str(path), row["path"], row.get("corpus", "") or "",
+                          (row.get("transcript") or "").strip()))
+    return clips
+
+
+def trace_seed(clip_id: str, condition: str, seed: int) -> int:
+    """A stable seed per (clip, condition): the same trace for every method and every run."""
+    return zlib.crc32(f"{seed}|{condition}|{clip_id}".encode())
+
+
+@dataclass(frozen=True)
+class Job:
+    clip: Clip
+    condition: Optional[LossModel]  # None: the no-loss reference
+    methods: tuple[str, ...]
+    codec: str
+    seed: int
+    packet_ms: int
+    bitrate_bps: int
+    use_asr: bool
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(use_asr: bool, asr_backend: str) -> None:
+    """Per-process setup: one thread, and the ASR model loaded once."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        import torch  # noqa: F401  (only if present: keep it to one thread too)
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    if use_asr:
+        from .asr import Transcriber
+
+        _WORKER["asr"] = Transcriber(backend=asr_backend).load()
+
+
+def load_clip_16k(path: str) -> np.ndarray:
+    """Mono 16 kHz float32 audio of a clip."""
+    from plc.audio_io import load_audio, resample
+
+    audio, sr = load_audio(path)
+    return resample(audio.mean(axis=1), sr, SAMPLE_RATE)
+
+
+def job_trace(job: Job, n_samples: int) -> np.ndarray:
+    """The loss trace of a job (all packets received for the reference)."""
+    from plc.offline import packets_in
+
+    n = packets_in(n_samples, SAMPLE_RATE, job.packet_ms)
+    if job.condition is None:
+        return np.zeros(n, dtype=bool)
+    rng = np.random.default_rng(trace_seed(job.clip.clip_id, job.condition.spec, job.seed))
+    return job.condition.generate(n, rng)
+
+
+def run_job(job: Job) -> list[dict]:
+    """Conceal one clip under one condition with every method and score each output."""
+    from plc.offline import conceal_audio
+
+    from .metrics import compute_all
+
+    ref = load_clip_16k(job.clip.path)
+    lost = job_trace(job, len(ref))
+    bursts = burst_lengths(lost)
+    condition = NO_LOSS if job.condition is None else job.condition.spec
+    asr = _WORKER.get("asr") if job.use_asr and job.clip.transcript else None
+    rows = []
+    for method in job.methods:
+        row = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition,
+               "method": method, "codec": job.codec, "loss_rate": float(lost.mean()) if len(lost) else 0.0,
+               "max_burst": int(bursts.max()) if len(bursts) else 0}
+        try:
+            # The reference has no loss: any concealer returns the (coded) input.
+            result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method,
+                                   codec=job.codec,
+                                   packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
+            metrics = compute_all(ref, result.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
+                                  asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed))
+            row.update({k: v for k, v in metrics.to_dict().items() if k != "reference_text"})
+            row["fallback_frames"] = result.stats.get("fallback_frames", 0)
+            row["error"] = ""
+        except Exception as exc:  # one bad clip must not end a long run; it is reported
+            row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        rows.append(row)
+    return rows
+
+
+def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str], codec: str,
+              seed: int = 0, packet_ms: int = 20, bitrate_bps: int = 24000, use_asr: bool = True,
+              reference: bool = True) -> list[Job]:
+    """All jobs of a run: each clip under each condition, plus a no-loss reference per clip."""
+    jobs = []
+    for clip in clips:
+        if reference:
+            jobs.append(Job(clip, None, ("reference",), codec, seed, packet_ms, bitrate_bps, use_asr))
+        for cond in conditions:
+            jobs.append(Job(clip, cond, tuple(methods), codec, seed, packet_ms, bitrate_bps, use_asr))
+    return jobs
+
+
+def run_jobs(jobs: list[Job], n_jobs: int, use_asr: bool, asr_backend: str = "auto",
+             progress: bool = True) -> Iterator[list[dict]]:
+    """Run jobs in ``n_jobs`` processes, yielding each job's rows as it finishes."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="eval", unit="job", disable=not progress, dynamic_ncols=True)
+    if n_jobs <= 1:
+        _init_worker(use_asr, asr_backend)
+        for job in jobs:
+            yield run_job(job)
+            bar.update()
+    else:
+        ctx = mp.get_context("forkserver")
+        with ctx.Pool(n_jobs, initializer=_init_worker, initargs=(use_asr, asr_backend)) as pool:
+            for rows in pool.imap_unordered(run_job, jobs, chunksize=1):
+                yield rows
+                bar.update()
+    bar.close()

@@ -1,0 +1,115 @@
+"""Aggregate per-clip results: means with 95% bootstrap intervals and paired differences.
+
+WER is aggregated the way ASR papers do (total word errors over total reference
+words), and bootstrapped over clips like the other metrics.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Optional
+
+import numpy as np
+
+SIGNAL_METRICS = ("pesq", "stoi", "plcmos")
+BASELINE = "neteq"
+
+
+def _rows_by(rows: Iterable[dict], *keys: str) -> dict:
+    groups: dict = defaultdict(list)
+    for r in rows:
+        groups[tuple(r[k] for k in keys)].append(r)
+    return groups
+
+
+def _finite(values: Iterable) -> np.ndarray:
+    arr = np.array([np.nan if v is None or v == "" else float(v) for v in values], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def bootstrap_mean(values: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> dict:
+    """Mean and 95% percentile-bootstrap interval of ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return {"mean": None, "ci95": [None, None], "n": 0}
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(values.mean()), "ci95": [float(lo), float(hi)], "n": int(len(values))}
+
+
+def bootstrap_wer(errors: np.ndarray, words: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> dict:
+    """Corpus WER (sum of errors / sum of words) with a 95% bootstrap interval over clips."""
+    if len(words) == 0 or words.sum() == 0:
+        return {"mean": None, "ci95": [None, None], "n": 0}
+    idx = rng.integers(0, len(words), size=(n_boot, len(words)))
+    wers = errors[idx].sum(axis=1) / np.maximum(words[idx].sum(axis=1), 1)
+    lo, hi = np.percentile(wers, [2.5, 97.5])
+    return {"mean": float(errors.sum() / words.sum()), "ci95": [float(lo), float(hi)], "n": int(len(words))}
+
+
+def _wer_arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = [r for r in rows if r.get("ref_words") not in (None, "", 0, "0")]
+    errors = np.array([int(r["substitutions"]) + int(r["deletions"]) + int(r["insertions"]) for r in rows], float)
+    words = np.array([int(r["ref_words"]) for r in rows], float)
+    inserts = np.array([int(r["insertions"]) for r in rows], float)
+    return errors, words, inserts
+
+
+def summarize(rows: list[dict], baseline: str = BASELINE, seed: int = 0) -> dict:
+    """``{condition: {method: {metric: {mean, ci95, n}, ...}}}`` plus paired differences to ``baseline``."""
+    rng = np.random.default_rng(seed)
+    rows = [r for r in rows if not r.get("error")]
+    out: dict = {"baseline": baseline, "conditions": {}}
+    for (condition,), cond_rows in sorted(_rows_by(rows, "condition").items()):
+        methods = _rows_by(cond_rows, "method")
+        cond_out: dict = {}
+        base_by_clip = {r["clip"]: r for r in methods.get((baseline,), [])}
+        for (method,), m_rows in methods.items():
+            entry: dict = {}
+            for metric in SIGNAL_METRICS:
+                entry[metric] = bootstrap_mean(_finite(r.get(metric) for r in m_rows), rng)
+            errors, words, inserts = _wer_arrays(m_rows)
+            entry["wer"] = bootstrap_wer(errors, words, rng)
+            entry["insertions"] = int(inserts.sum())
+            entry["clips"] = len(m_rows)
+            if base_by_clip and method != baseline:
+                entry["diff_vs_" + baseline] = _paired(m_rows, base_by_clip, rng)
+            cond_out[method] = entry
+        out["conditions"][condition] = cond_out
+    return out
+
+
+def _paired(m_rows: list[dict], base_by_clip: dict, rng: np.random.Generator) -> dict:
+    """Per-clip paired differences (method - baseline) with bootstrap intervals."""
+    pairs = [(r, base_by_clip[r["clip"]]) for r in m_rows if r["clip"] in base_by_clip]
+    diff: dict = {}
+    for metric in SIGNAL_METRICS:
+        d = _finite(float(a[metric]) - float(b[metric]) if _ok(a[metric]) and _ok(b[metric]) else np.nan
+                    for a, b in pairs)
+        diff[metric] = bootstrap_mean(d, rng)
+    ea, wa, _ = _wer_arrays([a for a, _ in pairs])
+    eb, wb, _ = _wer_arrays([b for _, b in pairs])
+    if len(ea) and len(ea) == len(eb) and wa.sum() > 0:
+        idx = rng.integers(0, len(ea), size=(2000, len(ea)))
+        d = (ea[idx].sum(1) - eb[idx].sum(1)) / wa[idx].sum(1).clip(min=1)
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        diff["wer"] = {"mean": float((ea.sum() - eb.sum()) / wa.sum()), "ci95": [float(lo), float(hi)],
+                       "n": int(len(ea))}
+    return diff
+
+
+def _ok(v) -> bool:
+    try:
+        return v is not None and v != "" and np.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_ci(entry: Optional[dict], digits: int = 2, percent: bool = False) -> str:
+    """``mean [lo, hi]`` for tables; an em dash when there is no data."""
+    if not entry or entry.get("mean") is None:
+        return "—"
+    k = 100.0 if percent else 1.0
+    m, (lo, hi) = entry["mean"] * k, entry["ci95"]
+    return f"{m:.{digits}f} [{lo * k:.{digits}f}, {hi * k:.{digits}f}]"
