@@ -1,0 +1,1 @@
+"""The neural concealer's runtime pieces: features, mu-law coding, ONNX inference."""
