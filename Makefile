@@ -13,9 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[eval,train,dev]"
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Demo speech with transcripts from a registry package (Debian's LibriVox test clips).
+DEMO_SPEECH := /usr/share/pocketsphinx/test/data/librivox/transcription
+$(DEMO_SPEECH):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get install -y -qq pocketsphinx-testdata >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null && apt-get install -y -qq pocketsphinx-testdata >/dev/null)); \
+	else echo "Install Debian's pocketsphinx-testdata for the built-in demo speech (or run plc demo --input FILE)"; fi
 
-demo: $(STAMP)
+setup: $(STAMP) $(DEMO_SPEECH)
+
+demo: setup
 	$(BIN)/plc demo
 
 test: $(STAMP)

@@ -134,6 +134,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_conceal,
     _add_methods,
     _lazy("eval.cli", "eval", "evaluate concealment methods on a speech manifest"),
+    _lazy("training.train", "train", "train the neural concealer"),
+    _lazy("training.export", "export", "export a checkpoint to ONNX for the runtime"),
     _lazy("demo.cli", "demo", "run the built-in demonstration"),
 ]
 

@@ -101,6 +101,8 @@ def conceal_audio(
             return None
         if concealer_factory is not None:
             return concealer_factory()
+        if method == "neural":  # offline there is no real-time deadline to fall back on
+            return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS, deadline_ms=None)
         return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS)
 
     outputs, stats = [], {}

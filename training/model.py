@@ -33,8 +33,8 @@ class ModelConfig:
     cond_dim: int = 64
     bunch: int = 4
     embed_dim: int = 32
-    ar_hidden: int = 192
-    fc_hidden: int = 192
+    ar_hidden: int = 128
+    fc_hidden: int = 128
     levels: int = 256
     frame_samples: int = 160
 

@@ -26,6 +26,8 @@ def _register_optional() -> None:
     try:
         from .neteq import NetEqConcealer
         _FACTORIES["neteq"] = NetEqConcealer
+        from .neural import NeuralConcealer
+        _FACTORIES["neural"] = NeuralConcealer
     except ImportError:
         pass
 
