@@ -1,0 +1,40 @@
+"""Shared fixtures: real speech from ../shared/data when present, else skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data_or_skip() -> Path:
+    if not (SHARED_DATA / "dev.csv").is_file():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def speech_16k() -> np.ndarray:
+    """About 3 s of real read speech at 16 kHz (an LJSpeech dev clip)."""
+    import soundfile as sf
+
+    data = shared_data_or_skip()
+    path = sorted((data / "dev" / "ljspeech").glob("*.flac"))[0]
+    x, sr = sf.read(str(path), dtype="float32")
+    assert sr == 16000
+    return x[: 3 * sr]
+
+
+def harmonic(f0_hz: float = 150.0, seconds: float = 1.0, sample_rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """A vowel-like harmonic signal with a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    x = sum(0.3 / k * np.sin(2 * np.pi * f0_hz * k * t + rng.uniform(0, 6.28)) for k in range(1, 8))
+    return (x + 0.003 * rng.standard_normal(len(t))).astype(np.float32)

@@ -1,0 +1,133 @@
+"""`plc conceal` and `plc eval` end to end, and their error paths."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.loss_models import read_trace
+from plc.cli import main
+
+from .conftest import harmonic, shared_data_or_skip
+
+
+@pytest.fixture()
+def wav(tmp_path):
+    path = tmp_path / "in.wav"
+    sf.write(path, harmonic(seconds=1.0), 16000, subtype="PCM_16")
+    return path
+
+
+def test_every_subcommand_has_help():
+    for cmd in ["conceal", "eval", "methods", "demo", "train", "export"]:
+        r = subprocess.run([sys.executable, "-m", "plc.cli", cmd, "--help"], capture_output=True, text=True)
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert "usage: plc" in r.stdout
+
+
+def test_conceal_with_loss_model_writes_output_and_trace(wav, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--seed", "5", "--method", "g711",
+                 "--stats", str(tmp_path / "s.json")]) == 0
+    y, sr = sf.read(out, dtype="float32")
+    x, _ = sf.read(wav, dtype="float32")
+    assert sr == 16000 and y.shape == x.shape
+    trace = read_trace(tmp_path / "out.trace.txt")
+    assert len(trace) == 50 and trace.any()
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["lost_packets"] == trace.sum()
+    # Same trace file in, same output out.
+    out2 = tmp_path / "out2.wav"
+    assert main(["conceal", str(wav), str(out2), "--trace", str(tmp_path / "out.trace.txt"), "--method", "g711"]) == 0
+    assert np.array_equal(sf.read(out2)[0], y)
+
+
+def test_conceal_stereo_flac_at_48k_with_opus(tmp_path):
+    x = np.stack([harmonic(seconds=1.0, sample_rate=48000), harmonic(200, 1.0, 48000)], axis=1) * 0.5
+    src = tmp_path / "in.flac"
+    sf.write(src, x, 48000)
+    out = tmp_path / "out.ogg"
+    assert main(["conceal", str(src), str(out), "--loss", "bernoulli:0.2", "--codec", "opus", "--method", "opus",
+                 "--bitrate", "32000"]) == 0
+    info = sf.info(str(out))
+    assert info.samplerate == 48000 and info.channels == 2 and abs(info.frames - len(x)) <= 1
+
+
+@pytest.mark.parametrize("content,args,message", [
+    (None, ["--loss", "bernoulli:0.1"], "no such file"),
+    (b"", ["--loss", "bernoulli:0.1"], "empty"),
+    (b"RIFF\x00\x00\x00\x00WAVEjunkjunk", ["--loss", "bernoulli:0.1"], "not a readable audio file"),
+    (b"hello, I am text", ["--loss", "bernoulli:0.1"], "not a readable audio file"),
+])
+def test_bad_input_exits_with_one_line(tmp_path, capsys, content, args, message):
+    src = tmp_path / "bad.wav"
+    if content is not None:
+        src.write_bytes(content)
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"precious")
+    assert main(["conceal", str(src), str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out.read_bytes() == b"precious"  # never overwritten
+
+
+@pytest.mark.parametrize("trace,message", [("0\n1\n", "trace has 2 packets"), ("0\n" * 49 + "7\n", ":50: expected 0 or 1")])
+def test_bad_traces(wav, tmp_path, capsys, trace, message):
+    (tmp_path / "t.txt").write_text(trace)
+    out = tmp_path / "out.wav"
+    assert main(["conceal", str(wav), str(out), "--trace", str(tmp_path / "t.txt")]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_options(wav, tmp_path, capsys):
+    out = str(tmp_path / "o.wav")
+    assert main(["conceal", str(wav), out, "--loss", "gilbert:2,3"]) == 2
+    assert main(["conceal", str(wav), out, "--loss", "bernoulli:0.1", "--method", "nope"]) == 2
+    assert main(["conceal", str(wav), out, "--loss", "bernoulli:0.1", "--method", "opus"]) == 2
+    assert main(["conceal", str(wav), str(tmp_path / "o.mp3"), "--loss", "bernoulli:0.1"]) == 2
+    assert main(["conceal", str(wav), out, "--loss", "bernoulli:0.1", "--packet-ms", "15"]) == 2
+
+
+def test_a_traceback_never_reaches_the_user(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "conceal", str(tmp_path / "x.wav"), str(tmp_path / "y.wav"),
+                        "--loss", "bernoulli:0.1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_eval_end_to_end_on_real_clips(tmp_path):
+    data = shared_data_or_skip()
+    rows = list(csv.DictReader(open(data / "dev.csv")))
+    picks = [r for r in rows if r["corpus"] == "ljspeech"][:2] + [r for r in rows if r["corpus"] == "an4"][:1]
+    manifest = tmp_path / "m.csv"
+    with open(manifest, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in picks:
+            w.writerow(dict(r, path=str(data / r["path"])))
+    out = tmp_path / "ev"
+    rc = main(["eval", "--manifest", str(manifest), "--methods", "zero,neteq", "--loss", "gilbert:0.2,3",
+               "--out", str(out), "--jobs", "1", "--quiet"])
+    assert rc == 0
+    results = list(csv.DictReader(open(out / "results.csv")))
+    assert len(results) == 3 * 2 + 3  # clips x methods, plus one no-loss reference per clip
+    assert all(not r["error"] for r in results)
+    summary = json.loads((out / "summary.json").read_text())
+    cond = summary["conditions"]["gilbert:0.2,3"]
+    assert cond["neteq"]["pesq"]["mean"] > cond["zero"]["pesq"]["mean"]
+    assert cond["zero"]["diff_vs_neteq"]["pesq"]["mean"] < 0
+    assert cond["neteq"]["wer"]["n"] == 3
+    report = (out / "report.md").read_text()
+    assert "| neteq |" in report and "metrics.png" in report
+    assert (out / "metrics.png").stat().st_size > 10_000
+
+
+def test_eval_rejects_bad_manifest(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("path,transcript\nmissing.flac,HELLO\n")
+    assert main(["eval", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
