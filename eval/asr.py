@@ -119,6 +119,32 @@ def _to_16k_float32(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
+def collapse_repetitions(text: str, min_repeats: int = 3) -> str:
+    """Collapse Whisper's hallucination loops: an n-gram (n = 1..8 words) repeated back to back
+    ``min_repeats`` or more times is kept once. Genuine speech rarely says a phrase thrice in a row."""
+    words = text.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        collapsed = False
+        for n in range(8, 0, -1):
+            gram = words[i:i + n]
+            if len(gram) < n:
+                continue
+            reps = 1
+            while words[i + reps * n:i + (reps + 1) * n] == gram:
+                reps += 1
+            if reps >= min_repeats:
+                out.extend(gram)
+                i += reps * n
+                collapsed = True
+                break
+        if not collapsed:
+            out.append(words[i])
+            i += 1
+    return " ".join(out)
+
+
 class Transcriber:
     """Speech-to-text for evaluation.
 
@@ -184,8 +210,10 @@ class Transcriber:
             condition_on_previous_text=False,
             without_timestamps=True,
             word_timestamps=False,
+            # Read speech stays under ~5 tokens/s; a bound stops Whisper's repetition loops early.
+            max_new_tokens=max(16, int(7 * len(x) / ASR_SAMPLE_RATE)),
         )
-        return " ".join(seg.text.strip() for seg in segments).strip()
+        return collapse_repetitions(" ".join(seg.text.strip() for seg in segments).strip())
 
     def _transcribe_pocketsphinx(self, x: np.ndarray) -> str:
         dec = _load_pocketsphinx()

@@ -117,10 +117,14 @@ def _spectrogram_figure(out: Path, clips, condition, methods, args) -> str | Non
         ref = load_clip_16k(clip.path)
         lost = job_trace(job, len(ref))
         bursts = burst_lengths(lost)
-        if not len(bursts) or bursts.max() < 3:
-            continue
         starts = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8)])) == 1)
-        b = int(np.argmax(bursts))
+        packet = SAMPLE_RATE * args.packet_ms // 1000
+        # A burst of 3+ packets inside speech: the 100 ms before it must be loud.
+        level = [np.sqrt(np.mean(ref[max(0, s * packet - 5 * packet):s * packet] ** 2) + 1e-12) for s in starts]
+        ok = [i for i in range(len(bursts)) if bursts[i] >= 3 and level[i] > 0.3 * np.sqrt(np.mean(ref ** 2))]
+        if not ok:
+            continue
+        b = max(ok, key=lambda i: bursts[i])
         t_start = starts[b] * args.packet_ms / 1000
         t_end = t_start + bursts[b] * args.packet_ms / 1000
         window = (max(0.0, t_start - 0.25), min(len(ref) / SAMPLE_RATE, t_end + 0.25))

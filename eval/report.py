@@ -104,11 +104,14 @@ def plot_spectrograms(signals: dict[str, np.ndarray], lost: np.ndarray, sample_r
     fig, axes = plt.subplots(len(names), 1, figsize=(9, 1.7 * len(names) + 0.6), sharex=True)
     axes = np.atleast_1d(axes)
     t0, t1 = window_s
-    for ax, name in zip(axes, names):
+    specs = {}
+    for name in names:
         x = signals[name][int(t0 * sample_rate):int(t1 * sample_rate)]
         f, t, s = spectrogram(x, fs=sample_rate, nperseg=320, noverlap=240)
-        ax.pcolormesh(t + t0, f / 1000, 10 * np.log10(s + 1e-10), shading="auto", vmin=-100, vmax=-20,
-                      cmap="magma")
+        specs[name] = 10 * np.log10(s + 1e-12)
+    vmax = float(np.percentile(specs[names[0]], 99.5))  # the first signal (the reference) sets the scale
+    for ax, name in zip(axes, names):
+        ax.pcolormesh(t + t0, f / 1000, specs[name], shading="auto", vmin=vmax - 70, vmax=vmax, cmap="magma")
         for p in np.flatnonzero(lost):
             a, b = p * packet_ms / 1000, (p + 1) * packet_ms / 1000
             if b > t0 and a < t1:

@@ -219,3 +219,12 @@ def test_pocketsphinx_backend(lj_clip):
     hyp = asr.transcribe(x, sr)
     assert hyp == hyp.lower() and len(hyp.split()) >= 3
     assert word_errors(row["transcript"], hyp)["wer"] < 0.9
+
+
+def test_whisper_repetition_loops_are_collapsed():
+    from eval.asr import collapse_repetitions
+
+    loop = "I'll see if I want to see" + " if I want to see" * 6 + " them"
+    assert collapse_repetitions(loop) == "I'll see if I want to see them"
+    assert collapse_repetitions("that that is fine") == "that that is fine"
+    assert collapse_repetitions("") == ""
