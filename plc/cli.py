@@ -17,8 +17,7 @@ from typing import Callable, Optional
 from . import __version__
 
 
-class UserError(Exception):
-    """An error in what the user asked for; printed as one line."""
+from .errors import UserError  # noqa: E402  (re-exported: sub-commands raise plc.cli.UserError)
 
 
 # --------------------------------------------------------------------- conceal
@@ -134,6 +133,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_conceal,
     _add_methods,
     _lazy("eval.cli", "eval", "evaluate concealment methods on a speech manifest"),
+    _lazy("plc.bench", "bench", "measure a concealer's real-time cost"),
     _lazy("training.train", "train", "train the neural concealer"),
     _lazy("training.export", "export", "export a checkpoint to ONNX for the runtime"),
     _lazy("demo.cli", "demo", "run the built-in demonstration"),

@@ -1,0 +1,111 @@
+"""``plc bench``: the real-time cost of a concealer on real speech with bursty loss.
+
+Runs single-threaded, frame by frame as a call would, and times every
+``process`` call: concealed frames (p50, p99, max, in ms per 10 ms frame),
+received frames, the real-time factor, the model's size and the process' peak
+memory. Speech: ``--input`` or the built-in LibriVox clips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure a concealer's real-time cost on real speech",
+                       description="Time a concealer frame by frame on one thread on real speech under "
+                                   "bursty loss (gilbert:0.1,3 by default).")
+    p.add_argument("--method", default="neural", help="concealment method (default neural)")
+    p.add_argument("--input", metavar="AUDIO", action="append",
+                   help="speech file(s) (default: the built-in LibriVox clips)")
+    p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeat", type=int, default=3, help="passes over the speech (default 3)")
+    p.add_argument("--model-dir", metavar="DIR", help="neural model folder (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import numpy as np
+
+    from eval.loss_models import TraceError, parse_loss_spec
+
+    from .audio_io import AudioError, load_audio, resample
+    from .cli import UserError
+    from .concealers import DECODER_METHODS, available_methods, make_concealer
+
+    if args.method not in available_methods() or args.method in DECODER_METHODS:
+        raise UserError(f"cannot bench {args.method!r}; choose from "
+                        f"{', '.join(m for m in available_methods() if m not in DECODER_METHODS)}")
+    try:
+        model = parse_loss_spec(args.loss)
+        paths = args.input or _default_speech()
+        speech = np.concatenate([resample(load_audio(p)[0].mean(axis=1), load_audio(p)[1], 16000) for p in paths])
+    except (AudioError, TraceError) as exc:
+        raise UserError(str(exc)) from None
+    kwargs = {}
+    if args.method == "neural":
+        kwargs = {"deadline_ms": None, "model_dir": args.model_dir}
+    concealer = make_concealer(args.method, **kwargs)
+    frame = concealer.frame_samples
+    n_frames = len(speech) // frame
+    rng = np.random.default_rng(args.seed)
+    concealed_ms, received_ms = [], []
+    for _ in range(args.repeat):
+        lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
+        for i in range(n_frames):
+            x = None if lost[i] else speech[i * frame:(i + 1) * frame]
+            t = time.perf_counter()
+            concealer.process(x)
+            dt = (time.perf_counter() - t) * 1000.0
+            (concealed_ms if x is None else received_ms).append(dt)
+    c, r = np.array(concealed_ms), np.array(received_ms)
+    info = getattr(getattr(concealer, "model", None), "info", None) or {}
+    result = {
+        "method": args.method,
+        "speech_s": round(len(speech) / 16000, 2),
+        "concealed_frames": int(len(c)),
+        "p50_ms": float(np.percentile(c, 50)), "p99_ms": float(np.percentile(c, 99)), "max_ms": float(c.max()),
+        "mean_ms": float(c.mean()),
+        "received_ms": float(np.mean(r)), "received_p99_ms": float(np.percentile(r, 99)),
+        "rtf": float((c.sum() + r.sum()) / (len(c) + len(r)) / concealer.frame_ms),
+        "rtf_concealed": float(c.mean() / concealer.frame_ms),
+        "params": int(info.get("params", 0)), "model_bytes": int(info.get("model_bytes", 0)),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "fallback_frames": int(concealer.stats.fallback_frames),
+        "threads": 1,
+    }
+    if getattr(concealer, "load_error", None):
+        result["model_error"] = concealer.load_error
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.method}: {result['concealed_frames']} concealed 10 ms frames over "
+              f"{args.repeat} x {result['speech_s']} s of speech ({args.loss}), one thread")
+        print(f"  concealed frame: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
+              f"max {result['max_ms']:.3f} ms")
+        print(f"  received frame:  mean {result['received_ms']:.4f} ms  p99 {result['received_p99_ms']:.4f} ms")
+        print(f"  real-time factor {result['rtf']:.4f} overall, {result['rtf_concealed']:.3f} while concealing")
+        print(f"  {result['params']:,} parameters, {result['model_bytes']:,} model bytes, "
+              f"peak RSS {result['peak_rss_mb']} MB, {result['fallback_frames']} fallback frames")
+        if "model_error" in result:
+            print(f"  model unavailable, classic fallback measured: {result['model_error']}")
+    return 0
+
+
+def _default_speech() -> list[Path]:
+    from demo.default_input import librivox_clips
+
+    from .cli import UserError
+
+    clips = [p for p, _ in librivox_clips()]
+    if not clips:
+        raise UserError("no built-in speech: run `make setup` (Debian's pocketsphinx-testdata) or pass --input")
+    return clips

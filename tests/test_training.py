@@ -1,0 +1,96 @@
+"""Training: a few steps, exact resume, DistributedDataParallel on 2 CPU processes, ONNX export."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+
+from training.data import DataConfig, SpeechCorpus, gilbert_frames, make_batch  # noqa: E402
+from plc.neural.features import FeatureConfig  # noqa: E402
+
+from .conftest import harmonic  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_manifest(tmp_path_factory):
+    d = tmp_path_factory.mktemp("speech")
+    rows = ["path,corpus,speaker,duration_s,transcript"]
+    for i, f0 in enumerate([110, 140, 180, 220]):
+        x = harmonic(f0, seconds=1.2, seed=i) * np.hanning(int(1.2 * 16000)).astype(np.float32)
+        sf.write(d / f"c{i}.flac", x, 16000)
+        rows.append(f"c{i}.flac,synthetic,s{i},1.2,")
+    (d / "m.csv").write_text("\n".join(rows) + "\n")
+    return d / "m.csv"
+
+
+def _train(args, env_extra=None, nproc=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if nproc:
+        cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(nproc), "--master_port",
+               "29517", str(Path(sys.executable).with_name("plc")), "train", *args]
+    else:
+        cmd = [sys.executable, "-m", "plc.cli", "train", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r
+
+
+def test_batches_are_well_formed_and_seeded(tiny_manifest):
+    from training.data import read_clip_list
+
+    corpus = SpeechCorpus(read_clip_list(tiny_manifest))
+    b1 = make_batch(corpus, np.random.default_rng(0), 3, DataConfig(), FeatureConfig())
+    b2 = make_batch(corpus, np.random.default_rng(0), 3, DataConfig(), FeatureConfig())
+    assert b1["mel"].shape == (3, 40, 32) and b1["q"].shape == (3, 6400) and b1["lost"].shape == (3, 40)
+    assert b1["q"].min() >= 0 and b1["q"].max() <= 255
+    assert all(np.array_equal(b1[k], b2[k]) for k in b1)
+
+
+def test_training_losses_are_bursty():
+    cfg = DataConfig(segment_frames=100_000, warmup_frames=0)
+    lost = gilbert_frames(np.random.default_rng(0), cfg.segment_frames, cfg)
+    assert abs(lost.mean() - cfg.loss_rate) < 0.02
+    from eval.loss_models import burst_lengths
+
+    assert abs(burst_lengths(lost).mean() - cfg.mean_burst_packets * cfg.packet_frames) < 1.0
+
+
+def test_train_resume_is_exact(tiny_manifest, tmp_path):
+    common = ["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
+              "--plcmos-clips", "0", "--threads", "1"]
+    _train([*common, "--out", str(tmp_path / "a"), "--steps", "4"])
+    _train([*common, "--out", str(tmp_path / "b"), "--steps", "2"])
+    _train([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["args"]["steps"] == 4 and len(config["train_data_sha256"]) == 64
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["val_loss"]) for r in log)
+
+
+def test_ddp_two_cpu_processes(tiny_manifest, tmp_path):
+    _train(["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
+            "--plcmos-clips", "0", "--out", str(tmp_path / "ddp"), "--steps", "2"], nproc=2)
+    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=False)
+    assert state["step"] == 2 and len(state["rng"]) == 2
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tiny_manifest, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", "--data", str(tiny_manifest), "--dev",
+                        str(tiny_manifest), "--out", str(tmp_path / "none"), "--resume"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "does not exist" in r.stderr
