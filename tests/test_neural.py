@@ -1,0 +1,133 @@
+"""The neural concealer's runtime: ONNX graphs equal the torch model, fade-out, fallbacks, deadline."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from plc.concealers.neural import NeuralConcealer  # noqa: E402
+from plc.neural.features import FeatureConfig  # noqa: E402
+from training.export import export_model  # noqa: E402
+from training.model import ModelConfig, PLCModel  # noqa: E402
+
+from .conftest import harmonic  # noqa: E402
+
+FRAME = 160
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = PLCModel(ModelConfig())
+    d = tmp_path_factory.mktemp("neural")
+    export_model(model, {"features": FeatureConfig().as_dict(), "train_data_sha256": "0" * 64}, d)
+    return d, model
+
+
+def run(concealer, x, lost):
+    return np.concatenate([concealer.process(None if l else x[i * FRAME:(i + 1) * FRAME]) for i, l in enumerate(lost)])
+
+
+def test_model_json_has_what_the_runtime_needs(model_dir):
+    info = json.loads((model_dir[0] / "model.json").read_text())
+    for key in ("sample_rate", "features", "model", "params", "model_bytes", "onnx_sha256", "train_data_sha256",
+                "format_version"):
+        assert key in info
+    assert info["sample_rate"] == 16000 and info["params"] < 1_000_000
+
+
+def test_generate_graph_equals_torch_step_loop(model_dir):
+    d, model = model_dir
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(d / "generate.onnx"), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    h0 = rng.standard_normal((1, 128)).astype(np.float32) * 0.3
+    prev = rng.integers(0, 256, 4)
+    cond = rng.standard_normal((1, 64)).astype(np.float32) * 0.5
+    noise = rng.gumbel(size=(40, 4, 256)).astype(np.float32)
+    q, h = sess.run(None, {"h0": h0, "prev": prev, "cond": cond, "noise": noise,
+                           "inv_temperature": np.array(1 / 0.7, np.float32)})
+    # The same steps through torch's own GRU.
+    ar = model.ar.eval()
+    ht = torch.from_numpy(h0)[None]
+    p = torch.from_numpy(prev)[None, None]
+    out = []
+    with torch.no_grad():
+        for t in range(40):
+            logits, ht = ar(p, torch.from_numpy(cond)[None], ht)
+            p = torch.argmax(logits[0, 0] / 0.7 + torch.from_numpy(noise[t]), dim=-1)[None, None]
+            out.append(p[0, 0].numpy())
+    assert np.array_equal(q, np.concatenate(out))
+    assert np.allclose(h, ht[0].numpy(), atol=1e-4)
+
+
+def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):
+    x = harmonic(seconds=1.0)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[30:55] = True  # 250 ms
+    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    out = run(c, x, lost)
+    assert np.array_equal(out[:30 * FRAME], x[:30 * FRAME])
+    assert np.array_equal(out[57 * FRAME:], x[57 * FRAME:])
+    assert np.any(out[30 * FRAME:31 * FRAME])            # it does make audio
+    assert not np.any(out[42 * FRAME:55 * FRAME])         # silent from 120 ms of loss on
+    assert c.stats.fallback_frames == 0 and c.stats.concealed_frames == 25
+    assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
+
+
+def test_deterministic(model_dir):
+    x = harmonic(seconds=0.6)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:24] = True
+    a = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None), x, lost)
+    b = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None), x, lost)
+    assert np.array_equal(a, b)
+
+
+def test_missing_or_corrupt_model_falls_back_to_neteq(model_dir, tmp_path):
+    x = harmonic(seconds=0.6)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:24] = True
+    from plc.concealers import make_concealer
+
+    expected = run(make_concealer("neteq"), x, lost)
+    missing = NeuralConcealer(model_dir=tmp_path / "nothing-here")
+    assert "unusable" in missing.load_error
+    assert np.array_equal(run(missing, x, lost), expected)
+    assert missing.stats.fallback_frames == 4
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(model_dir[0], corrupt)
+    (corrupt / "generate.onnx").write_bytes(b"\x08\x01garbage")
+    broken = NeuralConcealer(model_dir=corrupt)
+    assert broken.model is None
+    assert np.array_equal(run(broken, x, lost), expected)
+
+
+def test_model_exception_mid_call_falls_back(model_dir):
+    x = harmonic(seconds=0.6)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:24] = True
+    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+
+    class Boom:
+        def run(self, *a, **k):
+            raise RuntimeError("boom")
+
+    c.model.generate = Boom()
+    out = run(c, x, lost)
+    assert c.stats.fallback_frames == 4
+    assert np.sqrt(np.mean(out[20 * FRAME:21 * FRAME] ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))  # not silent
+
+
+def test_deadline_miss_falls_back_and_is_counted(model_dir):
+    x = harmonic(seconds=1.0)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:26] = True
+    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=1e-6)  # no model can make this deadline
+    out = run(c, x, lost)
+    assert c.stats.fallback_frames == 5  # the first frame shows the model is too slow; the rest fall back
+    assert np.all(np.isfinite(out))
