@@ -1,0 +1,737 @@
+"""Packet loss concealment for aiortc calls: one call on the receiving peer connection.
+
+Usage::
+
+    from aiortc import RTCPeerConnection
+    from plc.webrtc import enable_concealment
+
+    pc = RTCPeerConnection()
+    handle = enable_concealment(pc, method="neural")   # before or after negotiation
+    ...
+    @pc.on("track")
+    def on_track(track):
+        ...                      # track.recv() as usual: a frame every 20 ms
+    ...
+    print(handle.stats["concealmentEvents"], handle.stats["concealedSamples"])
+    handle.disable()             # back to aiortc's own audio path
+
+What it does
+------------
+aiortc (1.16) hands every received RTP packet of an audio receiver to its own
+jitter buffer, which reassembles whole frames and passes them to a decoder
+thread; the decoded 20 ms frames go into the remote track's queue. A lost
+packet is simply skipped (a time gap), and nothing is played while the
+network stalls.
+
+:func:`enable_concealment` changes two things on each *audio*
+``RTCRtpReceiver`` instance it is given (or finds on the peer connection,
+now and as transceivers get their remote tracks, via the ``track`` event);
+aiortc's classes, video receivers, senders, data channels and RTCP are not
+touched:
+
+1. the receiver's private aiortc jitter buffer object is replaced by a tap
+   that timestamps each packet (after aiortc's own SSRC bookkeeping, RTCP
+   statistics and RTX unwrapping, which keep running) and hands it to this
+   project's NetEQ-style :class:`jitterbuffer.neteq.JitterBuffer` with the
+   chosen concealer; aiortc's decoder thread then receives nothing (it still
+   ends the track when the receiver stops);
+2. a playout clock, started by the first packet, ticks every 20 ms: it asks
+   the jitter buffer for two 10 ms frames of 16 kHz audio (packets are
+   inserted with their arrival times, so the output depends only on when
+   packets arrived, not on when the clock task got to run), resamples them to
+   48 kHz with a stateful polyphase filter and puts one ``av.AudioFrame``
+   (s16, 960 samples, stereo like aiortc's Opus decoder or mono, ``pts``
+   advancing by 960 without gaps, ``time_base`` 1/48000) into the remote
+   track's queue. The track's ``recv()`` is aiortc's, unchanged: it just
+   receives a frame every 20 ms, concealment included, even when no packet
+   arrives.
+
+The receiver's ``getStats()`` also gets the jitter buffer's counters added to
+its audio ``inbound-rtp`` entry; :attr:`ConcealmentHandle.stats` and
+:func:`get_concealment_stats` return them as a dict. Field names are
+WebRTC's (``jitterBufferDelay``, ``jitterBufferTargetDelay``,
+``jitterBufferEmittedCount``, ``concealedSamples``,
+``silentConcealedSamples``, ``concealmentEvents``,
+``insertedSamplesForDeceleration``, ``removedSamplesForAcceleration``,
+``packetsDiscarded``, ``packetsLost``, ...); sample counts are at the jitter
+buffer's 16 kHz and the delays are sums in seconds, as in WebRTC.
+
+Codecs: Opus is decoded with libopus at 16 kHz (mono); PCMU, PCMA and G.722
+go through aiortc's own decoders and are resampled to 16 kHz. Packets must
+carry whole 10 ms frames (all of aiortc's audio codecs do).
+
+Methods: any concealer name of :func:`plc.concealers.make_concealer`
+(``neural``, ``neteq``, ``g711``, ``repeat``, ``zero``), ``opus`` (libopus'
+own PLC) and ``none`` (this jitter buffer with silence in the gaps, for
+comparison).
+
+This module does not import the evaluation, training or demo packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import fractions
+import logging
+import struct
+import threading
+import time
+import weakref
+from collections import deque
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from jitterbuffer.payload import OpusPayloadDecoder, PayloadDecoder, PayloadFormat
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "enable_concealment", "disable_concealment", "get_concealment_stats", "is_concealment_enabled",
+    "ConcealmentHandle", "ReceiverConcealment", "STANDARD_STATS", "OUTPUT_RATE", "OUTPUT_FRAME_SAMPLES",
+]
+
+#: Rate of the frames the remote track yields (aiortc's Opus decoder rate), Hz.
+OUTPUT_RATE = 48000
+#: Samples per output frame (20 ms at 48 kHz).
+OUTPUT_FRAME_SAMPLES = 960
+#: Output frame duration, ms.
+OUTPUT_FRAME_MS = 20
+_JB_RATE = 16000
+_JB_FRAME_MS = 10
+_TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
+
+#: The WebRTC ``RTCInboundRtpStreamStats`` fields added to the receiver's ``getStats()``.
+STANDARD_STATS = (
+    "jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferEmittedCount", "concealedSamples",
+    "silentConcealedSamples", "concealmentEvents", "insertedSamplesForDeceleration",
+    "removedSamplesForAcceleration", "packetsDiscarded", "totalSamplesReceived",
+)
+
+# ------------------------------------------------------------------ registry
+_RECEIVERS: "weakref.WeakKeyDictionary[Any, ReceiverConcealment]" = weakref.WeakKeyDictionary()
+_PEERS: "weakref.WeakKeyDictionary[Any, ConcealmentHandle]" = weakref.WeakKeyDictionary()
+
+
+def _monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+# ----------------------------------------------------------------- resampling
+class StreamUpsampler:
+    """Integer-factor upsampling of a stream in chunks, filter state kept across chunks.
+
+    A windowed-sinc low-pass FIR (Kaiser window) applied to the zero-stuffed
+    input with ``scipy.signal.lfilter`` and its state, so consecutive chunks
+    join seamlessly and every chunk of ``n`` samples gives exactly
+    ``n * factor`` samples. Delay: ``(taps - 1) / 2`` output samples.
+    """
+
+    def __init__(self, factor: int, taps_per_phase: int = 48, cutoff: float = 0.92) -> None:
+        from scipy.signal import firwin
+
+        self.factor = int(factor)
+        if self.factor < 1:
+            raise ValueError("factor must be at least 1")
+        n = self.factor * int(taps_per_phase) + 1
+        self._h = (firwin(n, cutoff / self.factor, window=("kaiser", 8.0)) * self.factor) if self.factor > 1 else None
+        self._zi = np.zeros(n - 1) if self._h is not None else None
+
+    @property
+    def delay_samples(self) -> int:
+        """Group delay in output samples."""
+        return 0 if self._h is None else (len(self._h) - 1) // 2
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        from scipy.signal import lfilter
+
+        x = np.asarray(x, dtype=np.float64).reshape(-1)
+        if self._h is None:
+            return x.astype(np.float32)
+        up = np.zeros(len(x) * self.factor)
+        up[:: self.factor] = x
+        y, self._zi = lfilter(self._h, 1.0, up, zi=self._zi)
+        return y.astype(np.float32)
+
+
+# ------------------------------------------------------------ payload decoders
+def _payload_format(codec) -> Optional[PayloadFormat]:
+    """The jitter buffer's :class:`~jitterbuffer.payload.PayloadFormat` for an aiortc codec; None if unsupported."""
+    mime = str(getattr(codec, "mimeType", "")).lower()
+    if mime == "audio/opus":
+        return PayloadFormat("opus", 48000, OpusPayloadDecoder)
+    if mime in ("audio/pcmu", "audio/pcma", "audio/g722"):
+        return PayloadFormat(mime.split("/")[1], int(codec.clockRate), lambda: AiortcPayloadDecoder(codec))
+    return None
+
+
+class AiortcPayloadDecoder(PayloadDecoder):
+    """PCMU, PCMA or G.722 decoded by aiortc's own decoder, resampled to 16 kHz.
+
+    All three use an 8000 Hz RTP clock; one payload byte is one RTP timestamp
+    unit (G.722 packs two 16 kHz samples into each byte).
+    """
+
+    def __init__(self, codec) -> None:
+        self.codec = codec
+        self.name = str(codec.mimeType).split("/")[1].lower()
+        self.clock_rate = int(codec.clockRate)
+        self._native_rate = 16000 if self.name == "g722" else 8000
+        self.reset()
+
+    def reset(self) -> None:
+        from aiortc.codecs import get_decoder
+
+        self._decoder = get_decoder(self.codec)
+        self._up = StreamUpsampler(_JB_RATE // self._native_rate) if self._native_rate != _JB_RATE else None
+
+    def duration(self, payload: bytes) -> Optional[int]:
+        n = len(payload)
+        if n == 0 or n % (self.clock_rate // 100) or n > self.clock_rate * 120 // 1000:
+            return None
+        return n
+
+    def decode(self, payload: bytes) -> Optional[np.ndarray]:
+        from aiortc.jitterbuffer import JitterFrame
+
+        n = self.duration(payload)
+        if n is None:
+            return None
+        try:
+            frames = self._decoder.decode(JitterFrame(bytes(payload), 0))
+        except Exception:  # noqa: BLE001 - an av error: the jitter buffer conceals the packet
+            return None
+        parts = []
+        for f in frames:
+            a = f.to_ndarray().astype(np.float32)
+            channels = len(f.layout.channels)
+            if channels > 1:
+                a = a.reshape(channels, -1).mean(axis=0) if f.format.is_planar else a.reshape(-1, channels).mean(axis=1)
+            parts.append(a.reshape(-1) / 32768.0)
+        x = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        native = n * self._native_rate // self.clock_rate
+        x = np.pad(x, (0, max(0, native - len(x))))[:native]
+        if self._up is not None:
+            x = self._up(x)
+        return x.astype(np.float32)
+
+
+# ------------------------------------------------------------------ concealers
+def _method_names() -> list[str]:
+    from plc.concealers import available_methods
+
+    return sorted(set(available_methods()) | {"none"})
+
+
+def _make_jitter_buffer(method: str, buffer: str, concealer_options: dict):
+    from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+    from plc.concealers import make_concealer
+
+    name = "zero" if method == "none" else method
+    if name == "opus":
+        from jitterbuffer.concealment import CodecPlcConcealer
+
+        concealer = CodecPlcConcealer(sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS)
+    else:
+        concealer = make_concealer(name, sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS, **concealer_options)
+    config = buffer if isinstance(buffer, JitterBufferConfig) else JitterBufferConfig.from_spec(str(buffer))
+    return JitterBuffer(concealer=concealer, config=config, payload_types={})
+
+
+# ------------------------------------------------------------ receiver patch
+class _PacketTap:
+    """Stands in for aiortc's per-receiver jitter buffer: takes packets, never returns frames."""
+
+    def __init__(self, owner: "ReceiverConcealment") -> None:
+        self._owner = owner
+
+    def add(self, packet) -> tuple[bool, None]:
+        self._owner._on_packet(packet)
+        return False, None
+
+
+_RTP_HEADER = struct.Struct("!BBHII")
+
+
+def _rtp_bytes(packet) -> bytes:
+    """A plain RTP packet (fixed header + payload) for our jitter buffer's parser."""
+    second = (0x80 if packet.marker else 0) | (packet.payload_type & 0x7F)
+    return _RTP_HEADER.pack(0x80, second, packet.sequence_number & 0xFFFF, packet.timestamp & 0xFFFFFFFF,
+                            packet.ssrc & 0xFFFFFFFF) + bytes(packet.payload)
+
+
+class ReceiverConcealment:
+    """Concealment on one audio ``RTCRtpReceiver`` (made by :func:`enable_concealment`).
+
+    Attributes
+    ----------
+    receiver : aiortc.RTCRtpReceiver
+    method : str
+    jitter_buffer : jitterbuffer.neteq.JitterBuffer
+    frames_emitted : int
+        20 ms frames put into the remote track so far.
+    timeline : collections.deque or None
+        With ``log_ticks=N``: the last N jitter buffer ticks as
+        ``(frame_index, operation)`` (two 10 ms ticks per output frame).
+    """
+
+    _PRIVATE_JB = "_RTCRtpReceiver__jitter_buffer"
+    _PRIVATE_CODECS = "_RTCRtpReceiver__codecs"
+    _PRIVATE_DECODER = "_RTCRtpReceiver__decoder_thread"
+    _PRIVATE_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
+
+    def __init__(self, receiver, method: str, buffer="adaptive", layout: str = "stereo", threaded: bool = True,
+                 max_catchup_ms: float = 500.0, max_queued_frames: int = 500, log_ticks: int = 0,
+                 concealer_options: Optional[dict] = None, clock: Callable[[], float] = _monotonic_ms) -> None:
+        for attr in (self._PRIVATE_JB, self._PRIVATE_CODECS, self._PRIVATE_DECODER):
+            if not hasattr(receiver, attr):
+                raise RuntimeError("this aiortc version is not supported by plc.webrtc (tested with aiortc 1.16): "
+                                   f"RTCRtpReceiver has no {attr}")
+        if layout not in ("stereo", "mono"):
+            raise ValueError(f"layout must be 'stereo' or 'mono', not {layout!r}")
+        self.receiver = receiver
+        self.method = method
+        self.layout = layout
+        self.max_catchup_ms = float(max_catchup_ms)
+        self.max_queued_frames = int(max_queued_frames)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.jitter_buffer = _make_jitter_buffer(method, buffer, dict(concealer_options or {}))
+        self._upsampler = StreamUpsampler(OUTPUT_RATE // _JB_RATE)
+        self._pending: deque = deque()          # (arrival_ms, rtp bytes, codec), loop thread -> worker
+        self._known_pt: set[int] = set()
+        self._executor = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="plc-audio")
+                          if threaded else None)
+        self._task: Optional[asyncio.Task] = None
+        self._t0: Optional[float] = None
+        self._pts0 = 0
+        self.frames_emitted = 0
+        self.frames_dropped_unread = 0
+        self.clock_skips = 0
+        self.late_ticks = 0
+        self.packets_tapped = 0
+        self.timeline: Optional[deque] = deque(maxlen=int(log_ticks)) if log_ticks else None
+        self.enabled = False
+        self.error: Optional[str] = None
+        self._original_jb = None
+        self._saved_getstats = None
+
+    # -------------------------------------------------------------- install
+    def _install(self) -> None:
+        r = self.receiver
+        self._original_jb = getattr(r, self._PRIVATE_JB)
+        setattr(r, self._PRIVATE_JB, _PacketTap(self))
+        self._saved_getstats = r.__dict__.get("getStats")  # an instance override made by someone else
+        original_get_stats = r.getStats
+        owner = self
+
+        async def getStats():  # noqa: N802 - aiortc's name
+            report = await original_get_stats()
+            if owner.enabled:
+                owner._annotate(report)
+            return report
+
+        getStats.__doc__ = original_get_stats.__doc__
+        r.getStats = getStats
+        self.enabled = True
+        _RECEIVERS[r] = self
+
+    def disable(self) -> None:
+        """Give the receiver back to aiortc's own audio path (idempotent)."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        r = self.receiver
+        if isinstance(getattr(r, self._PRIVATE_JB, None), _PacketTap):
+            setattr(r, self._PRIVATE_JB, self._original_jb)
+        if self._saved_getstats is not None:
+            r.getStats = self._saved_getstats
+        else:
+            r.__dict__.pop("getStats", None)
+        if _RECEIVERS.get(r) is self:
+            del _RECEIVERS[r]
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._shutdown_executor()
+
+    def _shutdown_executor(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    @property
+    def track(self):
+        """The receiver's remote track (None until the remote description created it)."""
+        return getattr(self.receiver, "_track", None)
+
+    # --------------------------------------------------------------- input
+    def _on_packet(self, packet) -> None:
+        """A packet from aiortc's receive path (event loop thread)."""
+        if not self.enabled or (self._task is not None and self._task.done()):
+            return  # the track has ended: nothing will play these
+        now = self._clock()
+        codecs = getattr(self.receiver, self._PRIVATE_CODECS, {})
+        self._pending.append((now, _rtp_bytes(packet), codecs.get(packet.payload_type)))
+        self.packets_tapped += 1
+        if self._t0 is None:
+            self._t0 = now
+            self._pts0 = self._initial_pts(packet)
+            try:
+                self._task = asyncio.get_running_loop().create_task(self._run())
+            except RuntimeError:  # no running loop: cannot happen inside aiortc
+                self._t0 = None
+
+    def _initial_pts(self, packet) -> int:
+        """0, or where aiortc's own frames left off when enabled on a live stream."""
+        mapper = getattr(self.receiver, self._PRIVATE_MAPPER, None)
+        origin = getattr(mapper, "_origin", None)
+        codec = getattr(self.receiver, self._PRIVATE_CODECS, {}).get(packet.payload_type)
+        if origin is None or codec is None:
+            return 0
+        try:
+            elapsed = ((packet.timestamp - origin) & 0xFFFFFFFF) * OUTPUT_RATE // int(codec.clockRate)
+        except Exception:  # noqa: BLE001
+            return 0
+        return int(elapsed) // OUTPUT_FRAME_SAMPLES * OUTPUT_FRAME_SAMPLES
+
+    # --------------------------------------------------------------- clock
+    def _ended(self) -> bool:
+        track = self.track
+        if track is None or track.readyState != "live":
+            return True
+        return getattr(self.receiver, self._PRIVATE_DECODER, None) is None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        k = 0
+        try:
+            while self.enabled and not self._ended():
+                due = self._t0 + (k + 1) * OUTPUT_FRAME_MS
+                wait = due - self._clock()
+                if wait > 0:
+                    await asyncio.sleep(wait / 1000.0)
+                    if not self.enabled or self._ended():
+                        break
+                lag = self._clock() - due
+                if lag > self.max_catchup_ms:  # the loop was blocked: do not play the backlog in a burst
+                    skip = int(lag // OUTPUT_FRAME_MS)
+                    self._t0 += skip * OUTPUT_FRAME_MS
+                    due += skip * OUTPUT_FRAME_MS
+                    self.clock_skips += 1
+                elif lag > OUTPUT_FRAME_MS:
+                    self.late_ticks += 1
+                if self._executor is not None:
+                    frame = await loop.run_in_executor(self._executor, self._produce, k, due)
+                else:
+                    frame = self._produce(k, due)
+                if not self.enabled or self._ended():
+                    break
+                self._deliver(frame)
+                k += 1
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - never kill the call: hand the stream back to aiortc
+            self.error = f"{type(exc).__name__}: {exc}"
+            logger.exception("plc.webrtc: playout clock failed; aiortc's own audio path takes over")
+            self.disable()
+        finally:
+            self._shutdown_executor()
+
+    def _deliver(self, frame) -> None:
+        track = self.track
+        queue: asyncio.Queue = track._queue
+        while self.max_queued_frames and queue.qsize() >= self.max_queued_frames:
+            try:  # nobody reads the track: drop the oldest frame rather than grow forever
+                old = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if old is None:  # the end marker: keep it, the track is ending
+                queue.put_nowait(None)
+                return
+            self.frames_dropped_unread += 1
+        queue.put_nowait(frame)
+        self.frames_emitted += 1
+
+    def _produce(self, k: int, due_ms: float):
+        """Frame ``k``: two jitter buffer ticks at ``due - 10`` and ``due`` ms, resampled (worker thread)."""
+        import av
+
+        jb = self.jitter_buffer
+        parts = []
+        with self._lock:
+            for i, tick in enumerate((due_ms - _JB_FRAME_MS, due_ms)):
+                while self._pending and self._pending[0][0] <= tick:
+                    arrival, data, codec = self._pending.popleft()
+                    pt = data[1] & 0x7F
+                    if pt not in self._known_pt:
+                        self._known_pt.add(pt)
+                        fmt = _payload_format(codec) if codec is not None else None
+                        if fmt is not None:
+                            jb.payload_types[pt] = fmt
+                    jb.insert_packet(data, arrival)
+                parts.append(jb.get_audio(tick))
+                if self.timeline is not None:
+                    op = jb.last_tick.operation.value if jb.last_tick is not None else "?"
+                    self.timeline.append((k, op))
+            audio16 = np.concatenate(parts)
+            audio48 = self._upsampler(audio16)
+        pcm = np.clip(np.round(audio48 * 32767.0), -32768, 32767).astype(np.int16)
+        if self.layout == "stereo":
+            pcm = np.repeat(pcm, 2)
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout=self.layout)
+        frame.sample_rate = OUTPUT_RATE
+        frame.time_base = _TIME_BASE
+        frame.pts = self._pts0 + k * OUTPUT_FRAME_SAMPLES
+        return frame
+
+    # --------------------------------------------------------------- stats
+    @property
+    def stats(self) -> dict:
+        """The jitter buffer's statistics (WebRTC names) plus the playout clock's counters."""
+        with self._lock:
+            s = dict(self.jitter_buffer.stats)
+        s.update({
+            "method": self.method,
+            "framesEmitted": self.frames_emitted,
+            "framesDroppedUnread": self.frames_dropped_unread,
+            "packetsTapped": self.packets_tapped,
+            "packetsPending": len(self._pending),
+            "clockSkips": self.clock_skips,
+            "lateTicks": self.late_ticks,
+            "sampleRate": _JB_RATE,
+            "error": self.error,
+        })
+        return s
+
+    def _annotate(self, report) -> None:
+        s = self.stats
+        for entry in list(report.values()):
+            if getattr(entry, "type", None) == "inbound-rtp" and getattr(entry, "kind", None) == "audio":
+                for name in STANDARD_STATS:
+                    setattr(entry, name, s[name])
+
+
+# ------------------------------------------------------------------- handle
+class ConcealmentHandle:
+    """What :func:`enable_concealment` returns: the patched receivers, their stats, ``disable()``.
+
+    Attributes
+    ----------
+    method : str
+    options : dict
+    receivers : list of ReceiverConcealment
+        One per audio receiver patched so far (a peer connection gains more
+        as transceivers get their remote tracks).
+    """
+
+    def __init__(self, target, method: str, options: dict) -> None:
+        self._target = weakref.ref(target)
+        self.method = method
+        self.options = dict(options)
+        self.receivers: list[ReceiverConcealment] = []
+        self.enabled = True
+        self._listener = None
+
+    def _attach(self, receiver) -> Optional[ReceiverConcealment]:
+        if not self.enabled or getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
+            return None
+        existing = _RECEIVERS.get(receiver)
+        if existing is not None:
+            if existing not in self.receivers:
+                if existing.method != self.method:
+                    raise ValueError(f"concealment is already enabled on this receiver with method "
+                                     f"{existing.method!r}; disable it first")
+                self.receivers.append(existing)
+            return existing
+        rc = ReceiverConcealment(receiver, self.method, **self.options)
+        rc._install()
+        self.receivers.append(rc)
+        return rc
+
+    def concealment_for(self, track_or_receiver) -> Optional[ReceiverConcealment]:
+        """The :class:`ReceiverConcealment` of a remote track or receiver, None if not patched here."""
+        for rc in self.receivers:
+            if track_or_receiver is rc.receiver or track_or_receiver is rc.track:
+                return rc
+        return None
+
+    @property
+    def stats(self) -> dict:
+        """Statistics (WebRTC field names). One audio receiver: its stats; several: the sums."""
+        live = [rc.stats for rc in self.receivers]
+        if not live:
+            return _empty_stats(self.method)
+        if len(live) == 1:
+            return live[0]
+        return _sum_stats(live)
+
+    def disable(self) -> None:
+        """Restore aiortc's own audio path on every receiver (idempotent)."""
+        if not self.enabled:
+            return
+        self.enabled = False
+        target = self._target()
+        if target is not None and self._listener is not None:
+            try:
+                target.remove_listener("track", self._listener)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        for rc in self.receivers:
+            rc.disable()
+        if target is not None and _PEERS.get(target) is self:
+            del _PEERS[target]
+
+    def __repr__(self) -> str:
+        return f"ConcealmentHandle(method={self.method!r}, receivers={len(self.receivers)}, enabled={self.enabled})"
+
+
+def _empty_stats(method: str) -> dict:
+    return {name: 0 for name in STANDARD_STATS} | {"packetsLost": 0, "method": method}
+
+
+def _sum_stats(items: list[dict]) -> dict:
+    out: dict = {}
+    for s in items:
+        for key, value in s.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+                out.setdefault(key, value)
+            elif isinstance(value, dict):
+                d = out.setdefault(key, {})
+                for k2, v2 in value.items():
+                    d[k2] = d.get(k2, 0) + v2
+            else:
+                out[key] = out.get(key, 0) + value
+    out["tracks"] = len(items)
+    return out
+
+
+# ---------------------------------------------------------------------- API
+def enable_concealment(pc_or_receiver, method: str = "neural", **options) -> ConcealmentHandle:
+    """Route received audio through this project's jitter buffer and concealer.
+
+    Parameters
+    ----------
+    pc_or_receiver : aiortc.RTCPeerConnection or aiortc.RTCRtpReceiver
+        A peer connection (every audio receiver, present and future; call it
+        before or after negotiation) or one audio receiver.
+    method : str
+        ``neural`` (default), ``neteq``, ``g711``, ``repeat``, ``opus``
+        (libopus PLC) or ``none`` (silence in the gaps).
+    **options
+        ``buffer`` (``"adaptive"``, default, or ``"fixed:MS"``, or a
+        :class:`jitterbuffer.neteq.JitterBufferConfig`); ``layout``
+        (``"stereo"``, default, as aiortc's Opus decoder, or ``"mono"``);
+        ``threaded`` (default True: the jitter buffer and concealer run in a
+        worker thread per receiver, off the event loop); ``max_catchup_ms``
+        (default 500: an event loop blocked longer than this skips the
+        backlog instead of bursting it); ``max_queued_frames`` (default 500:
+        unread frames kept in the track before the oldest are dropped);
+        ``log_ticks`` (keep the last N tick operations in
+        :attr:`ReceiverConcealment.timeline`); ``concealer_options`` (dict of
+        keyword arguments for the concealer, e.g. ``{"model_dir": ...}``).
+
+    Returns
+    -------
+    ConcealmentHandle
+        ``.stats`` (dict, WebRTC names), ``.receivers``, ``.disable()``.
+        Calling again on the same object with the same method returns the
+        same handle.
+
+    Raises
+    ------
+    ValueError
+        Unknown method or option, a video receiver, or already enabled with
+        another method.
+    """
+    from aiortc import RTCPeerConnection, RTCRtpReceiver
+
+    method = str(method).lower()
+    if method not in _method_names():
+        raise ValueError(f"unknown concealment method {method!r}; choose from {', '.join(_method_names())}")
+    allowed = {"buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks",
+               "concealer_options"}
+    unknown = set(options) - allowed
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(allowed))}")
+    if "buffer" in options and isinstance(options["buffer"], str):
+        from jitterbuffer.neteq import JitterBufferConfig
+
+        JitterBufferConfig.from_spec(options["buffer"])  # raises ValueError on a bad spec
+    if isinstance(pc_or_receiver, RTCPeerConnection):
+        pc = pc_or_receiver
+        handle = _PEERS.get(pc)
+        if handle is not None:
+            if handle.method != method or handle.options != options:
+                raise ValueError(f"concealment is already enabled on this peer connection with method "
+                                 f"{handle.method!r}; call disable() first")
+            return handle
+        handle = ConcealmentHandle(pc, method, options)
+        for transceiver in pc.getTransceivers():
+            if transceiver.kind == "audio":
+                handle._attach(transceiver.receiver)
+
+        def on_track(track) -> None:
+            if track.kind != "audio" or not handle.enabled:
+                return
+            for transceiver in pc.getTransceivers():
+                if transceiver.receiver.track is track:
+                    handle._attach(transceiver.receiver)
+
+        handle._listener = on_track
+        pc.on("track", on_track)
+        _PEERS[pc] = handle
+        return handle
+    if isinstance(pc_or_receiver, RTCRtpReceiver):
+        receiver = pc_or_receiver
+        if getattr(receiver, "_RTCRtpReceiver__kind", None) != "audio":
+            raise ValueError("concealment applies to audio receivers only")
+        existing = _RECEIVERS.get(receiver)
+        if existing is not None and existing.method != method:
+            raise ValueError(f"concealment is already enabled on this receiver with method {existing.method!r}; "
+                             "disable it first")
+        handle = ConcealmentHandle(receiver, method, options)
+        handle._attach(receiver)
+        return handle
+    raise TypeError(f"enable_concealment needs an RTCPeerConnection or RTCRtpReceiver, not "
+                    f"{type(pc_or_receiver).__name__}")
+
+
+def disable_concealment(pc_or_receiver) -> None:
+    """Undo :func:`enable_concealment` on a peer connection or receiver (no-op if not enabled)."""
+    handle = _PEERS.get(pc_or_receiver)
+    if handle is not None:
+        handle.disable()
+        return
+    rc = _RECEIVERS.get(pc_or_receiver)
+    if rc is not None:
+        rc.disable()
+
+
+def _find(track_or_receiver) -> Optional[ReceiverConcealment]:
+    rc = _RECEIVERS.get(track_or_receiver) if _is_weakrefable(track_or_receiver) else None
+    if rc is not None:
+        return rc
+    for rc in list(_RECEIVERS.values()):
+        if rc.track is track_or_receiver:
+            return rc
+    return None
+
+
+def _is_weakrefable(obj) -> bool:
+    try:
+        weakref.ref(obj)
+        return True
+    except TypeError:
+        return False
+
+
+def get_concealment_stats(track_or_receiver) -> Optional[dict]:
+    """Statistics of the concealment on a remote audio track or its receiver; None if not enabled."""
+    rc = _find(track_or_receiver)
+    return rc.stats if rc is not None else None
+
+
+def is_concealment_enabled(track_or_receiver) -> bool:
+    """True if :func:`enable_concealment` is active on this remote track or receiver."""
+    return _find(track_or_receiver) is not None
+
