@@ -24,7 +24,7 @@ $(DEMO_SPEECH):
 setup: $(STAMP) $(DEMO_SPEECH)
 
 demo: setup
-	$(BIN)/plc demo
+	$(BIN)/plc demo call --compare --out out/call
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
