@@ -137,6 +137,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _lazy("training.train", "train", "train the neural concealer"),
     _lazy("training.export", "export", "export a checkpoint to ONNX for the runtime"),
     _lazy("demo.cli", "demo", "run the built-in demonstration"),
+    _lazy("jitterbuffer.cli", "netsim", "simulate a network and the jitter buffer on an audio file"),
 ]
 
 

@@ -1,0 +1,157 @@
+"""``plc netsim``: run a speech file through a simulated network and the jitter buffer.
+
+Registered in :mod:`plc.cli` as ``_lazy("jitterbuffer.cli", "netsim", ...)``;
+:func:`add_parser` adds the sub-command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from plc.cli import UserError
+
+HELP = "simulate a network and the jitter buffer on an audio file"
+
+DESCRIPTION = """\
+Packetize INPUT into 20 ms RTP packets, send them through a network model
+(--network) or a recorded trace (--arrivals), feed the jitter buffer at the
+arrival times and play out every 10 ms into OUTPUT (INPUT's length plus the
+buffering delay, at INPUT's rate, mono).
+
+--network SPEC: key=value pairs (commas or spaces), a preset, or a .toml file
+with the same keys, e.g. 'delay=40ms jitter=30ms spike=300ms spike_every=10s
+loss=5% burst=3 reorder=0.5% dup=0.5% drift=+1% seed=1'. Keys: delay (base
+one-way delay), jitter (standard deviation of the extra queueing delay), dist
+(pareto|lognormal|exponential|uniform|none), shape, fifo (1: packets keep
+their order), spike (height), spike_every (mean interval, s), spike_at (s,
+';'-separated), loss (Gilbert-Elliott mean rate), burst (mean burst, packets),
+loss_good, loss_bad, reorder, reorder_delay, dup, drift (sender clock, within
++-5%), seed. Presets: clean, heavy, spike500, wifi (e.g. 'heavy,seed=3').
+
+--arrivals CSV: columns seq,send_ms,arrival_ms (seq = packet index from 0; an
+empty arrival_ms = never arrived; a seq listed twice = duplicated).
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add the ``netsim`` sub-command to ``plc``'s sub-parsers."""
+    p = sub.add_parser("netsim", help=HELP, description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="INPUT", help="audio file (WAV, FLAC, OGG; any rate; stereo is mixed to mono)")
+    p.add_argument("output", metavar="OUTPUT", help="output audio file (.wav, .flac or .ogg)")
+    net = p.add_mutually_exclusive_group(required=True)
+    net.add_argument("--network", metavar="SPEC", help="network model: SPEC string, preset or .toml file")
+    net.add_argument("--arrivals", metavar="CSV", help="recorded trace with columns seq,send_ms,arrival_ms")
+    p.add_argument("--method", default=None,
+                   help="concealment method (default: neteq if installed, else g711, else repeat); "
+                        "'opus' = libopus' own PLC with --codec opus; see `plc methods`")
+    p.add_argument("--buffer", default="adaptive", metavar="adaptive|fixed:MS",
+                   help="jitter buffer: adaptive (NetEQ-like, default) or fixed:MS (constant prefetch, "
+                        "like aiortc's; fixed:80 = aiortc's 4 packets)")
+    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
+    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS", help="Opus bitrate in bit/s (default 24000)")
+    p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
+    p.add_argument("--seed", type=int, default=None, help="override the network SPEC's seed")
+    p.add_argument("--min-delay", type=float, default=0.0, metavar="MS", help="adaptive: lowest target delay (ms)")
+    p.add_argument("--max-delay", type=float, default=1000.0, metavar="MS",
+                   help="adaptive: highest target delay (ms, default 1000)")
+    p.add_argument("--quantile", type=float, default=None, metavar="Q",
+                   help="adaptive: share of packets the target delay covers (default 0.9; NetEQ uses 0.95)")
+    p.add_argument("--save-arrivals", metavar="CSV", help="also write the simulated arrivals as a CSV trace")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``plc netsim``; user errors raise :class:`plc.cli.UserError`."""
+    import numpy as np
+
+    from plc.audio_io import AudioError, audio_subtype, load_audio, resample, write_audio
+    from plc.concealers import DECODER_METHODS, available_methods
+
+    from .neteq import JitterBufferConfig, default_method
+    from .netsim import PACKET_MS, simulate
+    from .network import NetworkError, parse_network, read_arrivals_csv, write_arrivals_csv
+    from .payload import SAMPLE_RATE
+
+    method = args.method or default_method()
+    if method not in available_methods():
+        raise UserError(f"unknown method {method!r}; choose from {', '.join(available_methods())}")
+    if method in DECODER_METHODS and args.codec != "opus":
+        raise UserError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
+    output = Path(args.output)
+    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
+        raise UserError(f"{output}: output must end in .wav, .flac or .ogg")
+    if not output.parent.exists():
+        raise UserError(f"{output.parent}: output folder does not exist")
+    for opt, path in (("--stats", args.stats), ("--save-arrivals", args.save_arrivals)):
+        if path and not Path(path).parent.exists():
+            raise UserError(f"{opt} {path}: folder does not exist")
+    if args.min_delay < 0 or args.max_delay < args.min_delay:
+        raise UserError("need 0 <= --min-delay <= --max-delay")
+    if args.quantile is not None and not 0.5 <= args.quantile < 1.0:
+        raise UserError(f"--quantile must be within 0.5..1 (exclusive), got {args.quantile}")
+    try:
+        extra = {"quantile": args.quantile} if args.quantile is not None else {}
+        config = JitterBufferConfig.from_spec(args.buffer, min_delay_ms=args.min_delay, max_delay_ms=args.max_delay,
+                                              **extra)
+        audio, rate = load_audio(args.input)
+        mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+        x = resample(mono, rate, SAMPLE_RATE)
+        n_packets = int(np.ceil(len(x) / (SAMPLE_RATE * PACKET_MS / 1000)))
+        spec = None
+        if args.network is not None:
+            spec = parse_network(args.network, seed=args.seed)
+            arrivals = spec.simulate(n_packets, PACKET_MS)
+        else:
+            arrivals = read_arrivals_csv(args.arrivals)
+            covered = max(a.seq for a in arrivals) + 1
+            if covered < n_packets:
+                raise UserError(f"{args.arrivals}: the trace covers {covered} packets but {args.input} needs "
+                                f"{n_packets} ({PACKET_MS} ms packets)")
+        result = simulate(x, arrivals, config, method=method, codec=args.codec, seed=args.seed or 0,
+                          spec=spec, bitrate_bps=args.bitrate)
+        out = resample(result.audio, SAMPLE_RATE, rate)
+        write_audio(output, out, rate, subtype=audio_subtype(args.input))
+        if args.save_arrivals:
+            write_arrivals_csv(args.save_arrivals, arrivals)
+    except (AudioError, NetworkError, ValueError, OSError) as exc:
+        raise UserError(" ".join(str(exc).split())) from None
+    stats = result.stats
+    stats.update({"input": str(args.input), "network": args.network, "arrivals": args.arrivals,
+                  "buffer": args.buffer, "method": method, "codec": args.codec})
+    if args.stats:
+        try:
+            Path(args.stats).write_text(json.dumps(_finite(stats), indent=2, default=_json_default) + "\n")
+        except OSError as exc:
+            raise UserError(f"{args.stats}: cannot write ({exc.strerror})") from None
+    delay = stats["playoutDelayMeanMs"]
+    print(f"{output}: {stats['packetsSent']} packets, {100 * stats['networkLossRate']:.1f}% lost in the network, "
+          f"{100 * stats['lateLossRate']:.1f}% late; playout delay {_ms(delay)} mean, "
+          f"{_ms(stats['playoutDelayP95Ms'])} p95; {100 * stats['concealedFraction']:.1f}% concealed "
+          f"({args.buffer}, {method}, {args.codec})")
+    return 0
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.0f} ms"
+
+
+def _finite(value):
+    """The statistics with NaN and infinities as null (strict JSON)."""
+    import math
+
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")

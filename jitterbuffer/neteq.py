@@ -1,0 +1,779 @@
+"""The jitter buffer: RTP packets in, one 10 ms frame of 16 kHz audio out per tick.
+
+:class:`JitterBuffer` is the receive side of a call, modelled on WebRTC's
+NetEQ. ``insert_packet(rtp_bytes, arrival_time_ms)`` whenever a packet
+arrives; ``get_audio()`` every 10 ms. Inside:
+
+* :mod:`~jitterbuffer.rtp` parses and validates the header and unwraps the
+  sequence number and timestamp; malformed packets are counted and dropped.
+* :mod:`~jitterbuffer.packet_buffer` holds the packets by timestamp (duplicates,
+  late packets and overflow handled there).
+* :mod:`~jitterbuffer.delay_manager` turns arrival times into the target delay.
+* :mod:`~jitterbuffer.decision_logic` picks each tick's operation: normal,
+  expand, merge, accelerate, fast accelerate or preemptive expand.
+* :mod:`~jitterbuffer.payload` decodes (PCM or Opus); the pluggable concealer
+  (any :class:`plc.concealers.Concealer`, guarded by
+  :class:`~jitterbuffer.concealment.GuardedConcealer`) makes expand and merge;
+  :mod:`~jitterbuffer.time_stretch` accelerates and expands by pitch periods.
+
+Internally, decoded and concealed frames go into a *sync buffer* of audio
+prepared but not yet played (NetEQ's name), each sample tagged with the RTP
+timestamp it came from and its packet's arrival time; time-stretching
+rewrites that future part only, and each tick plays its first 10 ms.
+
+Two modes (:class:`JitterBufferConfig`): ``adaptive`` (NetEQ: the delay
+follows the measured jitter; expands hold the timeline so that a late packet
+is waited for rather than lost; accelerate and preemptive expand move the
+delay to the target) and ``fixed`` (the baseline, like aiortc's: playout starts
+``prefetch_ms`` after the first packet and runs at a constant delay; a packet
+not there in time is concealed and, if it comes later, discarded).
+
+Statistics (:attr:`JitterBuffer.stats`) use the names of WebRTC's
+``RTCInboundRtpStreamStats`` for audio; the cumulative delays are in seconds
+as there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from plc.concealers import Concealer, available_methods, make_concealer, raised_cosine_fade
+
+from .concealment import CodecPlcConcealer, GuardedConcealer
+from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
+from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
+from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
+from .payload import DEFAULT_PAYLOAD_TYPES, FRAME_SAMPLES, SAMPLE_RATE, PayloadDecoder, PayloadFormat
+from .sync_buffer import SyncBuffer
+from .rtp import RtpError, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
+from .time_stretch import BackgroundNoise, accelerate, preemptive_expand
+
+FRAME_MS = 10
+#: Audio prepared ahead for an accelerate (NetEQ works on 30 ms).
+_ACCELERATE_SAMPLES = 3 * FRAME_SAMPLES
+#: Played samples kept for preemptive expand's correlation.
+_PLAYED_HISTORY = 3 * FRAME_SAMPLES
+#: Sum of the emission offsets of a frame's samples, ms.
+_EMIT_OFFSET_SUM_MS = float(np.sum(np.arange(FRAME_SAMPLES) * 1000.0 / SAMPLE_RATE))
+#: Fade-in of the first received frame of a call.
+_FADE_IN = raised_cosine_fade(SAMPLE_RATE * 2 // 1000)
+#: Concealers tried, best first, when none is given.
+PREFERRED_METHODS = ("neteq", "g711", "repeat")
+
+
+def default_method() -> str:
+    """The best concealment method installed: neteq, else g711, else repeat."""
+    methods = available_methods()
+    return next(m for m in PREFERRED_METHODS if m in methods)
+
+
+@dataclass
+class JitterBufferConfig:
+    """Settings of :class:`JitterBuffer` (times in ms).
+
+    Attributes
+    ----------
+    mode : {"adaptive", "fixed"}
+        See the module docstring.
+    prefetch_ms : float
+        Fixed mode: the constant delay after the first packet's arrival.
+        Adaptive mode: the delay before playout starts (then the target takes over).
+    min_delay_ms, max_delay_ms : float
+        Clamp of the adaptive target delay.
+    capacity_packets : int
+        Packet buffer capacity.
+    overflow : {"drop_oldest", "flush"} or None
+        Packet buffer overflow policy; None: ``drop_oldest`` in adaptive mode,
+        ``flush`` (and restart after ``prefetch_ms``, NetEQ's choice) in fixed mode.
+    late_restart_ms : float
+        Fixed mode: when packets carrying this much audio in a row arrive too late
+        (the sender's clock is slower, or the network delay rose for good), playout
+        restarts ``prefetch_ms`` after the next packet. Longer than any delay spike.
+    quantile, forget_factor, resample_interval_ms :
+        Delay histogram settings (:class:`~jitterbuffer.delay_manager.DelayManagerConfig`).
+        The target covers ``quantile`` of the packets' arrival delays. 0.9 rather
+        than NetEQ's 0.95: the adaptive buffer waits for a packet that is later than
+        the target instead of dropping it, so the rest costs a short concealment,
+        not a loss (on the heavy-tailed network of RESULTS.md, 0.95 gives about 20 ms
+        more delay and 3 points less concealment).
+    burst_follower_ratio : float
+        A packet arriving less than this fraction of its timestamp step after the
+        previous one queued behind it; it is left out of the delay histogram, so a
+        delay spike or a jitter burst counts once, not once per packet it held up.
+    preemptive_below_ms, accelerate_above_ms, fast_above_ms, min_stretch_interval_ticks :
+        Time-stretch thresholds relative to the target: the playout delay is kept
+        between target + 10 and target + 20 ms
+        (:class:`~jitterbuffer.decision_logic.DecisionLogic`).
+    stretch_correlation, fast_stretch_correlation : float
+        Least correlation of the cross-faded pitch periods for an ordinary stretch
+        (NetEQ's 0.9) and for a fast accelerate far above the target.
+    allow_time_stretch : bool
+        Adaptive mode without accelerate / preemptive expand when False.
+    max_gap_wait_ms : float
+        A gap in the timestamps this long is jumped at once (sender pause).
+    stream_restart_ms : float
+        A packet this far behind the playout point restarts the stream
+        (NetEQ's 5 s horizon); nearer ones are just late.
+    """
+
+    mode: str = "adaptive"
+    prefetch_ms: float = 80.0
+    min_delay_ms: float = 0.0
+    max_delay_ms: float = 1000.0
+    capacity_packets: int = 100
+    overflow: Optional[str] = None
+    late_restart_ms: float = 1000.0
+    quantile: float = 0.9
+    forget_factor: float = 0.995
+    resample_interval_ms: Optional[float] = None
+    accelerate_above_ms: float = 20.0
+    fast_above_ms: float = 40.0
+    preemptive_below_ms: float = 10.0
+    min_stretch_interval_ticks: int = 1
+    allow_time_stretch: bool = True
+    max_gap_wait_ms: float = 1000.0
+    stream_restart_ms: float = 5000.0
+    burst_follower_ratio: float = 0.25
+    stretch_correlation: float = 0.9
+    fast_stretch_correlation: float = 0.7
+
+    @classmethod
+    def from_spec(cls, spec: str, **overrides) -> "JitterBufferConfig":
+        """``adaptive`` or ``fixed:MS`` (the ``--buffer`` option). Raises ValueError."""
+        text = spec.strip().lower()
+        if text == "adaptive":
+            return cls(mode="adaptive", **overrides)
+        if text.startswith("fixed"):
+            _, _, value = text.partition(":")
+            value = value.strip().removesuffix("ms")
+            try:
+                ms = float(value) if value else 80.0
+            except ValueError:
+                raise ValueError(f"--buffer {spec!r}: the fixed delay must be a number of ms, e.g. fixed:80") from None
+            if not 0.0 <= ms <= 10000.0 or not math.isfinite(ms):
+                raise ValueError(f"--buffer {spec!r}: the fixed delay must be within 0..10000 ms")
+            return cls(mode="fixed", prefetch_ms=ms, **overrides)
+        raise ValueError(f"--buffer {spec!r}: use adaptive or fixed:MS (e.g. fixed:80)")
+
+
+@dataclass
+class TickInfo:
+    """What the last :meth:`JitterBuffer.get_audio` did (for simulators and logs).
+
+    Attributes
+    ----------
+    operation : Operation
+        The tick's operation.
+    now_ms : float
+        The playout time of the frame's first sample.
+    playout_timestamp : int or None
+        RTP timestamp (32 bits) of the first received sample played, None if
+        the frame holds no received audio.
+    received_samples : int
+        Samples of the frame that came from packets (the rest are concealment).
+    playout_delay_ms, target_delay_ms : float
+        Playout delay and target at that tick.
+    buffered_ms : float
+        Audio waiting (packets plus prepared audio) after the tick.
+    """
+
+    operation: Operation
+    now_ms: float
+    playout_timestamp: Optional[int]
+    received_samples: int
+    playout_delay_ms: float
+    target_delay_ms: float
+    buffered_ms: float
+
+
+@dataclass
+class _Counters:
+    jitter_buffer_delay_s: float = 0.0
+    jitter_buffer_target_delay_s: float = 0.0
+    jitter_buffer_emitted_count: int = 0
+    total_samples_received: int = 0
+    concealed_samples: int = 0
+    silent_concealed_samples: int = 0
+    concealment_events: int = 0
+    inserted_samples_for_deceleration: int = 0
+    removed_samples_for_acceleration: int = 0
+    packets_received: int = 0
+    packets_late: int = 0
+    packets_duplicated: int = 0
+    packets_flushed: int = 0
+    packets_malformed: int = 0
+    packets_unknown_payload: int = 0
+    decode_errors: int = 0
+    stream_resets: int = 0
+    timeline_restarts: int = 0
+    internal_errors: int = 0
+    lost_in_closed_streams: int = 0
+    operations: dict = field(default_factory=lambda: {op.value: 0 for op in Operation})
+
+
+class JitterBuffer:
+    """Adaptive (NetEQ-like) or fixed jitter buffer for one incoming audio stream.
+
+    Parameters
+    ----------
+    concealer : Concealer, optional
+        Makes expand and merge; 16 kHz, 10 ms frames. Default: the best
+        installed (:func:`default_method`). A
+        :class:`~jitterbuffer.concealment.CodecPlcConcealer` plays the codec's
+        own concealment instead.
+    config : JitterBufferConfig, optional
+        Mode and settings.
+    payload_types : dict, optional
+        Payload type -> :class:`~jitterbuffer.payload.PayloadFormat`
+        (default: 96 = PCM, 111 = Opus).
+
+    Notes
+    -----
+    Neither method raises on bad input: malformed packets are counted in
+    ``packetsMalformed``; an unexpected internal error is counted in
+    ``internalErrors`` and the frame is concealed.
+    """
+
+    sample_rate = SAMPLE_RATE
+    frame_samples = FRAME_SAMPLES
+
+    def __init__(self, concealer: Optional[Concealer] = None, config: Optional[JitterBufferConfig] = None,
+                 payload_types: Optional[dict[int, PayloadFormat]] = None) -> None:
+        self.config = config or JitterBufferConfig()
+        c = self.config
+        if concealer is None:
+            concealer = make_concealer(default_method(), sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+        if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
+            raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
+        self.concealer = concealer
+        self._codec_plc = isinstance(concealer, CodecPlcConcealer)
+        self.guard = GuardedConcealer(concealer)
+        self.payload_types = dict(payload_types or DEFAULT_PAYLOAD_TYPES)
+        overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
+        self.packets = PacketBuffer(c.capacity_packets, overflow)
+        self.delay_manager = DelayManager(
+            DelayManagerConfig(quantile=c.quantile, forget_factor=c.forget_factor,
+                               resample_interval_ms=c.resample_interval_ms, min_delay_ms=c.min_delay_ms,
+                               max_delay_ms=c.max_delay_ms, start_delay_ms=c.prefetch_ms),
+            max_packets_in_buffer=c.capacity_packets)
+        self.decision = DecisionLogic(c.mode, c.accelerate_above_ms, c.fast_above_ms, c.preemptive_below_ms,
+                                      c.min_stretch_interval_ticks, c.max_gap_wait_ms, c.allow_time_stretch)
+        self.arrivals = PacketArrivalHistory()
+        self.skew = ClockSkewEstimator()
+        self.noise = BackgroundNoise()
+        self._n = _Counters()
+        self._decoders: dict[int, PayloadDecoder] = {}
+        self._ssrc: Optional[int] = None
+        self._clock_rate = SAMPLE_RATE
+        self._payload_type: Optional[int] = None
+        self._ever_played = False
+        self._clock_ms: Optional[float] = None
+        self.last_tick: Optional[TickInfo] = None
+        self._played = np.zeros(_PLAYED_HISTORY, dtype=np.float32)
+        self._sync = SyncBuffer()
+        self._concealing = False
+        self._first_arrival_ms: Optional[float] = None
+        self._base_seq: Optional[int] = None
+        self._max_seq: Optional[int] = None
+        self._received_unique = 0
+        self._new_stream()
+
+    # ----------------------------------------------------------------- state
+    def _new_stream(self) -> None:
+        """Forget the stream's timeline (first packet, SSRC or clock change, restart)."""
+        self._n.packets_flushed += self.packets.clear()
+        self._seq = SequenceUnwrapper()
+        self._ts = TimestampUnwrapper()
+        self.arrivals.reset()
+        self.skew.reset()
+        self._last_in_order: Optional[tuple[float, float]] = None
+        self._restart_timeline()
+        self._recent_ts: deque[int] = deque(maxlen=256)
+        self._recent_ts_set: set[int] = set()
+        self._recent_seq: deque[int] = deque(maxlen=512)
+        self._recent_seq_set: set[int] = set()
+        self._plc_debt = 0
+        # RFC 3550 A.3 loss accounting of the current stream
+        self._n.lost_in_closed_streams += self._stream_lost()
+        self._base_seq: Optional[int] = None
+        self._max_seq: Optional[int] = None
+        self._received_unique = 0
+        self.decision.reset()
+
+    def _restart_timeline(self) -> None:
+        """Start playout again from the next packet (after the start delay); audio already
+        prepared is still played."""
+        self._frames: deque[tuple[int, Optional[np.ndarray], float]] = deque()
+        self._target_ts: Optional[int] = None      # next frame to prepare, RTP units (unwrapped)
+        self._start_at_ms: Optional[float] = None  # playout starts at this time
+        self._started = False
+        self._last_op = Operation.EXPAND if self._ever_played else Operation.SILENCE
+        self._generated = 0
+        self._late_run = 0.0
+
+    def _stream_lost(self) -> int:
+        if self._base_seq is None or self._max_seq is None:
+            return 0
+        return max(0, self._max_seq - self._base_seq + 1 - self._received_unique)
+
+    @property
+    def _frame_rtp(self) -> int:
+        return self._clock_rate // 100
+
+    def _rtp_per_sample(self) -> float:
+        return self._clock_rate / SAMPLE_RATE
+
+    def _ms(self, rtp_units: float) -> float:
+        return rtp_units * 1000.0 / self._clock_rate
+
+    @property
+    def target_delay_ms(self) -> float:
+        """The target playout delay, ms (the constant prefetch in fixed mode)."""
+        if self.config.mode == "fixed":
+            return float(self.config.prefetch_ms)
+        return self.delay_manager.target_ms
+
+    @property
+    def playout_delay_ms(self) -> float:
+        """The playout delay of the next sample, relative to the fastest arrival, ms."""
+        if self._target_ts is None or self._clock_ms is None:
+            return 0.0
+        return self.arrivals.playout_delay_ms(self._ms(self._playout_ts()), self._clock_ms)
+
+    def buffered_ms(self) -> float:
+        """Audio waiting: packets in the buffer, decoded frames and prepared audio, ms."""
+        return (self._ms(self.packets.num_samples()) + FRAME_MS * len(self._frames)
+                + len(self._sync) * 1000.0 / SAMPLE_RATE)
+
+    @property
+    def has_pending_audio(self) -> bool:
+        """True while packets, decoded frames or prepared received audio wait to be played."""
+        return bool(len(self.packets) or self._frames or self._sync.has_received_audio())
+
+    def _playout_ts(self) -> float:
+        first = self._sync.first_timestamp()
+        if first is not None:
+            return first
+        return float(self._target_ts if self._target_ts is not None else 0)
+
+    # ---------------------------------------------------------------- insert
+    def insert_packet(self, rtp_bytes: bytes, arrival_time_ms: float) -> bool:
+        """Give the buffer a packet that arrived at ``arrival_time_ms`` (receiver clock, ms).
+
+        Returns True if the packet was buffered, False if it was dropped (and
+        counted: malformed, unknown payload type, duplicate, late or overflow).
+        Never raises.
+        """
+        try:
+            return self._insert(rtp_bytes, float(arrival_time_ms))
+        except Exception:  # noqa: BLE001 - a receive path must not die on one packet
+            self._n.internal_errors += 1
+            return False
+
+    def _insert(self, rtp_bytes: bytes, arrival_ms: float) -> bool:
+        if not math.isfinite(arrival_ms):
+            self._n.packets_malformed += 1
+            return False
+        try:
+            pkt = parse_rtp(rtp_bytes)
+        except RtpError:
+            self._n.packets_malformed += 1
+            return False
+        fmt = self.payload_types.get(pkt.payload_type)
+        if fmt is None:
+            self._n.packets_unknown_payload += 1
+            return False
+        decoder = self._decoder(pkt.payload_type, fmt)
+        duration = decoder.duration(pkt.payload) if decoder is not None else None
+        if duration is None:
+            self._n.packets_malformed += 1
+            return False
+        if pkt.ssrc != self._ssrc or fmt.clock_rate != self._clock_rate:
+            if self._ssrc is not None:
+                self._n.stream_resets += 1
+            self._ssrc = pkt.ssrc
+            self._clock_rate = fmt.clock_rate
+            self._new_stream()
+        seq = self._seq.unwrap(pkt.sequence_number)
+        ts = self._ts.unwrap(pkt.timestamp)
+        horizon = self._clock_rate * self.config.stream_restart_ms / 1000
+        if self._target_ts is not None and self._target_ts - ts > horizon:
+            self._n.stream_resets += 1  # far behind the playout point: a restarted sender
+            self._new_stream()
+            seq = self._seq.unwrap(pkt.sequence_number)
+            ts = self._ts.unwrap(pkt.timestamp)
+        self._n.packets_received += 1
+        self._count_sequence(seq)
+        if ts in self._recent_ts_set:
+            self._n.packets_duplicated += 1
+            return False
+        ts_ms = self._ms(ts)
+        reordered = not self.arrivals.is_newest(ts_ms)
+        follower = False
+        if not reordered and self._last_in_order is not None:
+            # A packet that arrives right behind the previous one although it was sent later
+            # queued behind it (a delay spike or a jitter burst): the event is already counted.
+            gap_ts = ts_ms - self._last_in_order[0]
+            follower = gap_ts > 0 and arrival_ms - self._last_in_order[1] < self.config.burst_follower_ratio * gap_ts
+        if not reordered:
+            self._last_in_order = (ts_ms, arrival_ms)
+        if self.config.mode == "adaptive":
+            self.arrivals.skew = self.skew.update(ts_ms, arrival_ms)
+        if self.arrivals.insert(ts_ms, arrival_ms) and len(self.arrivals) >= 2:
+            delay = self.arrivals.delay_ms(ts_ms, arrival_ms)
+            if not follower or delay <= 0.0:
+                self.delay_manager.update(delay, reordered, arrival_ms)
+        self.delay_manager.set_packet_ms(self._ms(duration))
+        if self._target_ts is not None and ts + duration <= self._target_ts:
+            self._n.packets_late += 1
+            self._late_run += self._ms(duration)
+            if self.config.mode == "fixed" and self._late_run >= self.config.late_restart_ms:
+                self._n.timeline_restarts += 1  # the fixed delay no longer fits: start over
+                self._n.packets_flushed += self.packets.clear()
+                self._restart_timeline()
+            return False
+        self._late_run = 0.0
+        result = self.packets.insert(BufferedPacket(ts, duration, seq, pkt.payload_type, pkt.payload, arrival_ms))
+        if result in (InsertResult.DROPPED_DUPLICATE, InsertResult.REPLACED_DUPLICATE):
+            self._n.packets_duplicated += 1
+        elif result == InsertResult.INSERTED_AFTER_OVERFLOW and self.packets.overflow == "flush":
+            self._n.timeline_restarts += 1  # NetEQ: flush, then start again from this packet
+            self._restart_timeline()
+        if self._first_arrival_ms is None:
+            self._first_arrival_ms = arrival_ms
+        if self._start_at_ms is None:
+            delay = self.config.prefetch_ms if self.config.mode == "fixed" else self.target_delay_ms
+            self._start_at_ms = arrival_ms + delay
+        return result not in (InsertResult.DROPPED_DUPLICATE, InsertResult.DROPPED_OVERFLOW)
+
+    def _decoder(self, payload_type: int, fmt: PayloadFormat) -> Optional[PayloadDecoder]:
+        dec = self._decoders.get(payload_type)
+        if dec is None:
+            try:
+                dec = fmt.factory()
+            except Exception:  # noqa: BLE001 - e.g. libopus missing: treat as undecodable
+                return None
+            self._decoders[payload_type] = dec
+        return dec
+
+    def _count_sequence(self, seq: int) -> None:
+        if seq in self._recent_seq_set:
+            return
+        if len(self._recent_seq) == self._recent_seq.maxlen:
+            self._recent_seq_set.discard(self._recent_seq[0])
+        self._recent_seq.append(seq)
+        self._recent_seq_set.add(seq)
+        self._received_unique += 1
+        if self._base_seq is None or seq < self._base_seq:
+            self._base_seq = seq
+        if self._max_seq is None or seq > self._max_seq:
+            self._max_seq = seq
+
+    def _remember_ts(self, ts: int) -> None:
+        if len(self._recent_ts) == self._recent_ts.maxlen:
+            self._recent_ts_set.discard(self._recent_ts[0])
+        self._recent_ts.append(ts)
+        self._recent_ts_set.add(ts)
+
+    # ------------------------------------------------------------------ play
+    def get_audio(self, now_ms: Optional[float] = None) -> np.ndarray:
+        """The next 10 ms of audio: 160 float32 samples at 16 kHz, always finite in [-1, 1].
+
+        Parameters
+        ----------
+        now_ms : float, optional
+            Playout time of the frame in the receiver's clock (the clock of the
+            arrival times). Default: 10 ms after the previous call (the first
+            call: the first packet's arrival time).
+        """
+        if now_ms is None or not math.isfinite(float(now_ms)):
+            if self._clock_ms is not None:
+                now_ms = self._clock_ms + FRAME_MS
+            else:
+                now_ms = self._first_arrival_ms if self._first_arrival_ms is not None else 0.0
+        now = float(now_ms)
+        self._clock_ms = now
+        try:
+            out = self._tick(now)
+        except Exception:  # noqa: BLE001 - never let the audio device thread die
+            self._n.internal_errors += 1
+            out = self._emergency_frame()
+        out = np.asarray(out, dtype=np.float32).reshape(-1)
+        if len(out) != FRAME_SAMPLES or not float(np.abs(out).max()) <= 1.0:  # NaN fails the test too
+            out = np.clip(np.nan_to_num(out[:FRAME_SAMPLES]), -1.0, 1.0)
+            if len(out) < FRAME_SAMPLES:
+                out = np.pad(out, (0, FRAME_SAMPLES - len(out)))
+        self._played = np.concatenate([self._played, out])[-_PLAYED_HISTORY:]
+        return out
+
+    def _emergency_frame(self) -> np.ndarray:
+        try:
+            out = self.guard.fallback.conceal(self._played)
+        except Exception:  # noqa: BLE001
+            out = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        self._sync.clear()
+        return out
+
+    def _tick(self, now: float) -> np.ndarray:
+        if not self._started:
+            if self._start_at_ms is not None and now >= self._start_at_ms and len(self.packets):
+                self._started = True
+                self._target_ts = self.packets.peek().timestamp
+                self._last_op = Operation.EXPAND if self._ever_played else Operation.NORMAL
+            elif self._ever_played:  # a new stream is buffering: keep concealing
+                self._expand(advance=False)
+                return self._emit(now, Operation.EXPAND)
+            else:
+                self._record(now, Operation.SILENCE, None, 0)
+                return np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        for _ in self.packets.discard_old(self._target_ts):
+            self._n.packets_late += 1
+        available = self._frame_available()
+        leap = None
+        if not available and len(self.packets):
+            leap = self._ms(self.packets.peek().timestamp - self._target_ts)
+        status = DecisionStatus(
+            last_operation=self._last_op,
+            prepared_ms=len(self._sync) * 1000.0 / SAMPLE_RATE,
+            frame_available=available,
+            future_leap_ms=leap,
+            generated_ms=self._generated * 1000.0 / SAMPLE_RATE,
+            playout_delay_ms=self.arrivals.playout_delay_ms(self._ms(self._playout_ts()), now),
+            target_delay_ms=self.target_delay_ms,
+            clock_skew=self.arrivals.skew,
+        )
+        decision: Decision = self.decision.decide(status)
+        op = decision.operation
+        if op == Operation.EXPAND:
+            self._expand(advance=self.config.mode == "fixed")
+        elif op == Operation.MERGE:
+            if decision.jump:
+                self._jump()
+            op = self._fill(FRAME_SAMPLES, merge=True)
+        elif op in (Operation.ACCELERATE, Operation.FAST_ACCELERATE):
+            done = self._accelerate(fast=op == Operation.FAST_ACCELERATE)
+            self.decision.stretched(done)
+            op = op if done else Operation.NORMAL
+            op = self._fill(FRAME_SAMPLES, label=op)
+        elif op == Operation.PREEMPTIVE_EXPAND:
+            done = self._preemptive_expand()
+            self.decision.stretched(done)
+            op = self._fill(FRAME_SAMPLES, label=op if done else Operation.NORMAL)
+        else:
+            op = self._fill(FRAME_SAMPLES)
+        if op != Operation.EXPAND:
+            self._generated = 0
+        return self._emit(now, op)
+
+    # ------------------------------------------------------------ operations
+    def _frame_available(self) -> bool:
+        while self._frames and self._frames[0][0] < self._target_ts:
+            self._frames.popleft()
+        if self._frames:
+            return self._frames[0][0] == self._target_ts
+        p = self.packets.peek()
+        return p is not None and p.timestamp <= self._target_ts < p.end
+
+    def _pull_frame(self) -> bool:
+        """Prepare the frame at the playout timestamp through the concealer. False if it is not there."""
+        if not self._frame_available():
+            if self._frames:  # decoded frames further on: nothing at the target
+                return False
+            p = self.packets.peek()
+            if p is None or p.timestamp > self._target_ts:
+                return False
+        if not self._frames:
+            p = self.packets.pop()
+            self._remember_ts(p.timestamp)
+            self._payload_type = p.payload_type
+            step = self._frame_rtp
+            k = -(-(self._target_ts - p.timestamp) // step)  # first frame at or after the target
+            if p.timestamp + k * step >= p.end:
+                self._n.packets_late += 1
+                return False
+            self._target_ts = p.timestamp + k * step
+            samples = self._decoders[p.payload_type].decode(p.payload) if p.payload_type in self._decoders else None
+            if samples is None:
+                self._n.decode_errors += 1
+            n_frames = p.duration // step
+            for i in range(k, n_frames):
+                frame = None if samples is None else samples[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
+                if frame is not None and len(frame) < FRAME_SAMPLES:
+                    frame = np.pad(frame, (0, FRAME_SAMPLES - len(frame)))
+                self._frames.append((p.timestamp + i * step, frame, p.arrival_ms))
+        ts, frame, arrival = self._frames.popleft()
+        if frame is None:  # undecodable: conceal it, the timeline moves on
+            self._expand(advance=True)
+            return True
+        out = self.guard.process(frame)
+        if not self._ever_played:  # the very first audio of the call fades in over 2 ms (no click)
+            out = out.copy()
+            out[:_FADE_IN.size] *= _FADE_IN
+        self.noise.update(frame)
+        self._append(out, ts, self._rtp_per_sample(), arrival, True)
+        self._target_ts = ts + self._frame_rtp
+        self._ever_played = True
+        self._plc_debt = 0  # the codec decoded real audio: its next concealment starts afresh
+        return True
+
+    def _fill(self, n: int, merge: bool = False, label: Optional[Operation] = None) -> Operation:
+        """Prepare at least ``n`` samples; returns the tick's operation label."""
+        op = label or (Operation.MERGE if merge else Operation.NORMAL)
+        while len(self._sync) < n:
+            if not self._pull_frame():
+                self._expand(advance=self.config.mode == "fixed")
+                op = Operation.EXPAND
+        return op
+
+    def _expand(self, advance: bool) -> None:
+        """One concealed frame. ``advance``: give the frame up (fixed mode, undecodable packet)."""
+        decoder = self._decoders.get(self._payload_type) if self._payload_type is not None else None
+        if decoder is not None:
+            if self._plc_debt <= 0:  # keep a codec's own state continuous (libopus PLC, 20 ms a call)
+                plc = decoder.conceal(2 * FRAME_SAMPLES)
+                if plc is not None:
+                    self._plc_debt += len(plc)
+                    if self._codec_plc:
+                        self.concealer.feed(plc)
+            self._plc_debt -= FRAME_SAMPLES
+        out = self.guard.process(None)
+        n = FRAME_SAMPLES
+        self._n.concealed_samples += n
+        if float(np.max(np.abs(out))) < 1.0 / 32768:
+            self._n.silent_concealed_samples += n
+        if not self._in_concealment():
+            self._n.concealment_events += 1
+        self._concealing = True
+        ts0 = self._target_ts if self._target_ts is not None else 0
+        self._append(out, ts0, self._rtp_per_sample() if advance else 0.0, math.nan, False)
+        if advance and self._target_ts is not None:
+            self._target_ts += self._frame_rtp
+        self._generated += n
+
+    def _in_concealment(self) -> bool:
+        return self._concealing
+
+    def _jump(self) -> None:
+        """Move the timeline over a gap to the next packet (the gap is given up)."""
+        p = self.packets.peek()
+        if p is not None and p.timestamp > self._target_ts:
+            self._target_ts = p.timestamp
+        self._frames.clear()
+
+    def _prepare(self, n: int) -> None:
+        """Pull frames (as far as they are there) until ``n`` samples are prepared."""
+        while len(self._sync) < n and self._frame_available():
+            if not self._pull_frame():
+                break
+
+    def _accelerate(self, fast: bool) -> bool:
+        self._prepare(_ACCELERATE_SAMPLES)
+        if len(self._sync) < FRAME_SAMPLES // 2:
+            return False
+        res = accelerate(self._sync.audio, SAMPLE_RATE, fast=fast, passive_power=self.noise.passive_threshold(),
+                         threshold=self.config.fast_stretch_correlation if fast else self.config.stretch_correlation)
+        if res.change == 0:
+            return False
+        self._apply(res.audio, res.source_index)
+        self._n.removed_samples_for_acceleration += res.change
+        return True
+
+    def _preemptive_expand(self) -> bool:
+        self._prepare(2 * FRAME_SAMPLES)
+        if len(self._sync) < FRAME_SAMPLES // 2:
+            return False
+        res = preemptive_expand(self._played, self._sync.audio, SAMPLE_RATE,
+                                passive_power=self.noise.passive_threshold(), threshold=self.config.stretch_correlation)
+        if res.change == 0:
+            return False
+        self._apply(res.audio, res.source_index)
+        self._n.inserted_samples_for_deceleration += res.change
+        return True
+
+    # ------------------------------------------------------------ sync buffer
+    def _append(self, audio: np.ndarray, first_ts: float, ts_step: float, arrival: float, real: bool) -> None:
+        self._sync.append(audio, first_ts, ts_step, arrival, real)
+        if real:
+            self._concealing = False
+
+    def _apply(self, audio: np.ndarray, index: np.ndarray) -> None:
+        self._sync.replace(audio, index)
+
+    def _emit(self, now: float, op: Operation) -> np.ndarray:
+        n = FRAME_SAMPLES
+        delay = self.arrivals.playout_delay_ms(self._ms(self._playout_ts()), now)
+        out, src_ts, arrival, real = self._sync.pop(n)
+        n_real = int(np.count_nonzero(real))
+        playout_ts = None
+        if n_real == n:
+            delay_sum = n * now + _EMIT_OFFSET_SUM_MS - float(arrival.sum())
+            first = 0
+        elif n_real:
+            idx = np.flatnonzero(real)
+            delay_sum = float(np.sum(now + idx * (1000.0 / SAMPLE_RATE) - arrival[idx]))
+            first = int(idx[0])
+        if n_real:
+            self._n.jitter_buffer_delay_s += delay_sum / 1000.0
+            self._n.jitter_buffer_emitted_count += n_real
+            self._n.jitter_buffer_target_delay_s += n_real * self.target_delay_ms / 1000.0
+            playout_ts = int(src_ts[first]) & 0xFFFFFFFF
+        self._n.total_samples_received += n
+        self._last_op = op
+        self._record(now, op, playout_ts, n_real, delay)
+        return out
+
+    def _record(self, now: float, op: Operation, playout_ts: Optional[int], n_real: int,
+                delay: float = 0.0) -> None:
+        self._n.operations[op.value] += 1
+        self.last_tick = TickInfo(op, now, playout_ts, n_real, delay, self.target_delay_ms, self.buffered_ms())
+
+    # ---------------------------------------------------------------- stats
+    @property
+    def stats(self) -> dict:
+        """Statistics, named after WebRTC's getStats audio receiver fields where one exists.
+
+        ``jitterBufferDelay`` and ``jitterBufferTargetDelay`` are sums over the
+        emitted samples, in seconds (divide by ``jitterBufferEmittedCount``);
+        ``packetsDiscarded`` counts packets dropped as late, as duplicates or on
+        overflow (broken down in ``packetsLate``, ``packetsDuplicated``,
+        ``packetsOverflow``); ``packetsLost`` is RFC 3550's cumulative loss
+        (expected minus received, duplicates not counted twice).
+        """
+        n = self._n
+        discarded = n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
+        return {
+            "jitterBufferDelay": n.jitter_buffer_delay_s,
+            "jitterBufferTargetDelay": n.jitter_buffer_target_delay_s,
+            "jitterBufferEmittedCount": n.jitter_buffer_emitted_count,
+            "concealedSamples": n.concealed_samples,
+            "silentConcealedSamples": n.silent_concealed_samples,
+            "concealmentEvents": n.concealment_events,
+            "insertedSamplesForDeceleration": n.inserted_samples_for_deceleration,
+            "removedSamplesForAcceleration": n.removed_samples_for_acceleration,
+            "packetsDiscarded": discarded,
+            "packetsLost": n.lost_in_closed_streams + self._stream_lost(),
+            "packetsReceived": n.packets_received,
+            "totalSamplesReceived": n.total_samples_received,
+            "packetsLate": n.packets_late,
+            "packetsDuplicated": n.packets_duplicated,
+            "packetsOverflow": self.packets.overflow_dropped,
+            "packetsFlushed": n.packets_flushed,
+            "packetsMalformed": n.packets_malformed,
+            "packetsUnknownPayloadType": n.packets_unknown_payload,
+            "decodeErrors": n.decode_errors,
+            "fallbackFrames": self.guard.fallback_frames,
+            "declickedFrames": self.guard.declicked_frames,
+            "streamResets": n.stream_resets,
+            "timelineRestarts": n.timeline_restarts,
+            "internalErrors": n.internal_errors,
+            "operations": dict(n.operations),
+            "targetDelayMs": self.target_delay_ms,
+            "playoutDelayMs": self.playout_delay_ms,
+            "bufferedMs": self.buffered_ms(),
+            "mode": self.config.mode,
+        }

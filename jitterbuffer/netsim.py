@@ -1,0 +1,262 @@
+"""Network simulation: packetize audio, send it through a network model, play it out.
+
+:func:`simulate` is the engine of ``plc netsim``: the 16 kHz input is cut
+into 20 ms packets with real RTP headers (PCM or Opus), each packet reaches
+the :class:`~jitterbuffer.neteq.JitterBuffer` at its arrival time (from
+:mod:`jitterbuffer.network` or a recorded trace), and the buffer is asked for
+10 ms of audio every 10 ms of the receiver's clock, from the first send until
+everything that arrived has been played.
+
+Besides the jitter buffer's own statistics, :func:`simulate` measures:
+
+* ``playoutDelayMeanMs`` / ``playoutDelayP95Ms``: mouth-to-ear delay of the
+  received audio (send time of the first received sample of each 10 ms
+  frame to its playout), over the frames that hold received audio;
+* ``jitterBufferDelayMeanMs``: getStats' ``jitterBufferDelay /
+  jitterBufferEmittedCount`` (arrival to playout), ms;
+* ``lateLossRate``: packets that arrived too late to be played, over packets sent;
+* ``concealedFraction``: concealed samples over samples played since playout began;
+* ``spikeRecoveryMs``: after the largest delay spike, the time from the
+  arrival of its first delayed packet until the playout delay is back
+  within 20 ms of the target (and stays there for 200 ms); 0 if it never
+  left that band, None if it never came back or there was no spike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from plc.concealers import Concealer, make_concealer
+
+from .concealment import CodecPlcConcealer
+from .decision_logic import Operation
+from .neteq import FRAME_MS, JitterBuffer, JitterBufferConfig
+from .network import Arrival, NetworkSpec
+from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
+from .rtp import RtpPacket
+
+PACKET_MS = 20
+#: Band around the target in which the delay counts as recovered, ms.
+RECOVERY_BAND_MS = 20.0
+#: How long it must stay in the band, ms.
+RECOVERY_HOLD_MS = 200.0
+
+
+@dataclass
+class Packetized:
+    """The sender's packets: wire bytes, RTP timestamps and clock."""
+
+    packets: list[bytes]
+    first_timestamp: int
+    timestamp_step: int
+    clock_rate: int
+
+
+def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS, seed: int = 0,
+              bitrate_bps: int = 24000) -> Packetized:
+    """Cut 16 kHz mono ``audio`` into ``packet_ms`` RTP packets (random first seq, timestamp, SSRC)."""
+    rng = np.random.default_rng(seed + 7919)
+    seq0 = int(rng.integers(0, 1 << 16))
+    ts0 = int(rng.integers(0, 1 << 32))
+    ssrc = int(rng.integers(1, 1 << 32))
+    per = SAMPLE_RATE * packet_ms // 1000
+    n = int(np.ceil(len(audio) / per))
+    padded = np.zeros(n * per, dtype=np.float32)
+    padded[:len(audio)] = audio
+    if codec == "pcm":
+        clock = SAMPLE_RATE
+        payloads = [encode_pcm(padded[k * per:(k + 1) * per]) for k in range(n)]
+    elif codec == "opus":
+        from plc.codecs.opus import OpusEncoder
+
+        clock = 48000
+        enc = OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms)
+        payloads = [enc.encode(padded[k * per:(k + 1) * per]) for k in range(n)]
+    else:
+        raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
+    step = clock * packet_ms // 1000
+    pt = PAYLOAD_TYPE_OF[codec]
+    packets = [RtpPacket(pt, (seq0 + k) & 0xFFFF, (ts0 + k * step) & 0xFFFFFFFF, ssrc, payloads[k],
+                         marker=k == 0).serialize() for k in range(n)]
+    return Packetized(packets, ts0, step, clock)
+
+
+def make_method_concealer(method: str, codec: str) -> Concealer:
+    """The concealer for ``--method`` (``opus``: libopus' own PLC, only with the Opus codec)."""
+    if method == "opus":
+        if codec != "opus":
+            raise ValueError("method 'opus' is the codec's own concealment: use it with --codec opus")
+        return CodecPlcConcealer(sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+    return make_concealer(method, sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+
+
+@dataclass
+class NetsimResult:
+    """Output of :func:`simulate`.
+
+    Attributes
+    ----------
+    audio : np.ndarray
+        The played signal, 16 kHz float32, from the first send on.
+    stats : dict
+        Jitter buffer statistics plus the simulation's (module docstring).
+    tick_ms, playout_delay_ms, target_delay_ms, e2e_delay_ms, buffered_ms : np.ndarray
+        Per 10 ms tick: time, playout delay, target, mouth-to-ear delay of the
+        received audio (NaN if none) and audio waiting in the buffer.
+    operations : list of str
+        Per tick: the jitter buffer's operation.
+    """
+
+    audio: np.ndarray
+    stats: dict
+    tick_ms: np.ndarray
+    playout_delay_ms: np.ndarray
+    target_delay_ms: np.ndarray
+    e2e_delay_ms: np.ndarray
+    buffered_ms: np.ndarray
+    operations: list[str] = field(default_factory=list)
+
+
+def largest_spike(arrivals: list[Arrival], spec: Optional[NetworkSpec] = None) -> Optional[tuple[float, float]]:
+    """(height ms, arrival time ms of its first delayed packet) of the largest delay spike.
+
+    From the network model's own spikes when ``spec`` simulated some, else
+    from the trace: the packet whose transit time most exceeds the median.
+    """
+    got = [a for a in arrivals if a.arrival_ms is not None]
+    if not got:
+        return None
+    if spec is not None and spec.spikes:
+        t0, height = max(spec.spikes, key=lambda s: s[1])
+        hit = [a for a in got if a.send_ms >= t0]
+        if not hit:
+            return None
+        first = min(hit, key=lambda a: a.send_ms)
+        return height, float(first.arrival_ms)
+    transit = np.array([a.arrival_ms - a.send_ms for a in got])
+    excess = transit - np.median(transit)
+    i = int(np.argmax(excess))
+    if excess[i] < 100.0:  # no spike worth the name
+        return None
+    return float(excess[i]), float(got[i].arrival_ms)
+
+
+def recovery_time(tick_ms: np.ndarray, delay: np.ndarray, target: np.ndarray, start_ms: float,
+                  band_ms: float = RECOVERY_BAND_MS, hold_ms: float = RECOVERY_HOLD_MS) -> Optional[float]:
+    """Time from ``start_ms`` until ``|delay - target| <= band_ms`` holds for ``hold_ms``; None if never."""
+    idx = np.flatnonzero(tick_ms >= start_ms)
+    if len(idx) == 0:
+        return None
+    inside = np.abs(delay[idx] - target[idx]) <= band_ms
+    hold = max(1, int(round(hold_ms / FRAME_MS)))
+    run = 0
+    for j, ok in enumerate(inside):
+        run = run + 1 if ok else 0
+        if run >= hold:
+            first = j - hold + 1
+            return float(tick_ms[idx[first]] - start_ms) if first > 0 else 0.0
+    return None
+
+
+def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[JitterBufferConfig] = None,
+             method: str = "g711", codec: str = "pcm", seed: int = 0, spec: Optional[NetworkSpec] = None,
+             concealer: Optional[Concealer] = None, bitrate_bps: int = 24000,
+             max_tail_ms: float = 5000.0) -> NetsimResult:
+    """Run the receive side on ``audio`` (16 kHz mono float) under ``arrivals``.
+
+    Parameters
+    ----------
+    arrivals : list of Arrival
+        Per packet (``seq`` = packet index) send and arrival times in ms;
+        duplicates appear twice, lost packets have ``arrival_ms`` None.
+        Packets beyond the audio are ignored.
+    config : JitterBufferConfig
+        Buffer mode and settings (default adaptive).
+    method : str
+        Concealment method (see :func:`make_method_concealer`), unless
+        ``concealer`` is given.
+    spec : NetworkSpec, optional
+        The model that made ``arrivals`` (for its spike list).
+    max_tail_ms : float
+        Stop at the latest this long after the last arrival.
+    """
+    config = config or JitterBufferConfig()
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if len(audio) == 0:
+        raise ValueError("no audio to send")
+    pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps)
+    n_packets = len(pk.packets)
+    jb = JitterBuffer(concealer or make_method_concealer(method, codec), config)
+    send_ms = np.full(n_packets, np.nan)
+    for a in arrivals:
+        if 0 <= a.seq < n_packets and np.isnan(send_ms[a.seq]):
+            send_ms[a.seq] = a.send_ms
+    if np.any(np.isnan(send_ms)):  # packets missing from a trace: never sent as far as we know
+        known = np.flatnonzero(~np.isnan(send_ms))
+        if len(known) == 0:
+            raise ValueError("the arrivals cover none of the packets")
+        send_ms = np.interp(np.arange(n_packets), known, send_ms[known])
+    events = sorted((a.arrival_ms, i, a.seq) for i, a in enumerate(arrivals)
+                    if a.arrival_ms is not None and 0 <= a.seq < n_packets)
+    start = float(np.floor(min([send_ms.min()] + [e[0] for e in events[:1]]) / FRAME_MS) * FRAME_MS)
+    last_event = events[-1][0] if events else start
+    frames, ticks, delays, targets, e2e, buffered, ops = [], [], [], [], [], [], []
+    i = 0
+    now = start
+    step = pk.timestamp_step
+    while True:
+        while i < len(events) and events[i][0] <= now:
+            jb.insert_packet(pk.packets[events[i][2]], events[i][0])
+            i += 1
+        frames.append(jb.get_audio(now))
+        info = jb.last_tick
+        ticks.append(now)
+        delays.append(info.playout_delay_ms)
+        targets.append(info.target_delay_ms)
+        buffered.append(info.buffered_ms)
+        ops.append(info.operation.value)
+        if info.playout_timestamp is not None:
+            offset = (info.playout_timestamp - pk.first_timestamp) % (1 << 32)
+            k = min(offset // step, n_packets - 1)
+            within_ms = (offset - k * step) * 1000.0 / pk.clock_rate
+            e2e.append(now - (send_ms[k] + within_ms))
+        else:
+            e2e.append(np.nan)
+        now += FRAME_MS
+        if i >= len(events) and not jb.has_pending_audio and info.operation != Operation.SILENCE:
+            break
+        if now > last_event + max_tail_ms:
+            break
+    out = np.concatenate(frames)
+    tick_ms = np.asarray(ticks)
+    delay = np.asarray(delays)
+    target = np.asarray(targets)
+    e2e_arr = np.asarray(e2e)
+    stats = jb.stats
+    received = e2e_arr[~np.isnan(e2e_arr)]
+    playing = np.asarray(ops) != Operation.SILENCE.value
+    played = stats["totalSamplesReceived"]
+    spike = largest_spike(arrivals, spec)
+    recovery = None
+    if spike is not None:
+        recovery = recovery_time(tick_ms, delay, target, spike[1])
+    stats.update({
+        "packetsSent": n_packets,
+        "packetsArrived": len({e[2] for e in events}),
+        "playoutDelayMeanMs": float(np.mean(received)) if len(received) else None,
+        "playoutDelayP95Ms": float(np.percentile(received, 95)) if len(received) else None,
+        "jitterBufferDelayMeanMs": (1000.0 * stats["jitterBufferDelay"] / stats["jitterBufferEmittedCount"]
+                                    if stats["jitterBufferEmittedCount"] else None),
+        "targetDelayMeanMs": float(np.mean(target[playing])) if np.any(playing) else None,
+        "lateLossRate": stats["packetsLate"] / n_packets,
+        "networkLossRate": 1.0 - len({e[2] for e in events}) / n_packets,
+        "concealedFraction": stats["concealedSamples"] / played if played else 0.0,
+        "largestSpikeMs": spike[0] if spike else None,
+        "spikeRecoveryMs": recovery,
+        "durationS": len(out) / SAMPLE_RATE,
+        "inputDurationS": len(audio) / SAMPLE_RATE,
+    })
+    return NetsimResult(out, stats, tick_ms, delay, target, e2e_arr, np.asarray(buffered), ops)
