@@ -136,6 +136,23 @@ class NeuralConcealer(Concealer):
         u = noise_rng.random((NOISE_TABLE_STEPS, 4, 256), dtype=np.float32).clip(1e-7, 1 - 1e-7)
         self._noise = -np.log(-np.log(u))
         super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms))
+        self._prewarm_loss_path()
+
+    def _prewarm_loss_path(self) -> None:
+        """Run one whole loss on silence now, so the first real loss of a call is not slow.
+
+        The first start of a loss otherwise pays for building the mel filterbank
+        and for onnxruntime's allocations at the real input shapes (~350 ms):
+        in a live call that would block the audio thread.
+        """
+        if self.model is None:
+            return
+        try:
+            self._start_loss()
+            self._generate_frame(0)
+        except Exception as exc:  # the model loads but cannot run on real shapes
+            self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
+        self.reset()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
