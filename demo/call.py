@@ -39,7 +39,7 @@ SEND_RATE = 48000
 FRAME_SAMPLES = 960            # 20 ms at 48 kHz
 FRAME_S = 0.02
 COMPARE_METHODS = ("none", "neteq", "neural")
-CALL_METHODS = ("neural", "neteq", "none", "aiortc")
+CALL_METHODS = ("neteq", "neural", "none", "aiortc")
 DEFAULT_SECONDS = 11.0
 CLIP_GAP_S = 0.4
 
@@ -352,7 +352,7 @@ class CallResult:
     timeline: Optional[list] = None
 
 
-async def run_call(audio48: np.ndarray, method: str = "neural", loss: Optional[str] = None, jitter_ms: float = 0.0,
+async def run_call(audio48: np.ndarray, method: str = "neteq", loss: Optional[str] = None, jitter_ms: float = 0.0,
                    seed: int = 0, lost: Optional[list[int]] = None, tail_s: float = 1.0,
                    connect_timeout_s: float = 15.0, options: Optional[dict] = None) -> CallResult:
     """One call: send ``audio48`` (mono, 48 kHz) through the relay, record the receiver's remote track.
@@ -553,8 +553,8 @@ def add_call_parser(demo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="AUDIO",
                    help="speech to send (default: the built-in LibriVox clips, whose transcripts give the WER)")
     p.add_argument("--transcript", metavar="TEXT", help="what --input says, to score the word error rate")
-    p.add_argument("--method", default="neural", choices=CALL_METHODS,
-                   help="receiver concealment: neural (default), neteq, none (our jitter buffer, silence in the "
+    p.add_argument("--method", default="neteq", choices=CALL_METHODS,
+                   help="receiver concealment: neteq (default), neural, none (our jitter buffer, silence in the "
                         "gaps) or aiortc (no plugin: aiortc's own jitter buffer)")
     p.add_argument("--compare", action="store_true",
                    help="run the same network (same seed) once for each of none, neteq and neural and print a table")
@@ -699,15 +699,19 @@ def _fmt(value, spec: str) -> str:
 
 def format_table(runs: dict) -> str:
     """The --compare table (one row per method)."""
-    head = f"{'method':8s} {'events':>7s} {'concealed ms':>13s} {'mean delay ms':>14s} {'PLCMOS':>7s} {'WER':>7s}"
+    head = (f"{'method':8s} {'events':>7s} {'concealed ms':>13s} {'mean delay ms':>14s} {'PLCMOS':>7s} {'WER':>7s} "
+            f"{'fallback':>9s}")
     lines = [head, "-" * len(head)]
     for method, r in runs.items():
         wer = r.get("wer")
+        fallback = (r.get("receiver_stats") or {}).get("fallbackFrames")
         lines.append(f"{method:8s} {_fmt(r.get('concealment_events'), '7d')} {_fmt(r.get('concealed_ms'), '13.0f')} "
                      f"{_fmt(r.get('mean_playout_delay_ms'), '14.1f')} {_fmt(r.get('plcmos'), '7.2f')} "
-                     f"{_fmt(None if wer is None else 100 * wer, '6.1f') + ('%' if wer is not None else ''):>7s}")
+                     f"{_fmt(None if wer is None else 100 * wer, '6.1f') + ('%' if wer is not None else ''):>7s} "
+                     f"{_fmt(fallback if method != 'none' else None, '9d')}")
     lines.append("events/concealed: jitter buffer concealment (WebRTC concealmentEvents, concealedSamples); "
-                 "mean delay: jitterBufferDelay / jitterBufferEmittedCount")
+                 "mean delay: jitterBufferDelay / jitterBufferEmittedCount; fallback: 10 ms frames the classic "
+                 "concealer made because the model failed or would miss its deadline")
     return "\n".join(lines)
 
 
