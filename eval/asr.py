@@ -102,21 +102,11 @@ def _load_pocketsphinx():
 
 
 def _to_16k_float32(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    x = np.asarray(audio, dtype=np.float64)
-    if x.ndim == 2:  # (n, channels) -> mono
-        x = x.mean(axis=1)
-    if x.ndim != 1:
-        raise ValueError(f"audio must be 1-D (mono), got shape {np.shape(audio)}")
-    sample_rate = int(sample_rate)
-    if sample_rate != ASR_SAMPLE_RATE:
-        from math import gcd
+    """Mono float32 at the ASR's 16 kHz, clipped to [-1, 1]."""
+    from .metrics import SAMPLE_RATE, to_16k
 
-        from scipy.signal import resample_poly
-
-        g = gcd(ASR_SAMPLE_RATE, sample_rate)
-        x = resample_poly(x, ASR_SAMPLE_RATE // g, sample_rate // g)
-    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(x, -1.0, 1.0).astype(np.float32)
+    assert SAMPLE_RATE == ASR_SAMPLE_RATE
+    return np.clip(to_16k(audio, sample_rate), -1.0, 1.0).astype(np.float32)
 
 
 def collapse_repetitions(text: str, min_repeats: int = 3) -> str:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Execute ``plc netsim``; user errors raise :class:`plc.cli.UserError`."""
     import numpy as np
 
-    from plc.audio_io import AudioError, audio_subtype, load_audio, resample, write_audio
+    from plc.audio_io import AudioError, audio_subtype, check_output_path, load_audio, resample, write_audio
     from plc.concealers import DECODER_METHODS, available_methods
 
     from .neteq import JitterBufferConfig, default_method
@@ -80,11 +80,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown method {method!r}; choose from {', '.join(available_methods())}")
     if method in DECODER_METHODS and args.codec != "opus":
         raise UserError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
-    output = Path(args.output)
-    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
-        raise UserError(f"{output}: output must end in .wav, .flac or .ogg")
-    if not output.parent.exists():
-        raise UserError(f"{output.parent}: output folder does not exist")
+    try:
+        output = check_output_path(args.output)
+    except AudioError as exc:
+        raise UserError(str(exc)) from None
     for opt, path in (("--stats", args.stats), ("--save-arrivals", args.save_arrivals)):
         if path and not Path(path).parent.exists():
             raise UserError(f"{opt} {path}: folder does not exist")

@@ -75,6 +75,22 @@ def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int, sub
             os.unlink(tmp)
 
 
+OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if audio can be written there, else :class:`AudioError`.
+
+    Checked before any work is done, so that a long run does not fail at the end.
+    """
+    output = Path(path)
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise AudioError(f"{output}: output must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}")
+    if not output.parent.exists():
+        raise AudioError(f"{output.parent}: output folder does not exist")
+    return output
+
+
 def resample(x: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
     """Polyphase resampling along the first axis (float32 out). Identity when rates match."""
     if orig_rate == target_rate:

@@ -54,17 +54,16 @@ def _run_conceal(args: argparse.Namespace) -> int:
 
     from eval.loss_models import TraceError, parse_loss_spec, read_trace, write_trace
 
-    from .audio_io import AudioError, audio_subtype, load_audio, write_audio
+    from .audio_io import AudioError, audio_subtype, check_output_path, load_audio, write_audio
     from .concealers import available_methods
     from .offline import conceal_audio, packets_in
 
     if args.method not in available_methods():
         raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
-    output = Path(args.output)
-    if output.suffix.lower() not in (".wav", ".flac", ".ogg"):
-        raise UserError(f"{output}: output must end in .wav, .flac or .ogg")
-    if not output.parent.exists():
-        raise UserError(f"{output.parent}: output folder does not exist")
+    try:
+        output = check_output_path(args.output)
+    except AudioError as exc:
+        raise UserError(str(exc)) from None
     try:
         audio, sample_rate = load_audio(args.input)
         n_packets = packets_in(audio.shape[0], sample_rate, args.packet_ms)
