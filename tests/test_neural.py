@@ -88,6 +88,23 @@ def test_deterministic(model_dir):
     assert np.array_equal(a, b)
 
 
+def test_load_prewarms_the_loss_path_without_leaving_state(model_dir):
+    """The first loss of a call must not pay for the mel filterbank or onnxruntime's first-run
+    allocations (hundreds of ms), and warming up must not change what is played."""
+    from plc.neural import features
+
+    features._mel_basis.cache_clear()
+    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    assert features._mel_basis.cache_info().currsize == 1 and c.load_error is None
+    x = harmonic(seconds=0.6)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:24] = True
+    a = run(c, x, lost)
+    twice = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    twice._prewarm_loss_path()
+    assert np.array_equal(a, run(twice, x, lost))
+
+
 def test_missing_or_corrupt_model_falls_back_to_neteq(model_dir, tmp_path):
     x = harmonic(seconds=0.6)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
