@@ -17,6 +17,8 @@ and dropped by the jitter buffer.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -33,7 +35,7 @@ PCM_PAYLOAD_TYPE = 96
 OPUS_PAYLOAD_TYPE = 111
 
 
-class PayloadDecoder:
+class PayloadDecoder(abc.ABC):
     """Decode one payload format to :data:`SAMPLE_RATE` Hz float32 mono.
 
     Attributes
@@ -47,13 +49,13 @@ class PayloadDecoder:
     name = "base"
     clock_rate = SAMPLE_RATE
 
+    @abc.abstractmethod
     def duration(self, payload: bytes) -> Optional[int]:
         """Duration of the payload in RTP timestamp units, or None if it is malformed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, payload: bytes) -> Optional[np.ndarray]:
         """Decode into ``duration * SAMPLE_RATE / clock_rate`` samples; None if undecodable."""
-        raise NotImplementedError
 
     def conceal(self, n_samples: int) -> Optional[np.ndarray]:
         """The codec's own concealment of ``n_samples`` lost samples, or None if it has none."""
