@@ -36,6 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--asr", choices=("auto", "whisper", "pocketsphinx", "off"), default="auto",
                    help="ASR for word error rate (default: whisper tiny.en, else pocketsphinx)")
     p.add_argument("--no-reference", action="store_true", help="skip the no-loss reference rows")
+    p.add_argument("--reuse", action="append", metavar="RESULTS_CSV",
+                   help="take rows of an earlier run (same --seed, --packet-ms, --bitrate) instead of recomputing "
+                        "them, for the methods named by --reuse-methods (repeatable; the report says how many "
+                        "rows were reused)")
+    p.add_argument("--reuse-methods", metavar="M1,M2",
+                   help="with --reuse: the methods whose rows may be reused (their code must not have changed "
+                        "since), e.g. zero,neteq,reference")
+    p.add_argument("--neural-model", metavar="DIR",
+                   help="model folder for --methods neural (default: the shipped plc/assets/neural)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,6 +68,12 @@ def run(args: argparse.Namespace) -> int:
         clips = read_manifest(args.manifest, args.limit)
     except (TraceError, ManifestError) as exc:
         raise UserError(str(exc)) from None
+    if args.neural_model:
+        from plc.concealers.neural import MODEL_DIR_ENV
+
+        if not (Path(args.neural_model) / "model.json").is_file():
+            raise UserError(f"--neural-model: {args.neural_model} holds no model.json")
+        os.environ[MODEL_DIR_ENV] = str(Path(args.neural_model).resolve())  # the worker processes inherit it
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     use_asr = args.asr != "off" and any(c.transcript for c in clips)
@@ -69,8 +84,21 @@ def run(args: argparse.Namespace) -> int:
         asr_backend = Transcriber(backend=args.asr).backend
     jobs = plan_jobs(clips, conditions, methods, args.codec, seed=args.seed, packet_ms=args.packet_ms,
                      bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference)
-    started = time.time()
     rows: list[dict] = []
+    if bool(args.reuse) != bool(args.reuse_methods):
+        raise UserError("--reuse and --reuse-methods go together")
+    if args.reuse:
+        from .runner import reuse_rows
+
+        try:
+            jobs, reused = reuse_rows(jobs, args.reuse, [m.strip() for m in args.reuse_methods.split(",")])
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--reuse: {exc}") from None
+        rows.extend(reused)
+        args.reused_rows = len(reused)
+        print(f"reusing {len(reused)} rows of {', '.join(args.reuse)}; computing {sum(len(j.methods) for j in jobs)}",
+              file=sys.stderr)
+    started = time.time()
     for job_rows in run_jobs(jobs, max(1, args.jobs), use_asr, args.asr if use_asr else "auto",
                              progress=not args.quiet):
         rows.extend(job_rows)
@@ -86,7 +114,8 @@ def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args,
     report.write_results_csv(out / "results.csv", rows)
     summary = summarize(rows, seed=args.seed)
     summary.update({"clips": len(clips), "codec": args.codec, "asr": asr_backend, "wall_s": round(wall_s, 1),
-                    "failed_rows": len(errors)})
+                    "failed_rows": len(errors), "reused_rows": getattr(args, "reused_rows", 0),
+                    "reused_from": getattr(args, "reuse", None) or []})
     report.write_summary_json(out / "summary.json", summary)
     images = ["metrics.png"]
     report.plot_metrics(summary, out / "metrics.png")

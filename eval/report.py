@@ -146,7 +146,10 @@ def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Opti
         f"{n_clips} clips; ASR: {asr_backend or 'off'}; wall time {wall_s:.0f} s. Values are means with 95% "
         "bootstrap intervals over clips; Δ columns are paired per-clip differences to the baseline on the "
         "same loss traces. WER is corpus-level (all word errors / all reference words) over clips with a "
-        "transcript.\n\n"
+        "transcript."
+        + (f" {summary['reused_rows']} rows were reused from {', '.join(f'`{p}`' for p in summary['reused_from'])} "
+           "(same seeds, same code for those methods) instead of recomputed." if summary.get("reused_rows") else "")
+        + "\n\n"
         + body + "\n\n## Plots\n\n" + "\n\n".join(f"![{Path(i).stem}]({i})" for i in images) + "\n"
     )
     path.write_text(text)

@@ -167,6 +167,45 @@ def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str]
     return jobs
 
 
+def reuse_rows(jobs: list[Job], results_csvs: list[str], methods: list[str]) -> tuple[list[Job], list[dict]]:
+    """Split ``jobs`` into what earlier ``results.csv`` files already hold and what is left to run.
+
+    A row is reused when its method is one of ``methods``, its (clip, condition, method, codec)
+    matches and it has no error; the
+    caller is responsible for the earlier run having used the same seed, packet size and bitrate
+    (the loss traces and PLCMOS raters are seeded from them). Returns the jobs with only the
+    methods still to compute (jobs with none left are dropped) and the reused rows.
+    """
+    import dataclasses
+
+    from .report import RESULT_COLUMNS
+
+    known: dict[tuple, dict] = {}
+    for path in results_csvs:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = {"clip", "condition", "method", "codec"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path} is not a plc eval results.csv (no {', '.join(sorted(missing))} column)")
+            for row in reader:
+                if not row.get("error") and row["method"] in methods:
+                    known[(row["clip"], row["condition"], row["method"], row["codec"])] = \
+                        {k: row.get(k, "") for k in RESULT_COLUMNS}
+    left, reused = [], []
+    for job in jobs:
+        condition = NO_LOSS if job.condition is None else job.condition.spec
+        todo = []
+        for method in job.methods:
+            row = known.get((job.clip.clip_id, condition, method, job.codec))
+            if row is None:
+                todo.append(method)
+            else:
+                reused.append(dict(row))
+        if todo:
+            left.append(dataclasses.replace(job, methods=tuple(todo)))
+    return left, reused
+
+
 def run_jobs(jobs: list[Job], n_jobs: int, use_asr: bool, asr_backend: str = "auto",
              progress: bool = True) -> Iterator[list[dict]]:
     """Run jobs in ``n_jobs`` processes, yielding each job's rows as it finishes."""

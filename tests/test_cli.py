@@ -125,6 +125,19 @@ def test_eval_end_to_end_on_real_clips(tmp_path):
     report = (out / "report.md").read_text()
     assert "| neteq |" in report and "metrics.png" in report
     assert (out / "metrics.png").stat().st_size > 10_000
+    # A rerun that reuses the zero rows recomputes only neteq, and gets the same figures.
+    again = tmp_path / "again"
+    rc = main(["eval", "--manifest", str(manifest), "--methods", "zero,neteq", "--loss", "gilbert:0.2,3",
+               "--out", str(again), "--jobs", "1", "--quiet", "--no-reference", "--asr", "off",
+               "--reuse", str(out / "results.csv"), "--reuse-methods", "zero"])
+    assert rc == 0
+    summary2 = json.loads((again / "summary.json").read_text())
+    assert summary2["reused_rows"] == 3 and "3 rows were reused" in (again / "report.md").read_text()
+    first = {(r["clip"], r["method"]): r for r in results}
+    for r in csv.DictReader(open(again / "results.csv")):
+        assert float(r["pesq"]) == pytest.approx(float(first[(r["clip"], r["method"])]["pesq"]), abs=1e-9)
+        if r["method"] == "neteq":
+            assert r["wer"] == ""  # recomputed, with --asr off
 
 
 def test_eval_rejects_bad_manifest(tmp_path, capsys):

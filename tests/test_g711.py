@@ -227,7 +227,7 @@ def test_speed():
     t0 = time.perf_counter()
     run(c, x, lost)
     per_frame = (time.perf_counter() - t0) / 300
-    assert per_frame < 2e-3                                # target < 0.5 ms; loose for shared CI cores
+    assert per_frame < 5e-3  # a sanity bound for loaded CI cores, not a speed claim (that is `plc bench`)
 
 
 @pytest.mark.parametrize("n_lost", [1, 2, 4, 7])

@@ -39,30 +39,44 @@ def test_model_json_has_what_the_runtime_needs(model_dir):
     assert info["sample_rate"] == 16000 and info["params"] < 1_000_000
 
 
-def test_generate_graph_equals_torch_step_loop(model_dir):
-    d, model = model_dir
-    import onnxruntime as ort
+def test_runtime_conceals_exactly_as_the_torch_model_trains(model_dir):
+    """The first concealed frame from onnxruntime equals PLCModel.forward on the same loss event:
+    features, pitch, level, warm-up and the in-graph step loop agree between training and runtime."""
+    from plc.neural.features import effective_lag, frame_gain, log_mel_frames, pitch_lag
+    from training.data import DataConfig
 
-    sess = ort.InferenceSession(str(d / "generate.onnx"), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    h0 = rng.standard_normal((1, 128)).astype(np.float32) * 0.3
-    prev = rng.integers(0, 256, 4)
-    cond = rng.standard_normal((1, 64)).astype(np.float32) * 0.5
-    noise = rng.gumbel(size=(40, 4, 256)).astype(np.float32)
-    q, h = sess.run(None, {"h0": h0, "prev": prev, "cond": cond, "noise": noise,
-                           "inv_temperature": np.array(1 / 0.7, np.float32)})
-    # The same steps through torch's own GRU.
-    ar = model.ar.eval()
-    ht = torch.from_numpy(h0)[None]
-    p = torch.from_numpy(prev)[None, None]
-    out = []
+    d, model = model_dir
+    cfg, dcfg, fcfg = model.cfg, DataConfig(), FeatureConfig()
+    x = harmonic(f0_hz=170.0, seconds=0.6, seed=3)
+    n_before = 30
+    c = NeuralConcealer(model_dir=d, deadline_ms=None)
+    c._rng = np.random.default_rng(7)
+    for i in range(n_before):
+        c.process(x[i * FRAME:(i + 1) * FRAME])
+    first = c.process(None)
+    second = c.process(None)
+
+    ctx, hop = dcfg.context_frames, FRAME
+    seg = x[(n_before - ctx - 1) * hop:n_before * hop]
+    past = seg[hop:]
+    mel = np.concatenate([log_mel_frames(seg, fcfg)[1:], np.zeros((3, fcfg.n_mels), np.float32)])
+    lost = np.concatenate([np.zeros(ctx), np.ones(3)]).astype(np.float32)
+    lag, voicing = pitch_lag(past, fcfg)
+    rng = np.random.default_rng(7)
+    noise = np.concatenate([rng.standard_normal((1, dcfg.warmup_frames * 4, 40), dtype=np.float32)[0],
+                            rng.standard_normal((4, 40), dtype=np.float32),
+                            rng.standard_normal((4, 40), dtype=np.float32)])
+    audio = np.concatenate([past, np.zeros(3 * hop, np.float32)])
+    t = lambda a: torch.from_numpy(np.asarray(a))[None]  # noqa: E731
     with torch.no_grad():
-        for t in range(40):
-            logits, ht = ar(p, torch.from_numpy(cond)[None], ht)
-            p = torch.argmax(logits[0, 0] / 0.7 + torch.from_numpy(noise[t]), dim=-1)[None, None]
-            out.append(p[0, 0].numpy())
-    assert np.array_equal(q, np.concatenate(out))
-    assert np.allclose(h, ht[0].numpy(), atol=1e-4)
+        _, gen = model(t(mel), t(lost), t(audio), torch.tensor([effective_lag(lag, cfg.lag_reach)]),
+                       torch.tensor([voicing], dtype=torch.float32),
+                       torch.tensor([frame_gain(past, fcfg)], dtype=torch.float32), t(noise),
+                       ctx, dcfg.warmup_frames, 2)
+    gen = gen[0].numpy()
+    assert np.abs(gen).max() > 1e-3
+    np.testing.assert_allclose(first, np.clip(gen[:hop], -1, 1), atol=2e-4)
+    np.testing.assert_allclose(second, np.clip(gen[hop:], -1, 1), atol=5e-4)
 
 
 def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):

@@ -12,7 +12,8 @@ import soundfile as sf
 
 torch = pytest.importorskip("torch")
 
-from training.data import DataConfig, SpeechCorpus, gilbert_frames, make_batch  # noqa: E402
+from training.data import DataConfig, SpeechCorpus, gilbert_frames, loss_length, make_batch  # noqa: E402
+from training.model import ModelConfig  # noqa: E402
 from plc.neural.features import FeatureConfig  # noqa: E402
 
 from .conftest import harmonic  # noqa: E402
@@ -48,28 +49,46 @@ def test_batches_are_well_formed_and_seeded(tiny_manifest):
     from training.data import read_clip_list
 
     corpus = SpeechCorpus(read_clip_list(tiny_manifest))
-    b1 = make_batch(corpus, np.random.default_rng(0), 3, DataConfig(), FeatureConfig())
-    b2 = make_batch(corpus, np.random.default_rng(0), 3, DataConfig(), FeatureConfig())
-    assert b1["mel"].shape == (3, 40, 32) and b1["q"].shape == (3, 6400) and b1["lost"].shape == (3, 40)
-    assert b1["q"].min() >= 0 and b1["q"].max() <= 255
+    cfg, reach = DataConfig(), ModelConfig().lag_reach
+    b1 = make_batch(corpus, np.random.default_rng(0), 3, cfg, FeatureConfig(), reach)
+    b2 = make_batch(corpus, np.random.default_rng(0), 3, cfg, FeatureConfig(), reach)
+    frames = cfg.context_frames + cfg.max_lost_frames + 1
+    assert b1["mel"].shape == (3, frames, 32) and b1["audio"].shape == (3, frames * 160)
+    assert b1["lost"].shape == (3, frames) and np.all(b1["lost"][:, cfg.context_frames:] == 1)
+    assert np.all(b1["lost"][:, cfg.context_frames - cfg.warmup_frames:cfg.context_frames] == 0)
+    assert np.all((b1["n_lost"] >= 1) & (b1["n_lost"] <= cfg.max_lost_frames))
+    assert np.all(b1["lag"] >= reach) and np.all(b1["gain"] > 0)
     assert all(np.array_equal(b1[k], b2[k]) for k in b1)
 
 
+def test_pitch_of_the_training_audio_is_found():
+    """The long-term predictor's lag: a 160 Hz vowel has a 100-sample period."""
+    from plc.neural.features import effective_lag, pitch_lag
+
+    lag, voicing = pitch_lag(harmonic(160.0, seconds=0.1), FeatureConfig())
+    assert lag in (99, 100, 101) and voicing > 0.9
+    assert effective_lag(35, 42) == 70 and effective_lag(100, 42) == 100
+
+
 def test_training_losses_are_bursty():
-    cfg = DataConfig(segment_frames=100_000, warmup_frames=0)
-    lost = gilbert_frames(np.random.default_rng(0), cfg.segment_frames, cfg)
+    cfg = DataConfig()
+    rng = np.random.default_rng(0)
+    lost = gilbert_frames(rng, 100_000, cfg)
     assert abs(lost.mean() - cfg.loss_rate) < 0.02
     from eval.loss_models import burst_lengths
 
     assert abs(burst_lengths(lost).mean() - cfg.mean_burst_packets * cfg.packet_frames) < 1.0
+    lengths = np.array([loss_length(rng, cfg) for _ in range(5000)])
+    assert abs((lengths == 1).mean() - cfg.single_frame_prob) < 0.03     # lone late 10 ms frames
+    assert np.all(lengths[lengths > 1] % 2 == 0) and lengths.max() == cfg.max_lost_frames  # 20 ms packets
 
 
 def test_train_resume_is_exact(tiny_manifest, tmp_path):
     common = ["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
               "--plcmos-clips", "0", "--threads", "1"]
-    _train([*common, "--out", str(tmp_path / "a"), "--steps", "4"])
-    _train([*common, "--out", str(tmp_path / "b"), "--steps", "2"])
-    _train([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    _train([*common, "--out", str(tmp_path / "a"), "--steps", "4"])   # batches from a worker process
+    _train([*common, "--out", str(tmp_path / "b"), "--steps", "2", "--workers", "0"])
+    _train([*common, "--out", str(tmp_path / "b"), "--steps", "4", "--resume", "--workers", "0"])
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
     assert a["step"] == b["step"] == 4

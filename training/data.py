@@ -1,11 +1,19 @@
-"""Training data: speech segments with call-like augmentation and bursty frame losses.
+"""Training data: loss events in real speech, with call-like augmentation.
 
-Each example is a ``segment_frames`` x 10 ms stretch of a training clip,
-augmented the way calls differ (level, band-limiting and spectral tilt,
-added noise synthesised or mixed from another clip), with its log-mel
-frames, a per-frame *lost* mask drawn from a Gilbert-Elliott model (bursty,
-as networks lose packets, in 20 ms packets) and the mu-law classes of its
-pre-emphasised waveform.
+Each example is one loss as the runtime meets it: ``context_frames`` of real
+audio (10 ms frames) before the loss, then the lost frames and one frame more
+(the runtime makes it to cross-fade back), all from a stretch of a training
+clip augmented the way calls differ (level, band-limiting and spectral tilt,
+added noise synthesised or mixed from another clip). It carries the log-mel
+frames the conditioning network reads, per-frame *lost* flags (an earlier
+loss in the context is flagged too, as the runtime flags frames it
+concealed), the pitch lag, voicing and level of the audio before the loss,
+and the number of lost frames, drawn the way networks lose packets: bursts
+of 20 ms packets (a Gilbert-Elliott model), sometimes single 10 ms frames
+(a jitter buffer's late frame).
+
+Batches are a pure function of ``(seed, rank, step)``, which makes resume
+exact without saving any generator state.
 """
 
 from __future__ import annotations
@@ -20,13 +28,16 @@ import soundfile as sf
 from scipy.signal import butter, sosfilt
 
 from plc.audio_io import resample
-from plc.neural.features import FeatureConfig, log_mel_frames, mulaw_encode, preemphasize
+from plc.neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
 
 
 @dataclass
 class DataConfig:
-    segment_frames: int = 40
-    min_rms_dbfs: float = -45.0       # skip near-silent segments
+    context_frames: int = 24          # real audio before the loss (the runtime's conditioning context)
+    warmup_frames: int = 4            # of which the autoregressive GRU is teacher forced over the last
+    max_lost_frames: int = 12         # 120 ms: silent from then on, nothing to learn beyond
+    min_rms_dbfs: float = -45.0       # skip near-silent stretches
+    speech_before_loss_prob: float = 0.8  # how often the 40 ms before the loss must hold speech
     gain_db_range: tuple = (-32.0, -14.0)  # target RMS level
     lowpass_prob: float = 0.3
     lowpass_hz_range: tuple = (3400.0, 7000.0)
@@ -34,10 +45,14 @@ class DataConfig:
     noise_prob: float = 0.5
     snr_db_range: tuple = (15.0, 50.0)
     mix_prob: float = 0.1
-    loss_rate: float = 0.15
-    mean_burst_packets: float = 3.0
+    loss_rate: float = 0.15           # Gilbert model of the earlier losses flagged in the context
+    mean_burst_packets: float = 2.5   # mean loss burst, 20 ms packets
     packet_frames: int = 2
-    warmup_frames: int = 10           # no loss before this frame
+    single_frame_prob: float = 0.15   # a lone lost 10 ms frame (late packet in a jitter buffer)
+
+    @property
+    def total_frames(self) -> int:
+        return self.context_frames + self.max_lost_frames + 1
 
 
 def read_clip_list(csv_path: str | Path) -> list[Path]:
@@ -85,9 +100,15 @@ def gilbert_frames(rng: np.random.Generator, n_frames: int, cfg: DataConfig) -> 
     for i in range(n_packets):
         bad = (rng.random() >= leave) if bad else (rng.random() < enter)
         lost[i] = bad
-    frames = np.repeat(lost, cfg.packet_frames)[:n_frames]
-    frames[:cfg.warmup_frames] = False
-    return frames
+    return np.repeat(lost, cfg.packet_frames)[:n_frames]
+
+
+def loss_length(rng: np.random.Generator, cfg: DataConfig) -> int:
+    """Lost frames of one loss event: a geometric burst of 20 ms packets, or one 10 ms frame."""
+    if rng.random() < cfg.single_frame_prob:
+        return 1
+    packets = rng.geometric(1.0 / cfg.mean_burst_packets)
+    return int(min(packets * cfg.packet_frames, cfg.max_lost_frames))
 
 
 def augment(x: np.ndarray, rng: np.random.Generator, cfg: DataConfig, corpus: SpeechCorpus,
@@ -121,21 +142,48 @@ def augment(x: np.ndarray, rng: np.random.Generator, cfg: DataConfig, corpus: Sp
 
 
 def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, data_cfg: DataConfig,
-               feat_cfg: FeatureConfig, augment_audio: bool = True) -> dict[str, np.ndarray]:
-    """A batch: ``mel`` (B, T, M), ``lost`` (B, T), ``q`` (B, T * hop) int64."""
+               feat_cfg: FeatureConfig, lag_reach: int, augment_audio: bool = True) -> dict[str, np.ndarray]:
+    """A batch of loss events.
+
+    ``mel`` (B, F, M) and ``lost`` (B, F) for ``F = total_frames``; ``audio`` (B, F * hop) the
+    real audio; ``lag`` (B,) the effective pitch lag (see :func:`effective_lag`, ``lag_reach``),
+    ``voicing`` and ``gain`` (B,) of the audio before the loss; ``n_lost`` (B,).
+    """
     hop = feat_cfg.hop_samples
-    n = data_cfg.segment_frames * hop
-    context = feat_cfg.win_samples  # so the first frame's mel window has real audio
-    mels, losts, qs = [], [], []
-    while len(mels) < batch_size:
-        seg = corpus.random_segment(rng, n + context)
+    ctx = data_cfg.context_frames
+    n = data_cfg.total_frames * hop
+    pre = feat_cfg.win_samples - hop  # so the first frame's mel window has real audio
+    out: dict[str, list] = {k: [] for k in ("mel", "lost", "audio", "lag", "voicing", "gain", "n_lost")}
+    while len(out["mel"]) < batch_size:
+        seg = corpus.random_segment(rng, n + pre)
         if 20 * np.log10(np.sqrt(np.mean(seg ** 2)) + 1e-9) < data_cfg.min_rms_dbfs:
+            continue
+        before = seg[pre + (ctx - 4) * hop:pre + ctx * hop]
+        if rng.random() < data_cfg.speech_before_loss_prob and \
+                20 * np.log10(np.sqrt(np.mean(before ** 2)) + 1e-9) < data_cfg.min_rms_dbfs + 10:
             continue
         if augment_audio:
             seg = augment(seg, rng, data_cfg, corpus)
-        mel = log_mel_frames(seg, feat_cfg)[context // hop:]
-        audio = seg[context:]
-        mels.append(mel[:data_cfg.segment_frames])
-        losts.append(gilbert_frames(rng, data_cfg.segment_frames, data_cfg))
-        qs.append(mulaw_encode(preemphasize(audio, feat_cfg.preemphasis, seg[context - 1]), feat_cfg.mu))
-    return {"mel": np.stack(mels), "lost": np.stack(losts).astype(np.float32), "q": np.stack(qs)}
+        audio = seg[pre:]
+        n_lost = loss_length(rng, data_cfg)
+        lost = np.zeros(data_cfg.total_frames, dtype=bool)
+        lost[:ctx - data_cfg.warmup_frames] = gilbert_frames(rng, ctx - data_cfg.warmup_frames, data_cfg)
+        lost[ctx:] = True
+        past = audio[:ctx * hop]
+        lag, voicing = pitch_lag(past, feat_cfg)
+        out["mel"].append(log_mel_frames(seg, feat_cfg)[pre // hop:][:data_cfg.total_frames])
+        out["lost"].append(lost)
+        out["audio"].append(audio)
+        out["lag"].append(effective_lag(lag, lag_reach))
+        out["voicing"].append(voicing)
+        out["gain"].append(frame_gain(past, feat_cfg))
+        out["n_lost"].append(n_lost)
+    return {
+        "mel": np.stack(out["mel"]).astype(np.float32),
+        "lost": np.stack(out["lost"]).astype(np.float32),
+        "audio": np.stack(out["audio"]).astype(np.float32),
+        "lag": np.array(out["lag"], dtype=np.int64),
+        "voicing": np.array(out["voicing"], dtype=np.float32),
+        "gain": np.array(out["gain"], dtype=np.float32),
+        "n_lost": np.array(out["n_lost"], dtype=np.int64),
+    }

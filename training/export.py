@@ -4,12 +4,12 @@ Three graphs, each one onnxruntime call:
 
 * ``cond.onnx``: the conditioning network over a run of frames.
 * ``warmup.onnx``: the autoregressive GRU teacher-forced over recent real audio
-  (one ONNX ``GRU`` node), giving the state to generate from.
-* ``generate.onnx``: one 10 ms frame of free-running generation, the whole
-  per-step loop unrolled inside the graph (40 bunched steps of 4 samples),
-  with the embedding and input projections folded into one lookup table per
-  step so that each step is a handful of nodes. Sampling is Gumbel-max with a
-  temperature; the runtime passes the Gumbel noise in.
+  (one ONNX ``GRU`` node over all its sub-frames), giving the state to
+  generate from.
+* ``generate.onnx``: one 10 ms frame of free-running generation, its four
+  sub-frame steps unrolled inside the graph (the pitch window is gathered from
+  the signal made so far inside the graph too), so the autoregressive loop
+  never runs in Python.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import AutoregressiveNet, ConditioningNet, ModelConfig, PLCModel, count_parameters
+from .model import AutoregressiveNet, ConditioningNet, ModelConfig, PLCModel, count_parameters, gather_window
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OPSET = 17
 
 
@@ -71,50 +71,39 @@ class _WarmupGraph(nn.Module):
         super().__init__()
         self.ar = ar
 
-    def forward(self, prev: torch.Tensor, cond: torch.Tensor, h0: torch.Tensor):
-        x = torch.cat([self.ar.embed_bunches(prev), cond], dim=-1)
-        _, h = self.ar.gru(x, h0)
+    def forward(self, prev: torch.Tensor, lag_win: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor,
+                voicing: torch.Tensor, gain: torch.Tensor, h0: torch.Tensor):
+        """Per-step ``prev``, ``lag_win``, ``noise``, ``cond`` (1, S, .); ``voicing``, ``gain`` (1, 1)."""
+        steps = prev.shape[1]
+        v = voicing.unsqueeze(1).expand(1, steps, 1)
+        g = gain.unsqueeze(1).expand(1, steps, 1)
+        _, h = self.ar(self.ar.make_input(prev, lag_win, noise, cond, v, g), h0)
         return h
 
 
 class _GenerateGraph(nn.Module):
-    """One frame of free-running generation with the step loop unrolled."""
+    """One frame of free-running generation, the sub-frame steps unrolled."""
 
     def __init__(self, ar: AutoregressiveNet, cfg: ModelConfig) -> None:
         super().__init__()
-        self.steps = cfg.frame_samples // cfg.bunch
-        self.bunch, self.levels, self.hidden = cfg.bunch, cfg.levels, cfg.ar_hidden
-        w_ih = ar.gru.weight_ih_l0.detach()            # (3H, bunch*E + C)
-        e = cfg.embed_dim
-        emb = ar.embed.weight.detach()                  # (bunch*levels, E)
-        table = torch.cat([emb[k * cfg.levels:(k + 1) * cfg.levels] @ w_ih[:, k * e:(k + 1) * e].T
-                           for k in range(cfg.bunch)])  # (bunch*levels, 3H)
-        self.register_buffer("table", table)
-        self.register_buffer("w_cond", w_ih[:, cfg.bunch * e:].T.contiguous())
-        self.register_buffer("b_ih", ar.gru.bias_ih_l0.detach().clone())
-        self.register_buffer("w_hh", ar.gru.weight_hh_l0.detach().T.contiguous())
-        self.register_buffer("b_hh", ar.gru.bias_hh_l0.detach().clone())
-        self.register_buffer("offsets", torch.arange(cfg.bunch) * cfg.levels)
-        self.fc = ar.fc
-        self.out = ar.out
+        self.ar, self.cfg = ar, cfg
 
-    def forward(self, h: torch.Tensor, prev: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor,
-                inv_temperature: torch.Tensor):
-        """``h`` (1, H), ``prev`` (bunch,) int64, ``cond`` (1, C), ``noise`` (steps, bunch, levels)."""
-        H = self.hidden
-        gi_cond = cond @ self.w_cond + self.b_ih
+    def forward(self, h: torch.Tensor, history: torch.Tensor, lag: torch.Tensor, cond: torch.Tensor,
+                voicing: torch.Tensor, gain: torch.Tensor, noise: torch.Tensor):
+        """``h`` (1, 1, H); ``history`` (1, history_samples) the signal so far (unfaded);
+        ``lag`` (1,) int64 effective pitch lag; ``cond`` (1, C); ``voicing``, ``gain`` (1, 1);
+        ``noise`` (steps, subframe). Returns the frame (1, frame_samples) and the new state."""
+        cfg = self.cfg
+        buf = history
         outs = []
-        for t in range(self.steps):
-            gi = self.table[prev + self.offsets].sum(0, keepdim=True) + gi_cond
-            gh = h @ self.w_hh + self.b_hh
-            r = torch.sigmoid(gi[:, :H] + gh[:, :H])
-            z = torch.sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
-            n = torch.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
-            h = (1.0 - z) * n + z * h
-            logits = self.out(torch.relu(self.fc(h))).view(self.bunch, self.levels)
-            prev = torch.argmax(logits * inv_temperature + noise[t], dim=-1)
-            outs.append(prev)
-        return torch.cat(outs), h
+        for s in range(cfg.steps_per_frame):
+            win = gather_window(buf, cfg.history_samples - lag - cfg.lag_context, cfg.lag_window)
+            x = self.ar.make_input(buf[:, -cfg.subframe:], win, noise[s:s + 1], cond, voicing, gain)
+            y, h = self.ar(x.unsqueeze(1), h)
+            out = self.ar.output(y[:, 0], x, win, gain)
+            outs.append(out)
+            buf = torch.cat([buf[:, cfg.subframe:], out], dim=1)
+        return torch.cat(outs, dim=1), h
 
 
 def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
@@ -130,16 +119,20 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
         torch.onnx.export(_CondGraph(model.cond), (torch.zeros(1, 8, cfg.n_mels), torch.zeros(1, 8), torch.zeros(1, 1, hc)),
                           str(out_dir / "cond.onnx"), input_names=["mel", "lost", "h0"], output_names=["cond", "h"],
                           dynamic_axes={"mel": {1: "frames"}, "lost": {1: "frames"}, "cond": {1: "frames"}}, **kw)
+        steps, sub = 8, cfg.subframe
+        one = torch.ones(1, 1)
         torch.onnx.export(_WarmupGraph(model.ar),
-                          (torch.zeros(1, 8, cfg.bunch, dtype=torch.long), torch.zeros(1, 8, cfg.cond_dim), torch.zeros(1, 1, h)),
-                          str(out_dir / "warmup.onnx"), input_names=["prev", "cond", "h0"], output_names=["h"],
-                          dynamic_axes={"prev": {1: "steps"}, "cond": {1: "steps"}}, **kw)
-        steps = cfg.frame_samples // cfg.bunch
+                          (torch.zeros(1, steps, sub), torch.zeros(1, steps, cfg.lag_window), torch.zeros(1, steps, sub),
+                           torch.zeros(1, steps, cfg.cond_dim), one * 0.5, one * 0.1, torch.zeros(1, 1, h)),
+                          str(out_dir / "warmup.onnx"),
+                          input_names=["prev", "lag_win", "noise", "cond", "voicing", "gain", "h0"], output_names=["h"],
+                          dynamic_axes={k: {1: "steps"} for k in ("prev", "lag_win", "noise", "cond")}, **kw)
         torch.onnx.export(_GenerateGraph(model.ar, cfg),
-                          (torch.zeros(1, h), torch.zeros(cfg.bunch, dtype=torch.long), torch.zeros(1, cfg.cond_dim),
-                           torch.zeros(steps, cfg.bunch, cfg.levels), torch.tensor(1.0)),
+                          (torch.zeros(1, 1, h), torch.zeros(1, cfg.history_samples), torch.tensor([100]),
+                           torch.zeros(1, cfg.cond_dim), one * 0.5, one * 0.1, torch.zeros(cfg.steps_per_frame, sub)),
                           str(out_dir / "generate.onnx"),
-                          input_names=["h0", "prev", "cond", "noise", "inv_temperature"], output_names=["q", "h"], **kw)
+                          input_names=["h0", "history", "lag", "cond", "voicing", "gain", "noise"],
+                          output_names=["frame", "h"], **kw)
     files = ["cond.onnx", "warmup.onnx", "generate.onnx"]
     digest = hashlib.sha256()
     for f in files:
@@ -147,12 +140,14 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
     info = {
         "format_version": FORMAT_VERSION,
         "sample_rate": config["features"]["sample_rate"],
+        "architecture": "conditioning GRU on log-mel + sub-frame autoregressive GRU with a pitch predictor",
         "features": config["features"],
         "model": cfg.as_dict(),
         "params": count_parameters(model),
         "model_bytes": sum((out_dir / f).stat().st_size for f in files),
         "files": files,
         "onnx_sha256": digest.hexdigest(),
+        "data": config.get("data"),
         "train_data_sha256": config.get("train_data_sha256"),
         "train_clips": config.get("train_clips"),
         "step": config.get("step"),

@@ -8,14 +8,21 @@ Two networks, as in WaveNetEQ:
   for frame ``f`` depends on frames ``< f`` only, so at a loss it predicts the
   conditioning of the frames to come.
 * :class:`AutoregressiveNet` is a GRU that makes the waveform from its own
-  previous samples and that conditioning. It runs in *bunches* of
-  ``bunch`` samples (4 = 0.25 ms): each step reads the previous bunch (8-bit
-  mu-law of pre-emphasised audio, one embedding per sample) and outputs a
-  256-way softmax for each sample of the next bunch. Bunching cuts the
-  number of sequential steps by 4, which is what makes real-time inference in
-  onnxruntime possible (see ``plc bench``).
+  previous output and that conditioning, one *sub-frame* of ``subframe``
+  samples (40 = 2.5 ms) per step, as FARGAN (Opus 1.5's PLC) does. Each step
+  reads the previous sub-frame, a window of the signal one pitch period back
+  (the long-term predictor of speech codecs) and a little noise, all divided
+  by the level of the last real audio; it outputs a 5-tap pitch predictor and
+  a residual, which together are the next sub-frame. The output is a point
+  estimate trained with waveform and multi-resolution spectral losses, not a
+  sampled softmax: an under-trained softmax turns uncertainty into broadband
+  noise (model v1, see ``plc/assets/MODEL.md``).
 
-Training is teacher forced: the GRU sees the real previous bunch.
+Training (``training/train.py``) is what the runtime does at a loss: the GRU is
+teacher forced over the last real audio before the loss (and scored on its
+one-step predictions there), then runs free on its own output through the
+loss and one frame more, scored against the real audio as it would be played
+(with the runtime's fade-out).
 """
 
 from __future__ import annotations
@@ -31,12 +38,30 @@ class ModelConfig:
     n_mels: int = 32
     cond_hidden: int = 128
     cond_dim: int = 64
-    bunch: int = 4
-    embed_dim: int = 32
-    ar_hidden: int = 128
-    fc_hidden: int = 128
-    levels: int = 256
+    subframe: int = 40            # samples per autoregressive step (2.5 ms)
+    lag_context: int = 2          # pitch window extends this far each side (5 taps)
+    ar_hidden: int = 256
+    fc_hidden: int = 256
     frame_samples: int = 160
+    history_samples: int = 384    # signal the generator keeps for its pitch window
+    output_limit: float = 12.0    # soft limit of the normalised output
+
+    @property
+    def steps_per_frame(self) -> int:
+        return self.frame_samples // self.subframe
+
+    @property
+    def lag_window(self) -> int:
+        return self.subframe + 2 * self.lag_context
+
+    @property
+    def lag_reach(self) -> int:
+        """How far past a step's start the pitch window reaches (see ``effective_lag``)."""
+        return self.subframe + self.lag_context
+
+    @property
+    def ar_input(self) -> int:
+        return self.subframe + self.lag_window + self.subframe + self.cond_dim + 2
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -62,31 +87,52 @@ class ConditioningNet(nn.Module):
 
 
 class AutoregressiveNet(nn.Module):
-    """Bunched sample-rate GRU with a mu-law softmax per sample."""
+    """Sub-frame GRU: previous sub-frame, pitch window, noise, conditioning -> next sub-frame."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.levels * cfg.bunch, cfg.embed_dim)  # one table per bunch position
-        self.gru = nn.GRU(cfg.embed_dim * cfg.bunch + cfg.cond_dim, cfg.ar_hidden, batch_first=True)
-        self.fc = nn.Linear(cfg.ar_hidden, cfg.fc_hidden)
-        self.out = nn.Linear(cfg.fc_hidden, cfg.levels * cfg.bunch)
-        self.register_buffer("offsets", torch.arange(cfg.bunch) * cfg.levels, persistent=False)
+        self.gru = nn.GRU(cfg.ar_input, cfg.ar_hidden, batch_first=True)
+        self.fc = nn.Linear(cfg.ar_hidden + cfg.ar_input, cfg.fc_hidden)
+        self.taps = nn.Linear(cfg.fc_hidden, 2 * cfg.lag_context + 1)
+        self.residual = nn.Linear(cfg.fc_hidden, cfg.subframe)
+        with torch.no_grad():  # start as "half of one period back": a sensible concealer from step 0
+            self.taps.weight.mul_(0.1)
+            self.taps.bias.zero_()
+            self.taps.bias[cfg.lag_context] = 0.5
+            self.residual.weight.mul_(0.1)
+            self.residual.bias.zero_()
 
-    def embed_bunches(self, prev: torch.Tensor) -> torch.Tensor:
-        """``prev`` (B, S, bunch) mu-law classes -> (B, S, bunch * embed_dim)."""
-        e = self.embed(prev + self.offsets)
-        return e.flatten(-2)
+    def make_input(self, prev: torch.Tensor, lag_win: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor,
+                   voicing: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """Per-step input ``(..., ar_input)``.
 
-    def forward(self, prev: torch.Tensor, cond: torch.Tensor, h0: torch.Tensor | None = None):
-        """``prev`` (B, S, bunch) previous-bunch classes, ``cond`` (B, S, cond_dim) per step.
-
-        Returns logits (B, S, bunch, levels) and the final state (1, B, H).
+        ``prev`` (..., subframe) and ``lag_win`` (..., lag_window) are raw samples; ``noise``
+        (..., subframe) is standard normal; ``cond`` (..., cond_dim); ``voicing`` and ``gain``
+        (..., 1): the pitch correlation and level of the last real audio.
         """
-        x = torch.cat([self.embed_bunches(prev), cond], dim=-1)
-        y, h = self.gru(x, h0)
-        logits = self.out(torch.relu(self.fc(y)))
-        return logits.view(*logits.shape[:2], self.cfg.bunch, self.cfg.levels), h
+        level = (torch.log10(gain) + 2.0) * 0.5
+        return torch.cat([prev / gain, lag_win / gain, noise, cond, voicing, level], dim=-1)
+
+    def output(self, y: torch.Tensor, x: torch.Tensor, lag_win: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+        """GRU output ``y`` and step input ``x`` -> the sub-frame's samples (..., subframe)."""
+        cfg = self.cfg
+        f = torch.tanh(self.fc(torch.cat([y, x], dim=-1)))
+        taps = self.taps(f)
+        norm_win = lag_win / gain
+        pitch = sum(taps[..., k:k + 1] * norm_win[..., k:k + cfg.subframe] for k in range(2 * cfg.lag_context + 1))
+        out = pitch + self.residual(f)
+        return cfg.output_limit * torch.tanh(out / cfg.output_limit) * gain
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        """Run the GRU over step inputs ``x`` (B, S, ar_input) -> (outputs (B, S, H), h (1, B, H))."""
+        return self.gru(x, h0)
+
+
+def gather_window(buf: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+    """``buf[b, start[b] : start[b] + length]`` for each row -> (B, length)."""
+    idx = start.unsqueeze(-1) + torch.arange(length, device=buf.device)
+    return torch.gather(buf, 1, idx)
 
 
 class PLCModel(nn.Module):
@@ -96,23 +142,55 @@ class PLCModel(nn.Module):
         self.cond = ConditioningNet(cfg)
         self.ar = AutoregressiveNet(cfg)
 
-    def forward(self, mel: torch.Tensor, lost: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits.
+    def forward(self, mel: torch.Tensor, lost: torch.Tensor, audio: torch.Tensor, lag: torch.Tensor,
+                voicing: torch.Tensor, gain: torch.Tensor, noise: torch.Tensor, context_frames: int,
+                warmup_frames: int, generate_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One loss event per example, as the runtime conceals it.
 
-        ``mel``, ``lost``: (B, T) frames; ``q``: (B, T * frame_samples) mu-law classes of the
-        same audio. Frame ``f`` is predicted with the conditioning of frames ``< f``, so the
-        first frame has no prediction: the logits cover samples ``frame_samples ..`` and
-        predict ``q[:, frame_samples:]``.
+        ``mel``, ``lost`` (B, F): frames; ``audio`` (B, F * frame_samples): the real audio; the
+        loss starts at frame ``context_frames``. ``lag`` (B,) int64 is the effective pitch lag,
+        ``voicing``, ``gain`` (B,) the pitch correlation and level of the audio before the loss;
+        ``noise`` (B, S, subframe) standard normal for the ``S`` warm-up and generated steps.
+
+        Returns ``(teacher_forced, generated)``: the one-step predictions of the
+        ``warmup_frames`` frames before the loss (B, warmup_frames * frame_samples) and the
+        free-running output of ``generate_frames`` frames from the loss on.
         """
         cfg = self.cfg
-        cond, _ = self.cond(mel, lost)                      # (B, T, C): cond[:, t] is for frame t+1
-        cond = cond[:, :-1]                                 # frames 1..T-1
-        steps_per_frame = cfg.frame_samples // cfg.bunch
-        cond_steps = cond.repeat_interleave(steps_per_frame, dim=1)
-        bunches = q.view(q.shape[0], -1, cfg.bunch)        # (B, T*spf, bunch)
-        prev = bunches[:, steps_per_frame - 1:-1]           # previous bunch of each target step
-        logits, _ = self.ar(prev, cond_steps)
-        return logits
+        sub, spf = cfg.subframe, cfg.steps_per_frame
+        cond, _ = self.cond(mel, lost)          # cond[:, f] conditions frame f + 1
+        voicing, gain = voicing.unsqueeze(-1), gain.unsqueeze(-1)
+        start = context_frames * cfg.frame_samples
+        # Teacher forcing over the warm-up frames: every input is real audio.
+        w0 = (context_frames - warmup_frames) * cfg.frame_samples
+        n_warm = warmup_frames * spf
+        t = w0 + sub * torch.arange(n_warm, device=audio.device)                    # step starts (S,)
+        prev = audio[:, (t[:, None] - sub + torch.arange(sub, device=audio.device)).reshape(-1)]
+        prev = prev.view(audio.shape[0], n_warm, sub)
+        win_start = t[None, :] - lag[:, None] - cfg.lag_context                   # (B, S)
+        idx = win_start.unsqueeze(-1) + torch.arange(cfg.lag_window, device=audio.device)
+        lag_win = torch.gather(audio, 1, idx.reshape(audio.shape[0], -1)).view(audio.shape[0], n_warm, -1)
+        frame_of_step = (context_frames - warmup_frames) + torch.arange(n_warm, device=audio.device) // spf
+        warm_cond = cond[:, frame_of_step - 1]
+        g = gain.unsqueeze(1).expand(-1, n_warm, -1)
+        v = voicing.unsqueeze(1).expand(-1, n_warm, -1)
+        x = self.ar.make_input(prev, lag_win, noise[:, :n_warm], warm_cond, v, g)
+        y, h = self.ar(x)
+        teacher_forced = self.ar.output(y, x, lag_win, g).reshape(audio.shape[0], -1)
+        # Free running from the loss on: the pitch window and previous sub-frame come from the
+        # signal made so far, kept in a rolling buffer exactly as the runtime keeps it.
+        buf = audio[:, start - cfg.history_samples:start]
+        outs = []
+        for s in range(generate_frames * spf):
+            f = context_frames + s // spf
+            ws = cfg.history_samples - lag - cfg.lag_context
+            win = gather_window(buf, ws, cfg.lag_window)
+            x = self.ar.make_input(buf[:, -sub:], win, noise[:, n_warm + s], cond[:, f - 1], voicing, gain)
+            y, h = self.ar(x.unsqueeze(1), h)
+            out = self.ar.output(y[:, 0], x, win, gain)
+            outs.append(out)
+            buf = torch.cat([buf[:, sub:], out], dim=1)
+        return teacher_forced, torch.cat(outs, dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

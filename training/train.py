@@ -4,9 +4,22 @@ Runs on one CPU, one GPU, or under ``torchrun --nproc_per_node N`` with
 DistributedDataParallel (gloo on CPU, nccl on GPU): every rank draws its own
 batches from a rank-specific seed; rank 0 validates, logs and checkpoints.
 
+Each step draws a batch of loss events (``training/data.py``) as a pure
+function of ``(seed, rank, step)``, so a resumed run sees exactly the batches
+the uninterrupted run would have; a worker process prepares the next batches
+while the model trains on this one.
+
+The loss is what a listener hears of the concealment: the free-running output
+over the lost frames and the frame after (the runtime's fade-out applied,
+normalised by the level before the loss) against the real audio, with a
+multi-resolution STFT loss (spectral convergence + log magnitude) and an L1
+waveform loss that weighs the first milliseconds (the seam) most; plus the
+same losses, down-weighted, on the teacher-forced one-step predictions over
+the warm-up audio.
+
 A run folder holds ``config.json`` (every setting), ``log.jsonl`` (one line
-per validation), ``last.pt`` (model, optimiser, step and all RNG states, for
-exact resume) and ``best.pt``.
+per validation), ``last.pt`` (model, optimiser, step and RNG state, for exact
+resume) and ``best.pt``.
 """
 
 from __future__ import annotations
@@ -28,6 +41,12 @@ from plc.neural.features import FeatureConfig
 from .data import DataConfig, SpeechCorpus, data_list_hash, make_batch, read_clip_list
 from .model import ModelConfig, PLCModel, count_parameters
 
+STFT_SIZES = (64, 128, 256, 512)
+TEACHER_FORCED_WEIGHT = 0.25
+ONSET_WEIGHT = 4.0
+ONSET_SAMPLES = 80          # e-folding length of the seam weight (5 ms)
+FADE_START_MS, FADE_END_MS = 40.0, 120.0  # the runtime's fade-out (plc/concealers/neural.py)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the neural concealer",
@@ -40,13 +59,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt exactly")
     p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights (new optimiser)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores / ranks)")
     p.add_argument("--val-every", type=int, default=250, help="steps between validations and checkpoints")
     p.add_argument("--plcmos-clips", type=int, default=4, help="dev clips concealed for PLCMOS at validation")
     p.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
+    p.add_argument("--workers", type=int, default=1, help="batch-preparing worker processes (0: in the main process)")
     p.set_defaults(func=run)
 
 
@@ -54,8 +74,29 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+class _Batches(torch.utils.data.IterableDataset):
+    """Batches for steps ``start, start+1, ...``, each a pure function of (seed, rank, step)."""
+
+    def __init__(self, paths: list[Path], seed: int, rank: int, start: int, batch_size: int,
+                 data_cfg: DataConfig, feat_cfg: FeatureConfig, model_cfg: ModelConfig) -> None:
+        self.paths, self.seed, self.rank, self.start = paths, seed, rank, start
+        self.batch_size, self.data_cfg, self.feat_cfg, self.model_cfg = batch_size, data_cfg, feat_cfg, model_cfg
+        self.corpus: SpeechCorpus | None = None
+
+    def batch(self, step: int) -> dict[str, np.ndarray]:
+        if self.corpus is None:
+            self.corpus = SpeechCorpus(self.paths)
+        rng = np.random.default_rng([self.seed, self.rank, step])
+        b = make_batch(self.corpus, rng, self.batch_size, self.data_cfg, self.feat_cfg, self.model_cfg.lag_reach)
+        steps = (self.data_cfg.warmup_frames + self.data_cfg.max_lost_frames + 1) * self.model_cfg.steps_per_frame
+        b["noise"] = rng.standard_normal((self.batch_size, steps, self.model_cfg.subframe)).astype(np.float32)
+        return b
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            yield self.batch(step)
+            step += 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
     feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig()
     train_paths = read_clip_list(args.data)
     dev_paths = read_clip_list(args.dev)
+    if not train_paths:
+        raise UserError(f"{args.data}: no clips")
     config = {
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "features": feat_cfg.as_dict(), "model": model_cfg.as_dict(), "data": asdict(data_cfg),
@@ -95,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
             (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
     torch.manual_seed(args.seed + rank)
-    rng = np.random.default_rng([args.seed, rank])
     model = PLCModel(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
     step, best = 0, float("inf")
@@ -104,22 +146,26 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(state["model"])
     if args.resume:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise UserError(f"--resume: {ckpt_path} is a different model ({str(exc).splitlines()[0]})") from None
         opt.load_state_dict(state["optimizer"])
         step, best = state["step"], state.get("best", best)
-        rng.bit_generator.state = state["rng"][rank]["numpy"] if rank < len(state["rng"]) else rng.bit_generator.state
-        if rank < len(state["rng"]):
-            torch.set_rng_state(state["rng"][rank]["torch"])
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
 
-    corpus = SpeechCorpus(train_paths)
-    dev_corpus = SpeechCorpus(dev_paths[: max(40, args.plcmos_clips)]) if rank == 0 else None
     val_batches = None
     if rank == 0:
+        dev_corpus = SpeechCorpus(dev_paths[: max(40, args.plcmos_clips)])
         vrng = np.random.default_rng(999)
-        val_batches = [make_batch(dev_corpus, vrng, 16, data_cfg, feat_cfg, augment_audio=False) for _ in range(4)]
+        val_batches = []
+        for _ in range(4):
+            b = make_batch(dev_corpus, vrng, 32, data_cfg, feat_cfg, model_cfg.lag_reach, augment_audio=False)
+            n_steps = (data_cfg.warmup_frames + data_cfg.max_lost_frames + 1) * model_cfg.steps_per_frame
+            b["noise"] = vrng.standard_normal((32, n_steps, model_cfg.subframe)).astype(np.float32)
+            val_batches.append(b)
         print(f"model: {count_parameters(model):,} parameters; {len(train_paths)} training clips; "
               f"world size {world}; device {device}", flush=True)
 
@@ -132,19 +178,19 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    batches = _Batches(train_paths, args.seed, rank, step, args.batch_size, data_cfg, feat_cfg, model_cfg)
+    loader = iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=args.workers,
+                                              prefetch_factor=4 if args.workers else None,
+                                              persistent_workers=False))
     bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", disable=rank != 0, dynamic_ncols=True)
     started = time.time()
     running = None
     while step < args.steps:
-        batch = make_batch(corpus, rng, args.batch_size, data_cfg, feat_cfg)
-        mel = torch.from_numpy(batch["mel"]).to(device)
-        lost = torch.from_numpy(batch["lost"]).to(device)
-        q = torch.from_numpy(batch["q"]).to(device)
+        batch = {k: v.to(device) for k, v in next(loader).items()}
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         ddp_model.train()
-        logits = ddp_model(mel, lost, q)
-        loss = F.cross_entropy(logits.reshape(-1, model_cfg.levels), q[:, model_cfg.frame_samples:].reshape(-1))
+        loss, _ = batch_loss(ddp_model, batch, data_cfg, model_cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -155,14 +201,14 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{running:.3f}")
         out_of_time = args.max_minutes and (time.time() - started) / 60 > args.max_minutes
         if step % args.val_every == 0 or step == args.steps or out_of_time:
-            rngs = [_rng_state(rng)]
+            rngs = [{"torch": torch.get_rng_state(), "rank": rank}]
             if world > 1:
                 gathered = [None] * world
                 dist.all_gather_object(gathered, rngs[0])
                 rngs = gathered
             if rank == 0:
-                val = _validate(model, val_batches, device, model_cfg)
-                record = {"step": step, "train_loss": running, "val_loss": val, "lr": lr_at(step),
+                val, val_parts = _validate(model, val_batches, device, data_cfg, model_cfg)
+                record = {"step": step, "train_loss": running, "val_loss": val, **val_parts, "lr": lr_at(step),
                           "elapsed_s": round(time.time() - started, 1)}
                 state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                          "best": min(best, val), "rng": rngs, "config": config}
@@ -186,15 +232,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fade_gain(n_samples: int, sample_rate: int = 16000) -> np.ndarray:
+    """The runtime's fade-out over the first ``n_samples`` of a loss (raised cosine, 40 to 120 ms)."""
+    t_ms = np.arange(n_samples) * 1000.0 / sample_rate
+    x = np.clip((t_ms - FADE_START_MS) / (FADE_END_MS - FADE_START_MS), 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+
+
+def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, over ``STFT_SIZES``."""
+    total = pred.new_zeros(())
+    for n_fft in STFT_SIZES:
+        win = torch.hann_window(n_fft, device=pred.device)
+        kw = dict(n_fft=n_fft, hop_length=n_fft // 4, window=win, return_complex=True)
+        p = torch.stft(pred, **kw).abs()
+        t = torch.stft(target, **kw).abs()
+        sc = torch.linalg.norm(t - p) / (torch.linalg.norm(t) + 1e-3)
+        mag = (torch.log(p + 1e-2) - torch.log(t + 1e-2)).abs().mean()
+        total = total + sc + mag
+    return total / len(STFT_SIZES)
+
+
+def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_cfg: ModelConfig):
+    """The training loss of a batch of loss events, and its parts (floats) for the log."""
+    hop = model_cfg.frame_samples
+    ctx, warm, gen_frames = data_cfg.context_frames, data_cfg.warmup_frames, data_cfg.max_lost_frames + 1
+    tf, gen = model(batch["mel"], batch["lost"], batch["audio"], batch["lag"], batch["voicing"], batch["gain"],
+                    batch["noise"], ctx, warm, gen_frames)
+    gain = batch["gain"].unsqueeze(-1)
+    audio = batch["audio"]
+    n = gen.shape[1]
+    fade = torch.from_numpy(fade_gain(n)).to(gen.device)
+    valid = (torch.arange(n, device=gen.device)[None, :] < ((batch["n_lost"] + 1) * hop)[:, None]).float()
+    weight = fade[None, :] * valid
+    p = gen * weight / gain
+    t = audio[:, ctx * hop:ctx * hop + n] * weight / gain
+    onset = torch.exp(-torch.arange(n, device=gen.device, dtype=torch.float32) / ONSET_SAMPLES)
+    onset_l1 = ((p - t).abs() * onset).sum(-1).mean() / onset.sum()
+    free = stft_loss(p, t) + ONSET_WEIGHT * onset_l1
+    t_tf = audio[:, (ctx - warm) * hop:ctx * hop] / gain
+    teacher = stft_loss(tf / gain, t_tf) + (tf / gain - t_tf).abs().mean()
+    loss = free + TEACHER_FORCED_WEIGHT * teacher
+    return loss, {"free": float(free.detach()), "onset_l1": float(onset_l1.detach()),
+                  "teacher_forced": float(teacher.detach())}
+
+
 @torch.no_grad()
-def _validate(model: PLCModel, batches: list[dict], device: torch.device, cfg: ModelConfig) -> float:
+def _validate(model: PLCModel, batches: list[dict], device: torch.device, data_cfg: DataConfig,
+              model_cfg: ModelConfig) -> tuple[float, dict]:
     model.eval()
-    losses = []
+    losses, parts = [], []
     for b in batches:
-        q = torch.from_numpy(b["q"]).to(device)
-        logits = model(torch.from_numpy(b["mel"]).to(device), torch.from_numpy(b["lost"]).to(device), q)
-        losses.append(F.cross_entropy(logits.reshape(-1, cfg.levels), q[:, cfg.frame_samples:].reshape(-1)).item())
-    return float(np.mean(losses))
+        loss, p = batch_loss(model, {k: torch.from_numpy(v).to(device) for k, v in b.items()}, data_cfg, model_cfg)
+        losses.append(loss.item())
+        parts.append(p)
+    return float(np.mean(losses)), {f"val_{k}": round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}
 
 
 def _dev_plcmos(out: Path, model: PLCModel, paths: list[Path], config: dict) -> dict:

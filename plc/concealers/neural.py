@@ -6,11 +6,12 @@ At the first lost frame of a loss it
    ``context_frames`` frames (frames that were themselves concealed are
    flagged lost, as in training) and over the lost frames to come, which gives
    the conditioning of every frame of the loss in one call;
-2. warms the autoregressive GRU up by teacher forcing over the last
-   ``warmup_frames`` of played audio;
-3. generates each lost frame free-running (one session call per 10 ms frame:
-   the per-step loop is inside the graph), fading to silence by
-   ``fade_end_ms`` of continuous loss.
+2. measures the pitch lag, voicing and level of the last real audio;
+3. warms the autoregressive GRU up by teacher forcing over the last
+   ``warmup_frames`` of played audio (one call);
+4. generates each lost frame free-running, sub-frame by sub-frame from its
+   own output (one session call per 10 ms frame: the step loop is inside the
+   graph), fading to silence by ``fade_end_ms`` of continuous loss.
 
 When packets resume it generates one frame more and cross-fades into the
 received audio at the lag (within ``max_align_lag``) where the generated
@@ -25,17 +26,26 @@ copy into the history.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from ..neural.features import FeatureConfig, deemphasize, log_mel_frames, mulaw_decode, mulaw_encode, preemphasize
+from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
 from .base import Concealer, raised_cosine_fade
 
-NOISE_TABLE_STEPS = 512
+SUPPORTED_FORMAT = 2
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
+#: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
+MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
+
+
+def default_model_dir() -> Path:
+    """``$PLC_NEURAL_MODEL`` if set, else the shipped model."""
+    env = os.environ.get(MODEL_DIR_ENV)
+    return Path(env) if env else DEFAULT_MODEL_DIR
 
 
 class ModelUnavailable(RuntimeError):
@@ -65,27 +75,43 @@ class NeuralModel:
         except Exception as exc:  # missing files, bad JSON, corrupt ONNX...
             raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
         self.info = info
-        self.bunch = int(self.config["bunch"])
-        self.levels = int(self.config["levels"])
-        self.steps = int(self.config["frame_samples"]) // self.bunch
-        self.cond_hidden = int(self.config["cond_hidden"])
-        self.ar_hidden = int(self.config["ar_hidden"])
+        if info.get("format_version") != SUPPORTED_FORMAT:
+            raise ModelUnavailable(f"neural model in {model_dir} has format {info.get('format_version')}, "
+                                   f"this runtime reads format {SUPPORTED_FORMAT}")
+        c = self.config
+        self.subframe = int(c["subframe"])
+        self.steps = int(c["frame_samples"]) // self.subframe
+        self.lag_context = int(c["lag_context"])
+        self.lag_window = self.subframe + 2 * self.lag_context
+        self.lag_reach = self.subframe + self.lag_context
+        self.history_samples = int(c["history_samples"])
+        self.cond_hidden = int(c["cond_hidden"])
+        self.cond_dim = int(c["cond_dim"])
+        self.ar_hidden = int(c["ar_hidden"])
+        data = info.get("data") or {}
+        self.context_frames = int(data.get("context_frames", 24))
+        self.warmup_frames = int(data.get("warmup_frames", 4))
         self._prewarm()
 
     def _prewarm(self) -> None:
         """Run each graph once: onnxruntime's first call is slow (lazy allocation), calls must not be."""
-        n_mels, cond_dim = self.features.n_mels, int(self.config["cond_dim"])
+        n_mels, sub = self.features.n_mels, self.subframe
+        one = np.ones((1, 1), np.float32)
         try:
             self.cond.run(None, {"mel": np.zeros((1, 4, n_mels), np.float32), "lost": np.zeros((1, 4), np.float32),
                                  "h0": np.zeros((1, 1, self.cond_hidden), np.float32)})
-            self.warmup.run(None, {"prev": np.zeros((1, 8, self.bunch), np.int64),
-                                   "cond": np.zeros((1, 8, cond_dim), np.float32),
+            self.warmup.run(None, {"prev": np.zeros((1, 8, sub), np.float32),
+                                   "lag_win": np.zeros((1, 8, self.lag_window), np.float32),
+                                   "noise": np.zeros((1, 8, sub), np.float32),
+                                   "cond": np.zeros((1, 8, self.cond_dim), np.float32),
+                                   "voicing": one * 0.5, "gain": one * 0.1,
                                    "h0": np.zeros((1, 1, self.ar_hidden), np.float32)})
-            self.generate.run(None, {"h0": np.zeros((1, self.ar_hidden), np.float32),
-                                     "prev": np.zeros(self.bunch, np.int64),
-                                     "cond": np.zeros((1, cond_dim), np.float32),
-                                     "noise": np.zeros((self.steps, self.bunch, self.levels), np.float32),
-                                     "inv_temperature": np.array(1.0, np.float32)})
+            self.generate.run(None, {"h0": np.zeros((1, 1, self.ar_hidden), np.float32),
+                                     "history": np.zeros((1, self.history_samples), np.float32),
+                                     "lag": np.array([100], np.int64),
+                                     "cond": np.zeros((1, self.cond_dim), np.float32),
+                                     "voicing": one * 0.5, "gain": one * 0.1,
+                                     "noise": np.zeros((self.steps, sub), np.float32)})
         except Exception as exc:
             raise ModelUnavailable(f"neural model does not run: {type(exc).__name__}: {exc}") from exc
 
@@ -96,13 +122,12 @@ class NeuralConcealer(Concealer):
     Parameters
     ----------
     model_dir : path, optional
-        Folder with ``model.json`` and the ONNX graphs (default: the shipped model).
+        Folder with ``model.json`` and the ONNX graphs (default: ``$PLC_NEURAL_MODEL``, else the
+        shipped model).
     deadline_ms : float or None
         Per-frame budget. A frame whose generation is predicted to take longer
         (from the recent worst case) is concealed by the fallback. ``None``
         disables the check (offline use, where no deadline exists).
-    temperature : float
-        Sampling temperature of the mu-law softmax (lower: cleaner, less varied).
     fade_start_ms, fade_end_ms : float
         Continuous-loss time where the fade-out starts and where the output is silent.
     """
@@ -110,8 +135,7 @@ class NeuralConcealer(Concealer):
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
-                 deadline_ms: Optional[float] = 5.0, temperature: float = 0.7, context_frames: int = 24,
-                 warmup_frames: int = 2, fade_start_ms: float = 40.0, fade_end_ms: float = 120.0,
+                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 40.0, fade_end_ms: float = 120.0,
                  max_align_lag: int = 48, seed: int = 0, fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
@@ -119,22 +143,16 @@ class NeuralConcealer(Concealer):
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
         self.fallback = NetEqConcealer(sample_rate=sample_rate, frame_ms=frame_ms)
         self.deadline_ms = deadline_ms if fallback_on_deadline else None
-        self.temperature = float(temperature)
-        self.context_frames = context_frames
-        self.warmup_frames = warmup_frames
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
         self.max_align_lag = max_align_lag
         self.seed = seed
         self.load_error: Optional[str] = None
         try:
-            self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else DEFAULT_MODEL_DIR)
+            self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
         except ModelUnavailable as exc:
             self.model, self.load_error = None, str(exc)
         self.frame_times_ms: list[float] = []
-        # Gumbel noise for sampling, drawn once: each frame reads a random window of it.
-        noise_rng = np.random.default_rng(seed + 1)
-        u = noise_rng.random((NOISE_TABLE_STEPS, 4, 256), dtype=np.float32).clip(1e-7, 1 - 1e-7)
-        self._noise = -np.log(-np.log(u))
+        context_frames = self.model.context_frames if self.model else 24
         super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms))
         self._prewarm_loss_path()
 
@@ -163,9 +181,10 @@ class NeuralConcealer(Concealer):
         self._rng = np.random.default_rng(self.seed)
         self._h: Optional[np.ndarray] = None
         self._cond: Optional[np.ndarray] = None
-        self._prev_q: Optional[np.ndarray] = None
-        self._last_pre = 0.0   # last pre-emphasised sample (for de-emphasis state)
-        self._last_out = 0.0   # last de-emphasised output sample
+        self._signal: Optional[np.ndarray] = None   # what the generator has made so far, unfaded
+        self._lag = np.array([100], np.int64)
+        self._voicing = np.zeros((1, 1), np.float32)
+        self._level = np.ones((1, 1), np.float32)
         self._using_fallback = False
         self._recent_ms = 0.0
 
@@ -252,14 +271,15 @@ class NeuralConcealer(Concealer):
         return (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
 
     def _start_loss(self) -> None:
-        """Conditioning for the whole loss, and the GRU state warmed up on recent audio."""
+        """Conditioning for the whole loss, pitch and level, and the GRU state warmed up on recent audio."""
         m = self.model
         assert m is not None
         fc = m.features
-        hop = fc.hop_samples
-        ctx = min(self.context_frames, self.history_samples // hop - 1)
+        hop, sub = fc.hop_samples, m.subframe
+        ctx = min(m.context_frames, self.history_samples // hop - 1)
         max_lost = int(np.ceil(self.fade_end_ms / self.frame_ms)) + 1
-        audio = self.history[-(ctx + 1) * hop:]  # one frame more for the first mel window
+        history = self.history
+        audio = history[-(ctx + 1) * hop:]  # one frame more for the first mel window
         mel = log_mel_frames(audio, fc)[1:]                          # (ctx, M)
         lost_flags = self._lost_history[-ctx:].astype(np.float32)
         mel_all = np.concatenate([mel, np.zeros((max_lost, fc.n_mels), np.float32)])[None]
@@ -268,37 +288,35 @@ class NeuralConcealer(Concealer):
                                      "h0": np.zeros((1, 1, m.cond_hidden), np.float32)})
         # cond[t] (after frame t) conditions frame t+1: frame ctx-1+k+1 is lost frame k.
         self._cond = cond[0, ctx - 1:]                                  # [0] = first lost frame
-        warm = self.warmup_frames
-        warm_cond = cond[0, ctx - 1 - warm:ctx - 1]                     # conditions of the last `warm` frames
-        seg = self.history[-(warm * hop + 1):]
-        pre = preemphasize(seg[1:], fc.preemphasis, seg[0])
-        q = mulaw_encode(pre, fc.mu)
-        prev_start = self.history[-(warm * hop + 1 + m.bunch):-(warm * hop + 1)]
-        q_prev0 = mulaw_encode(preemphasize(prev_start, fc.preemphasis), fc.mu)
-        bunches = np.concatenate([q_prev0, q]).reshape(-1, m.bunch)  # previous bunch of each step, and the last
-        steps_per_frame = hop // m.bunch
-        cond_steps = np.repeat(warm_cond, steps_per_frame, axis=0)[None].astype(np.float32)
-        (h,) = m.warmup.run(None, {"prev": bunches[None, :-1].astype(np.int64), "cond": cond_steps,
+        lag, voicing = pitch_lag(history, fc)
+        lag = effective_lag(lag, m.lag_reach)
+        self._lag = np.array([lag], np.int64)
+        self._voicing = np.full((1, 1), voicing, np.float32)
+        self._level = np.full((1, 1), frame_gain(history, fc), np.float32)
+        # Teacher forcing over the last `warm` frames: step j makes samples [t_j, t_j + sub).
+        warm = m.warmup_frames
+        n_steps = warm * m.steps
+        t = len(history) - warm * hop + sub * np.arange(n_steps)
+        prev = history[t[:, None] - sub + np.arange(sub)]
+        lag_win = history[t[:, None] - lag - m.lag_context + np.arange(m.lag_window)]
+        frame_of_step = ctx - warm + np.arange(n_steps) // m.steps
+        warm_cond = cond[0, frame_of_step - 1]
+        (h,) = m.warmup.run(None, {"prev": prev[None], "lag_win": lag_win[None],
+                                    "noise": self._rng.standard_normal((1, n_steps, sub), dtype=np.float32),
+                                    "cond": warm_cond[None], "voicing": self._voicing, "gain": self._level,
                                     "h0": np.zeros((1, 1, m.ar_hidden), np.float32)})
-        self._h = h[0]
-        self._prev_q = bunches[-1].astype(np.int64)
-        self._last_pre = float(pre[-1])
-        self._last_out = float(self.history[-1])
+        self._h = h
+        self._signal = history[-m.history_samples:].copy()[None]
 
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         m = self.model
-        assert m is not None and self._cond is not None
+        assert m is not None and self._cond is not None and self._signal is not None
         if lost_frames_before * self.frame_ms >= self.fade_end_ms:
             return np.zeros(self.frame_samples, np.float32)
         k = min(lost_frames_before, len(self._cond) - 1)
-        start = int(self._rng.integers(0, len(self._noise) - m.steps))
-        noise = self._noise[start:start + m.steps, :m.bunch, :m.levels]
-        q, h = m.generate.run(None, {"h0": self._h, "prev": self._prev_q, "cond": self._cond[k:k + 1],
-                                     "noise": noise,
-                                     "inv_temperature": np.array(1.0 / self.temperature, np.float32)})
+        frame, h = m.generate.run(None, {"h0": self._h, "history": self._signal, "lag": self._lag,
+                                         "cond": self._cond[k:k + 1], "voicing": self._voicing, "gain": self._level,
+                                         "noise": self._rng.standard_normal((m.steps, m.subframe), dtype=np.float32)})
         self._h = h
-        self._prev_q = q[-m.bunch:].astype(np.int64)
-        pre = mulaw_decode(q, m.features.mu)
-        out = deemphasize(pre, m.features.preemphasis, self._last_out)
-        self._last_out = float(out[-1])
-        return out * self._gain(lost_frames_before)
+        self._signal = np.concatenate([self._signal[:, self.frame_samples:], frame], axis=1)
+        return frame[0] * self._gain(lost_frames_before)

@@ -2,9 +2,11 @@
 
 * Log-mel spectrogram, one frame per 10 ms hop, each computed over a causal
   20 ms Hann window that *ends* at the frame's end (no look-ahead).
-* 8-bit mu-law coding of pre-emphasised audio (as LPCNet does): the
-  quantisation noise of the generated waveform is shaped toward low
-  frequencies, where speech masks it.
+* The pitch lag and voicing of the most recent audio (normalised
+  autocorrelation), which the autoregressive network uses as a long-term
+  predictor, as speech codecs and LPCNet/FARGAN do.
+* The level of the most recent audio, which normalises what the network sees
+  so that it works the same at every loudness.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ class FeatureConfig:
     fmin_hz: float = 0.0
     fmax_hz: float = 8000.0
     log_floor: float = 1e-5
-    mu: int = 255
-    preemphasis: float = 0.85
+    pitch_min_lag: int = 32         # 500 Hz
+    pitch_max_lag: int = 320        # 50 Hz
+    pitch_window: int = 256         # 16 ms compared with the audio one lag earlier
+    gain_window: int = 320          # level of the last 20 ms
+    gain_floor: float = 1e-3        # -60 dBFS: quieter audio is normalised as if it were this loud
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,28 +71,46 @@ def log_mel_frames(audio: np.ndarray, cfg: FeatureConfig, n_frames: int | None =
     return np.log(mel + cfg.log_floor).astype(np.float32)
 
 
-def mulaw_encode(x: np.ndarray, mu: int = 255) -> np.ndarray:
-    """Float in [-1, 1] -> integer classes 0..mu."""
-    x = np.clip(np.asarray(x, dtype=np.float32), -1.0, 1.0)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    return np.clip(np.round((y + 1.0) * 0.5 * mu), 0, mu).astype(np.int64)
+def pitch_lag(audio: np.ndarray, cfg: FeatureConfig) -> tuple[int, float]:
+    """Pitch lag (samples) and voicing (normalised correlation in [-1, 1]) at the end of ``audio``.
+
+    Compares the last ``pitch_window`` samples with the same length one lag
+    earlier, for every lag in ``[pitch_min_lag, pitch_max_lag]``, and returns
+    the shortest lag that correlates about as well as the best (not a multiple of the
+    period). Needs ``pitch_window + pitch_max_lag`` samples (zeros are
+    assumed before a shorter input).
+    """
+    w, lo, hi = cfg.pitch_window, cfg.pitch_min_lag, cfg.pitch_max_lag
+    x = np.asarray(audio, dtype=np.float64)[-(w + hi):]
+    if len(x) < w + hi:
+        x = np.concatenate([np.zeros(w + hi - len(x)), x])
+    ref = x[-w:]
+    windows = np.lib.stride_tricks.sliding_window_view(x[:-lo], w)  # window i starts at i: lag hi - i
+    lags = hi - np.arange(len(windows))
+    dots = windows @ ref
+    energy = np.einsum("ij,ij->i", windows, windows)
+    corr = dots / np.sqrt(energy * float(ref @ ref) + 1e-12)
+    best = int(np.argmax(corr))
+    # Multiples of the period correlate as well as the period: take the shortest lag (the
+    # freshest audio) whose peak is within 10% of the best.
+    peak = np.r_[True, corr[1:] >= corr[:-1]] & np.r_[corr[:-1] >= corr[1:], True]
+    good = np.flatnonzero(peak & (corr >= 0.9 * corr[best])) if corr[best] > 0 else []
+    if len(good):
+        best = int(good[-1])  # lags fall with the index: the last is the shortest
+    return int(lags[best]), float(corr[best])
 
 
-def mulaw_decode(q: np.ndarray, mu: int = 255) -> np.ndarray:
-    """Integer classes 0..mu -> float in [-1, 1]."""
-    y = 2.0 * np.asarray(q, dtype=np.float32) / mu - 1.0
-    return (np.sign(y) * ((1.0 + mu) ** np.abs(y) - 1.0) / mu).astype(np.float32)
+def frame_gain(audio: np.ndarray, cfg: FeatureConfig) -> float:
+    """RMS of the last ``gain_window`` samples, at least ``gain_floor``."""
+    x = np.asarray(audio, dtype=np.float64)[-cfg.gain_window:]
+    return float(max(np.sqrt(np.mean(x * x)) if len(x) else 0.0, cfg.gain_floor))
 
 
-def preemphasize(x: np.ndarray, coef: float, previous_sample: float = 0.0) -> np.ndarray:
-    """``y[n] = x[n] - coef * x[n-1]``."""
-    x = np.asarray(x, dtype=np.float32)
-    prev = np.concatenate([[previous_sample], x[:-1]]).astype(np.float32)
-    return x - coef * prev
+def effective_lag(lag: int, reach: int) -> int:
+    """The smallest multiple of ``lag`` that is at least ``reach``.
 
-
-def deemphasize(y: np.ndarray, coef: float, previous_output: float = 0.0) -> np.ndarray:
-    """Inverse of :func:`preemphasize`: ``x[n] = y[n] + coef * x[n-1]``."""
-    zi = lfiltic([1.0], [1.0, -coef], [previous_output])
-    out, _ = lfilter([1.0], [1.0, -coef], np.asarray(y, dtype=np.float64), zi=zi)
-    return out.astype(np.float32)
+    The network reads a window one lag back that extends ``reach`` samples
+    past the start of the sub-frame being made; a short pitch period is used
+    two or three periods back so that the window holds only past samples.
+    """
+    return int(lag * -(-reach // lag))
