@@ -69,6 +69,9 @@ def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int, sub
     os.close(fd)
     try:
         sf.write(tmp, data, sample_rate, format=major, subtype=subtype)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

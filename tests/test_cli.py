@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,9 @@ def test_conceal_with_loss_model_writes_output_and_trace(wav, tmp_path, capsys):
     out2 = tmp_path / "out2.wav"
     assert main(["conceal", str(wav), str(out2), "--trace", str(tmp_path / "out.trace.txt"), "--method", "g711"]) == 0
     assert np.array_equal(sf.read(out2)[0], y)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
 def test_conceal_stereo_flac_at_48k_with_opus(tmp_path):

@@ -113,3 +113,12 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_manifest, tmp_path):
                         str(tiny_manifest), "--out", str(tmp_path / "none"), "--resume"],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_validation_conceals_dev_clips_through_the_runtime_for_plcmos(tiny_manifest, tmp_path):
+    _train(["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
+            "--plcmos-clips", "1", "--threads", "1", "--workers", "0", "--out", str(tmp_path / "p"), "--steps", "2"])
+    record = json.loads((tmp_path / "p" / "log.jsonl").read_text().splitlines()[-1])
+    assert "dev_plcmos_error" not in record, record
+    assert 1.0 <= record["dev_plcmos"] <= 5.0 and 1.0 <= record["dev_plcmos_neteq"] <= 5.0
+    assert (tmp_path / "p" / "export" / "generate.onnx").is_file()  # exported, then run by onnxruntime
