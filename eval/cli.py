@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", action="append", metavar="RESULTS_CSV",
                    help="take rows of an earlier run (same --seed, --packet-ms, --bitrate) instead of recomputing "
                         "them, for the methods named by --reuse-methods (repeatable; the report says how many "
-                        "rows were reused)")
+                        "rows were reused). PESQ, STOI and PLCMOS are reproduced exactly; Whisper's transcripts can "
+                        "differ between faster-whisper versions, so reuse WER only from the same installation")
     p.add_argument("--reuse-methods", metavar="M1,M2",
                    help="with --reuse: the methods whose rows may be reused (their code must not have changed "
                         "since), e.g. zero,neteq,reference")

@@ -44,6 +44,8 @@ def _add_conceal(sub: argparse._SubParsersAction) -> None:
                    help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--packet-ms", type=int, default=20, help="packet duration in ms (default 20)")
     p.add_argument("--stats", metavar="JSON", help="write concealment statistics to this JSON file")
+    p.add_argument("--neural-model", metavar="DIR",
+                   help="model folder for --method neural (default: the shipped plc/assets/neural)")
     p.set_defaults(func=_run_conceal)
 
 
@@ -60,6 +62,12 @@ def _run_conceal(args: argparse.Namespace) -> int:
 
     if args.method not in available_methods():
         raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
+    if args.neural_model:
+        from .concealers.neural import MODEL_DIR_ENV
+
+        if not (Path(args.neural_model) / "model.json").is_file():
+            raise UserError(f"--neural-model: {args.neural_model} holds no model.json")
+        os.environ[MODEL_DIR_ENV] = str(Path(args.neural_model).resolve())
     try:
         output = check_output_path(args.output)
     except AudioError as exc:
@@ -91,6 +99,12 @@ def _run_conceal(args: argparse.Namespace) -> int:
     print(f"{output}: {n_packets} packets, {lost_n} lost ({100.0 * lost_n / max(1, n_packets):.1f}%), "
           f"concealed with {args.method} ({args.codec})"
           + (f"; trace written to {trace_path}" if trace_path else ""))
+    if result.stats.get("fallback_frames"):
+        from .concealers import make_concealer
+
+        reason = getattr(make_concealer(args.method), "load_error", None) if args.method == "neural" else None
+        print(f"warning: {result.stats['fallback_frames']} frames were concealed by the neteq fallback"
+              + (f" ({reason})" if reason else ""), file=sys.stderr)
     return 0
 
 

@@ -148,3 +148,24 @@ def test_eval_rejects_bad_manifest(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("path,transcript\nmissing.flac,HELLO\n")
     assert main(["eval", "--manifest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "o")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_conceal_with_a_broken_neural_model_says_so_and_still_conceals(wav, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from plc.concealers.neural import DEFAULT_MODEL_DIR, MODEL_DIR_ENV
+
+    monkeypatch.setenv(MODEL_DIR_ENV, str(DEFAULT_MODEL_DIR))  # undone after the test, whatever main() sets
+    broken = tmp_path / "broken"
+    shutil.copytree(DEFAULT_MODEL_DIR, broken)
+    (broken / "generate.onnx").write_bytes(b"not onnx")
+    out = tmp_path / "n.wav"
+    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
+                 "--neural-model", str(broken)]) == 0
+    err = capsys.readouterr().err
+    assert "concealed by the neteq fallback" in err and "unusable" in err
+    expected = tmp_path / "e.wav"
+    assert main(["conceal", str(wav), str(expected), "--loss", "gilbert:0.2,3", "--method", "neteq"]) == 0
+    assert np.array_equal(sf.read(out)[0], sf.read(expected)[0])  # the classic concealment, not silence
+    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
+                 "--neural-model", str(tmp_path / "nothing")]) == 2

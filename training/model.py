@@ -96,6 +96,9 @@ class AutoregressiveNet(nn.Module):
         self.fc = nn.Linear(cfg.ar_hidden + cfg.ar_input, cfg.fc_hidden)
         self.taps = nn.Linear(cfg.fc_hidden, 2 * cfg.lag_context + 1)
         self.residual = nn.Linear(cfg.fc_hidden, cfg.subframe)
+        n_taps = 2 * cfg.lag_context + 1
+        self.register_buffer("tap_index", torch.arange(n_taps)[:, None] + torch.arange(cfg.subframe)[None, :],
+                             persistent=False)
         with torch.no_grad():  # start as "half of one period back": a sensible concealer from step 0
             self.taps.weight.mul_(0.1)
             self.taps.bias.zero_()
@@ -118,9 +121,9 @@ class AutoregressiveNet(nn.Module):
         """GRU output ``y`` and step input ``x`` -> the sub-frame's samples (..., subframe)."""
         cfg = self.cfg
         f = torch.tanh(self.fc(torch.cat([y, x], dim=-1)))
-        taps = self.taps(f)
-        norm_win = lag_win / gain
-        pitch = sum(taps[..., k:k + 1] * norm_win[..., k:k + cfg.subframe] for k in range(2 * cfg.lag_context + 1))
+        taps = self.taps(f).unsqueeze(-2)                               # (..., 1, taps)
+        shifted = (lag_win / gain)[..., self.tap_index]                 # (..., taps, subframe)
+        pitch = (taps @ shifted).squeeze(-2)                            # the 5-tap pitch predictor
         out = pitch + self.residual(f)
         return cfg.output_limit * torch.tanh(out / cfg.output_limit) * gain
 

@@ -85,10 +85,11 @@ def pitch_lag(audio: np.ndarray, cfg: FeatureConfig) -> tuple[int, float]:
     if len(x) < w + hi:
         x = np.concatenate([np.zeros(w + hi - len(x)), x])
     ref = x[-w:]
-    windows = np.lib.stride_tricks.sliding_window_view(x[:-lo], w)  # window i starts at i: lag hi - i
-    lags = hi - np.arange(len(windows))
-    dots = windows @ ref
-    energy = np.einsum("ij,ij->i", windows, windows)
+    past = x[:-lo]                                   # the window starting at i has lag hi - i
+    dots = np.correlate(past, ref, mode="valid")
+    sq = np.concatenate([[0.0], np.cumsum(past * past)])
+    energy = np.maximum(sq[w:] - sq[:-w], 0.0)     # energy of each window, by running sums
+    lags = hi - np.arange(len(dots))
     corr = dots / np.sqrt(energy * float(ref @ ref) + 1e-12)
     best = int(np.argmax(corr))
     # Multiples of the period correlate as well as the period: take the shortest lag (the
