@@ -162,3 +162,22 @@ def test_deadline_miss_falls_back_and_is_counted(model_dir):
     out = run(c, x, lost)
     assert c.stats.fallback_frames == 5  # the first frame shows the model is too slow; the rest fall back
     assert np.all(np.isfinite(out))
+
+
+@pytest.mark.parametrize("kind", ["silence", "full_scale_square", "loud_noise", "impulses", "dc"])
+def test_shipped_model_stays_bounded_on_extreme_input(kind):
+    """Whatever was received, the shipped model's concealment is finite, in range, silent by
+    120 ms, and never needs the fallback."""
+    rng = np.random.default_rng(1)
+    n = 16000
+    x = {"silence": np.zeros(n), "full_scale_square": np.sign(np.sin(2 * np.pi * 200 * np.arange(n) / 16000)),
+         "loud_noise": np.clip(rng.standard_normal(n), -1, 1), "impulses": (np.arange(n) % 997 == 0) * 1.0,
+         "dc": np.full(n, 0.9)}[kind].astype(np.float32)
+    lost = np.zeros(n // FRAME, dtype=bool)
+    lost[30:34] = lost[50:70] = True
+    c = NeuralConcealer(deadline_ms=None)
+    assert c.load_error is None
+    out = run(c, x, lost)
+    assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
+    assert not np.any(out[62 * FRAME:70 * FRAME])
+    assert c.stats.fallback_frames == 0
