@@ -4,8 +4,10 @@ At the first lost frame of a loss it
 
 1. runs the conditioning network over the log-mel of the last
    ``context_frames`` frames (frames that were themselves concealed are
-   flagged lost, as in training) and over the lost frames to come, which gives
-   the conditioning of every frame of the loss in one call;
+   flagged lost, as in training), which gives the conditioning of the first
+   lost frame; each later lost frame adds one step (mel zeroed, flagged lost).
+   The log-mel of each played frame is computed as it is played, so the
+   first lost frame does not pay for all of them;
 2. measures the pitch lag, voicing and level of the last real audio;
 3. warms the autoregressive GRU up by teacher forcing over the last
    ``warmup_frames`` of played audio (one call);
@@ -33,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
+from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
 from .base import Concealer, raised_cosine_fade
 
 SUPPORTED_FORMAT = 2
@@ -168,6 +170,7 @@ class NeuralConcealer(Concealer):
         try:
             self._start_loss()
             self._generate_frame(0)
+            self._generate_frame(1)  # the one-step conditioning path too
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
         self.reset()
@@ -178,6 +181,13 @@ class NeuralConcealer(Concealer):
         self.fallback.reset()
         n_frames = self.history_samples // self.frame_samples
         self._lost_history = np.zeros(n_frames, dtype=bool)  # which history frames were concealed
+        # Log-mel of every played frame, kept as frames are played (a few µs each) so that the
+        # start of a loss does not compute them all at once; the same numbers either way.
+        self._mel_history: Optional[np.ndarray] = None
+        if self.model is not None:
+            silent = log_mel_frames(np.zeros(self.frame_samples, np.float32), self.model.features)
+            self._mel_history = np.repeat(silent, n_frames, axis=0)
+        self._cond_h: Optional[np.ndarray] = None
         self._rng = np.random.default_rng(self.seed)
         self._h: Optional[np.ndarray] = None
         self._cond: Optional[np.ndarray] = None
@@ -195,6 +205,9 @@ class NeuralConcealer(Concealer):
         out = super().process(frame)
         self._lost_history[:-1] = self._lost_history[1:]
         self._lost_history[-1] = frame is None
+        if self._mel_history is not None:
+            newest = log_mel_last_frame(self.history, self.model.features)
+            self._mel_history = np.concatenate([self._mel_history[1:], newest])
         return out
 
     def _resume(self, frame: np.ndarray) -> np.ndarray:
@@ -271,23 +284,21 @@ class NeuralConcealer(Concealer):
         return (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
 
     def _start_loss(self) -> None:
-        """Conditioning for the whole loss, pitch and level, and the GRU state warmed up on recent audio."""
+        """Conditioning of the first lost frame, pitch and level, and the GRU state warmed up on recent audio."""
         m = self.model
         assert m is not None
         fc = m.features
         hop, sub = fc.hop_samples, m.subframe
         ctx = min(m.context_frames, self.history_samples // hop - 1)
-        max_lost = int(np.ceil(self.fade_end_ms / self.frame_ms)) + 1
         history = self.history
-        audio = history[-(ctx + 1) * hop:]  # one frame more for the first mel window
-        mel = log_mel_frames(audio, fc)[1:]                          # (ctx, M)
+        mel = self._mel_history[-ctx:]                               # (ctx, M)
         lost_flags = self._lost_history[-ctx:].astype(np.float32)
-        mel_all = np.concatenate([mel, np.zeros((max_lost, fc.n_mels), np.float32)])[None]
-        lost_all = np.concatenate([lost_flags, np.ones(max_lost, np.float32)])[None]
-        cond, _ = m.cond.run(None, {"mel": mel_all, "lost": lost_all,
+        # Only the context now: the conditioning of later lost frames is one step each, later.
+        cond, h = m.cond.run(None, {"mel": mel[None], "lost": lost_flags[None],
                                      "h0": np.zeros((1, 1, m.cond_hidden), np.float32)})
-        # cond[t] (after frame t) conditions frame t+1: frame ctx-1+k+1 is lost frame k.
-        self._cond = cond[0, ctx - 1:]                                  # [0] = first lost frame
+        # cond[t] (after frame t) conditions frame t+1: cond[ctx-1] is the first lost frame's.
+        self._cond = cond[0, ctx - 1:]
+        self._cond_h = h
         lag, voicing = pitch_lag(history, fc)
         lag = effective_lag(lag, m.lag_reach)
         self._lag = np.array([lag], np.int64)
@@ -308,12 +319,20 @@ class NeuralConcealer(Concealer):
         self._h = h
         self._signal = history[-m.history_samples:].copy()[None]
 
+    def _max_cond_frames(self) -> int:
+        """Lost frames (and the one after) that can still be heard before the fade ends."""
+        return int(np.ceil(self.fade_end_ms / self.frame_ms)) + 1
+
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         m = self.model
         assert m is not None and self._cond is not None and self._signal is not None
         if lost_frames_before * self.frame_ms >= self.fade_end_ms:
             return np.zeros(self.frame_samples, np.float32)
-        k = min(lost_frames_before, len(self._cond) - 1)
+        k = min(lost_frames_before, self._max_cond_frames() - 1)
+        while len(self._cond) <= k:  # one conditioning step per lost frame, run when it is needed
+            step, self._cond_h = m.cond.run(None, {"mel": np.zeros((1, 1, m.features.n_mels), np.float32),
+                                                    "lost": np.ones((1, 1), np.float32), "h0": self._cond_h})
+            self._cond = np.concatenate([self._cond, step[0]])
         frame, h = m.generate.run(None, {"h0": self._h, "history": self._signal, "lag": self._lag,
                                          "cond": self._cond[k:k + 1], "voicing": self._voicing, "gain": self._level,
                                          "noise": self._rng.standard_normal((m.steps, m.subframe), dtype=np.float32)})

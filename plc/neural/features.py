@@ -71,6 +71,15 @@ def log_mel_frames(audio: np.ndarray, cfg: FeatureConfig, n_frames: int | None =
     return np.log(mel + cfg.log_floor).astype(np.float32)
 
 
+def log_mel_last_frame(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Log-mel of the frame that ends ``audio`` -> ``(1, n_mels)``: the last row of
+    :func:`log_mel_frames`, for streaming use (``audio`` holds at least ``win_samples``)."""
+    x = np.asarray(audio, dtype=np.float32)[-cfg.win_samples:]
+    power = np.abs(np.fft.rfft(x * _window(cfg), n=cfg.n_fft)) ** 2
+    mel = power.astype(np.float32)[None] @ _mel_basis(cfg).T
+    return np.log(mel + cfg.log_floor).astype(np.float32)
+
+
 def pitch_lag(audio: np.ndarray, cfg: FeatureConfig) -> tuple[int, float]:
     """Pitch lag (samples) and voicing (normalised correlation in [-1, 1]) at the end of ``audio``.
 
