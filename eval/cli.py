@@ -70,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     except (TraceError, ManifestError) as exc:
         raise UserError(str(exc)) from None
     if args.neural_model:
-        from plc.concealers.neural import MODEL_DIR_ENV
+        from plc.concealers.neural import select_model_dir
 
-        if not (Path(args.neural_model) / "model.json").is_file():
-            raise UserError(f"--neural-model: {args.neural_model} holds no model.json")
-        os.environ[MODEL_DIR_ENV] = str(Path(args.neural_model).resolve())  # the worker processes inherit it
+        try:
+            select_model_dir(args.neural_model)  # the worker processes inherit it
+        except ValueError as exc:
+            raise UserError(f"--neural-model: {exc}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     use_asr = args.asr != "off" and any(c.transcript for c in clips)

@@ -63,11 +63,12 @@ def _run_conceal(args: argparse.Namespace) -> int:
     if args.method not in available_methods():
         raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
     if args.neural_model:
-        from .concealers.neural import MODEL_DIR_ENV
+        from .concealers.neural import select_model_dir
 
-        if not (Path(args.neural_model) / "model.json").is_file():
-            raise UserError(f"--neural-model: {args.neural_model} holds no model.json")
-        os.environ[MODEL_DIR_ENV] = str(Path(args.neural_model).resolve())
+        try:
+            select_model_dir(args.neural_model)
+        except ValueError as exc:
+            raise UserError(f"--neural-model: {exc}") from None
     try:
         output = check_output_path(args.output)
     except AudioError as exc:

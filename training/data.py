@@ -141,6 +141,10 @@ def augment(x: np.ndarray, rng: np.random.Generator, cfg: DataConfig, corpus: Sp
     return x.astype(np.float32)
 
 
+def _rms_dbfs(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(x ** 2)) + 1e-9))
+
+
 def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, data_cfg: DataConfig,
                feat_cfg: FeatureConfig, lag_reach: int, augment_audio: bool = True) -> dict[str, np.ndarray]:
     """A batch of loss events.
@@ -156,11 +160,10 @@ def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, 
     out: dict[str, list] = {k: [] for k in ("mel", "lost", "audio", "lag", "voicing", "gain", "n_lost")}
     while len(out["mel"]) < batch_size:
         seg = corpus.random_segment(rng, n + pre)
-        if 20 * np.log10(np.sqrt(np.mean(seg ** 2)) + 1e-9) < data_cfg.min_rms_dbfs:
+        if _rms_dbfs(seg) < data_cfg.min_rms_dbfs:
             continue
         before = seg[pre + (ctx - 4) * hop:pre + ctx * hop]
-        if rng.random() < data_cfg.speech_before_loss_prob and \
-                20 * np.log10(np.sqrt(np.mean(before ** 2)) + 1e-9) < data_cfg.min_rms_dbfs + 10:
+        if rng.random() < data_cfg.speech_before_loss_prob and _rms_dbfs(before) < data_cfg.min_rms_dbfs + 10:
             continue
         if augment_audio:
             seg = augment(seg, rng, data_cfg, corpus)

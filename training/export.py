@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import AutoregressiveNet, ConditioningNet, ModelConfig, PLCModel, count_parameters, gather_window
+from .model import AutoregressiveNet, ConditioningNet, ModelConfig, PLCModel, count_parameters
 
 FORMAT_VERSION = 2
 OPSET = 17
@@ -93,16 +93,11 @@ class _GenerateGraph(nn.Module):
         """``h`` (1, 1, H); ``history`` (1, history_samples) the signal so far (unfaded);
         ``lag`` (1,) int64 effective pitch lag; ``cond`` (1, C); ``voicing``, ``gain`` (1, 1);
         ``noise`` (steps, subframe). Returns the frame (1, frame_samples) and the new state."""
-        cfg = self.cfg
         buf = history
         outs = []
-        for s in range(cfg.steps_per_frame):
-            win = gather_window(buf, cfg.history_samples - lag - cfg.lag_context, cfg.lag_window)
-            x = self.ar.make_input(buf[:, -cfg.subframe:], win, noise[s:s + 1], cond, voicing, gain)
-            y, h = self.ar(x.unsqueeze(1), h)
-            out = self.ar.output(y[:, 0], x, win, gain)
+        for s in range(self.cfg.steps_per_frame):
+            out, h, buf = self.ar.free_step(buf, h, lag, noise[s:s + 1], cond, voicing, gain)
             outs.append(out)
-            buf = torch.cat([buf[:, cfg.subframe:], out], dim=1)
         return torch.cat(outs, dim=1), h
 
 

@@ -131,6 +131,21 @@ class AutoregressiveNet(nn.Module):
         """Run the GRU over step inputs ``x`` (B, S, ar_input) -> (outputs (B, S, H), h (1, B, H))."""
         return self.gru(x, h0)
 
+    def free_step(self, buf: torch.Tensor, h: torch.Tensor, lag: torch.Tensor, noise: torch.Tensor,
+                  cond: torch.Tensor, voicing: torch.Tensor, gain: torch.Tensor):
+        """One free-running step, as training and ``generate.onnx`` both run it.
+
+        ``buf`` (B, history_samples) is the signal made so far (rolling); ``lag`` (B,) the
+        effective pitch lag; ``noise`` (B, subframe); ``cond`` (B, C); ``voicing``, ``gain``
+        (B, 1). Returns the sub-frame (B, subframe), the new state and the buffer moved on.
+        """
+        cfg = self.cfg
+        win = gather_window(buf, cfg.history_samples - lag - cfg.lag_context, cfg.lag_window)
+        x = self.make_input(buf[:, -cfg.subframe:], win, noise, cond, voicing, gain)
+        y, h = self(x.unsqueeze(1), h)
+        out = self.output(y[:, 0], x, win, gain)
+        return out, h, torch.cat([buf[:, cfg.subframe:], out], dim=1)
+
 
 def gather_window(buf: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
     """``buf[b, start[b] : start[b] + length]`` for each row -> (B, length)."""
@@ -186,13 +201,8 @@ class PLCModel(nn.Module):
         outs = []
         for s in range(generate_frames * spf):
             f = context_frames + s // spf
-            ws = cfg.history_samples - lag - cfg.lag_context
-            win = gather_window(buf, ws, cfg.lag_window)
-            x = self.ar.make_input(buf[:, -sub:], win, noise[:, n_warm + s], cond[:, f - 1], voicing, gain)
-            y, h = self.ar(x.unsqueeze(1), h)
-            out = self.ar.output(y[:, 0], x, win, gain)
+            out, h, buf = self.ar.free_step(buf, h, lag, noise[:, n_warm + s], cond[:, f - 1], voicing, gain)
             outs.append(out)
-            buf = torch.cat([buf[:, sub:], out], dim=1)
         return teacher_forced, torch.cat(outs, dim=1)
 
 

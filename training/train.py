@@ -74,6 +74,15 @@ def _dist_info() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
+def loss_event_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, data_cfg: DataConfig,
+                     feat_cfg: FeatureConfig, model_cfg: ModelConfig, augment_audio: bool = True) -> dict:
+    """:func:`make_batch` plus the model's standard-normal noise for every warm-up and generated step."""
+    b = make_batch(corpus, rng, batch_size, data_cfg, feat_cfg, model_cfg.lag_reach, augment_audio=augment_audio)
+    steps = (data_cfg.warmup_frames + data_cfg.max_lost_frames + 1) * model_cfg.steps_per_frame
+    b["noise"] = rng.standard_normal((batch_size, steps, model_cfg.subframe)).astype(np.float32)
+    return b
+
+
 class _Batches(torch.utils.data.IterableDataset):
     """Batches for steps ``start, start+1, ...``, each a pure function of (seed, rank, step)."""
 
@@ -87,10 +96,7 @@ class _Batches(torch.utils.data.IterableDataset):
         if self.corpus is None:
             self.corpus = SpeechCorpus(self.paths)
         rng = np.random.default_rng([self.seed, self.rank, step])
-        b = make_batch(self.corpus, rng, self.batch_size, self.data_cfg, self.feat_cfg, self.model_cfg.lag_reach)
-        steps = (self.data_cfg.warmup_frames + self.data_cfg.max_lost_frames + 1) * self.model_cfg.steps_per_frame
-        b["noise"] = rng.standard_normal((self.batch_size, steps, self.model_cfg.subframe)).astype(np.float32)
-        return b
+        return loss_event_batch(self.corpus, rng, self.batch_size, self.data_cfg, self.feat_cfg, self.model_cfg)
 
     def __iter__(self):
         step = self.start
@@ -160,12 +166,8 @@ def run(args: argparse.Namespace) -> int:
     if rank == 0:
         dev_corpus = SpeechCorpus(dev_paths[: max(40, args.plcmos_clips)])
         vrng = np.random.default_rng(999)
-        val_batches = []
-        for _ in range(4):
-            b = make_batch(dev_corpus, vrng, 32, data_cfg, feat_cfg, model_cfg.lag_reach, augment_audio=False)
-            n_steps = (data_cfg.warmup_frames + data_cfg.max_lost_frames + 1) * model_cfg.steps_per_frame
-            b["noise"] = vrng.standard_normal((32, n_steps, model_cfg.subframe)).astype(np.float32)
-            val_batches.append(b)
+        val_batches = [loss_event_batch(dev_corpus, vrng, 32, data_cfg, feat_cfg, model_cfg, augment_audio=False)
+                       for _ in range(4)]
         print(f"model: {count_parameters(model):,} parameters; {len(train_paths)} training clips; "
               f"world size {world}; device {device}", flush=True)
 

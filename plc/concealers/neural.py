@@ -44,6 +44,16 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
 
 
+def select_model_dir(model_dir: str | os.PathLike) -> None:
+    """Make ``model_dir`` the default model of this process and of the processes it starts.
+
+    Raises ``ValueError`` if it holds no ``model.json``.
+    """
+    if not (Path(model_dir) / "model.json").is_file():
+        raise ValueError(f"{model_dir} holds no model.json")
+    os.environ[MODEL_DIR_ENV] = str(Path(model_dir).resolve())
+
+
 def default_model_dir() -> Path:
     """``$PLC_NEURAL_MODEL`` if set, else the shipped model."""
     env = os.environ.get(MODEL_DIR_ENV)
@@ -319,16 +329,12 @@ class NeuralConcealer(Concealer):
         self._h = h
         self._signal = history[-m.history_samples:].copy()[None]
 
-    def _max_cond_frames(self) -> int:
-        """Lost frames (and the one after) that can still be heard before the fade ends."""
-        return int(np.ceil(self.fade_end_ms / self.frame_ms)) + 1
-
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         m = self.model
         assert m is not None and self._cond is not None and self._signal is not None
         if lost_frames_before * self.frame_ms >= self.fade_end_ms:
             return np.zeros(self.frame_samples, np.float32)
-        k = min(lost_frames_before, self._max_cond_frames() - 1)
+        k = lost_frames_before  # below fade_end_ms / frame_ms: later frames are silent (above)
         while len(self._cond) <= k:  # one conditioning step per lost frame, run when it is needed
             step, self._cond_h = m.cond.run(None, {"mel": np.zeros((1, 1, m.features.n_mels), np.float32),
                                                     "lost": np.ones((1, 1), np.float32), "h0": self._cond_h})
