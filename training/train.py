@@ -18,8 +18,8 @@ same losses, down-weighted, on the teacher-forced one-step predictions over
 the warm-up audio.
 
 A run folder holds ``config.json`` (every setting), ``log.jsonl`` (one line
-per validation), ``last.pt`` (model, optimiser, step and RNG state, for exact
-resume) and ``best.pt``.
+per validation), ``last.pt`` (model, optimiser, discriminator, step and RNG
+state, for exact resume) and ``best.pt``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from plc.neural.features import FeatureConfig
 
 from .data import DataConfig, SpeechCorpus, data_list_hash, make_batch, read_clip_list
+from .discriminator import MultiResolutionDiscriminator, discriminator_loss, generator_adversarial_loss
 from .model import ModelConfig, PLCModel, count_parameters
 
 STFT_SIZES = (64, 128, 256, 512)
@@ -67,6 +68,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plcmos-clips", type=int, default=4, help="dev clips concealed for PLCMOS at validation")
     p.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
     p.add_argument("--workers", type=int, default=1, help="batch-preparing worker processes (0: in the main process)")
+    p.add_argument("--adversarial", type=float, default=0.0, metavar="W",
+                   help="weight of the adversarial + feature-matching losses (0: off; fine-tuning, e.g. with "
+                        "--init CHECKPOINT --adversarial 1)")
     p.set_defaults(func=run)
 
 
@@ -146,6 +150,10 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed + rank)
     model = PLCModel(model_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    disc = opt_d = None
+    if args.adversarial > 0:
+        disc = MultiResolutionDiscriminator().to(device)
+        opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-5)
     step, best = 0, float("inf")
     if args.init and not args.resume:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
@@ -157,10 +165,19 @@ def run(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             raise UserError(f"--resume: {ckpt_path} is a different model ({str(exc).splitlines()[0]})") from None
         opt.load_state_dict(state["optimizer"])
+        if disc is not None:
+            if "discriminator" not in state:
+                raise UserError(f"--resume --adversarial: {ckpt_path} was trained without a discriminator "
+                                "(start a new run with --init)")
+            disc.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["optimizer_d"])
         step, best = state["step"], state.get("best", best)
-    ddp_model = model
+    ddp_model, ddp_disc = model, disc
     if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        ids = [local_rank] if device.type == "cuda" else None
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if disc is not None:
+            ddp_disc = torch.nn.parallel.DistributedDataParallel(disc, device_ids=ids)
 
     val_batches = None
     if rank == 0:
@@ -189,14 +206,24 @@ def run(args: argparse.Namespace) -> int:
     running = None
     while step < args.steps:
         batch = {k: v.to(device) for k, v in next(loader).items()}
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+        for o in (opt, opt_d):
+            for g in (o.param_groups if o is not None else ()):
+                g["lr"] = lr_at(step)
         ddp_model.train()
-        loss, _ = batch_loss(ddp_model, batch, data_cfg, model_cfg)
+        loss, _, (real, fake) = batch_loss(ddp_model, batch, data_cfg, model_cfg)
+        if disc is not None:
+            adv, fm = generator_adversarial_loss(disc, real, fake)
+            loss = loss + args.adversarial * (adv + fm)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if disc is not None:
+            d_loss = discriminator_loss(ddp_disc, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), 1.0)
+            opt_d.step()
         step += 1
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         bar.update()
@@ -212,8 +239,13 @@ def run(args: argparse.Namespace) -> int:
                 val, val_parts = _validate(model, val_batches, device, data_cfg, model_cfg)
                 record = {"step": step, "train_loss": running, "val_loss": val, **val_parts, "lr": lr_at(step),
                           "elapsed_s": round(time.time() - started, 1)}
+                if disc is not None:
+                    record.update(adv=round(adv.item(), 4), feature_matching=round(fm.item(), 4),
+                                  disc_loss=round(d_loss.item(), 4))
                 state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
                          "best": min(best, val), "rng": rngs, "config": config}
+                if disc is not None:
+                    state.update(discriminator=disc.state_dict(), optimizer_d=opt_d.state_dict())
                 torch.save(state, out / "last.tmp")
                 os.replace(out / "last.tmp", ckpt_path)
                 if val < best:
@@ -256,7 +288,9 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_cfg: ModelConfig):
-    """The training loss of a batch of loss events, and its parts (floats) for the log."""
+    """The training loss of a batch of loss events, its parts (floats) for the log, and
+    ``(real, fake)``: the last real audio before the loss followed by the real audio or by the
+    concealment as heard (faded, level-normalised), for the discriminator."""
     hop = model_cfg.frame_samples
     ctx, warm, gen_frames = data_cfg.context_frames, data_cfg.warmup_frames, data_cfg.max_lost_frames + 1
     tf, gen = model(batch["mel"], batch["lost"], batch["audio"], batch["lag"], batch["voicing"], batch["gain"],
@@ -275,8 +309,9 @@ def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_
     t_tf = audio[:, (ctx - warm) * hop:ctx * hop] / gain
     teacher = stft_loss(tf / gain, t_tf) + (tf / gain - t_tf).abs().mean()
     loss = free + TEACHER_FORCED_WEIGHT * teacher
-    return loss, {"free": float(free.detach()), "onset_l1": float(onset_l1.detach()),
-                  "teacher_forced": float(teacher.detach())}
+    parts = {"free": float(free.detach()), "onset_l1": float(onset_l1.detach()),
+             "teacher_forced": float(teacher.detach())}
+    return loss, parts, (torch.cat([t_tf, t], dim=1), torch.cat([t_tf, p], dim=1))
 
 
 @torch.no_grad()
@@ -285,7 +320,7 @@ def _validate(model: PLCModel, batches: list[dict], device: torch.device, data_c
     model.eval()
     losses, parts = [], []
     for b in batches:
-        loss, p = batch_loss(model, {k: torch.from_numpy(v).to(device) for k, v in b.items()}, data_cfg, model_cfg)
+        loss, p, _ = batch_loss(model, {k: torch.from_numpy(v).to(device) for k, v in b.items()}, data_cfg, model_cfg)
         losses.append(loss.item())
         parts.append(p)
     return float(np.mean(losses)), {f"val_{k}": round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}
