@@ -34,8 +34,9 @@ def run(concealer, x, lost):
 def test_model_json_has_what_the_runtime_needs(model_dir):
     info = json.loads((model_dir[0] / "model.json").read_text())
     for key in ("sample_rate", "features", "model", "params", "model_bytes", "onnx_sha256", "train_data_sha256",
-                "format_version"):
+                "format_version", "start_history_samples"):
         assert key in info
+    assert sorted(p.name for p in model_dir[0].glob("*.onnx")) == sorted(info["files"])
     assert info["sample_rate"] == 16000 and info["params"] < 1_000_000
 
 
@@ -63,8 +64,7 @@ def test_runtime_conceals_exactly_as_the_torch_model_trains(model_dir):
     lost = np.concatenate([np.zeros(ctx), np.ones(3)]).astype(np.float32)
     lag, voicing = pitch_lag(past, fcfg)
     rng = np.random.default_rng(7)
-    noise = np.concatenate([rng.standard_normal((1, dcfg.warmup_frames * 4, 40), dtype=np.float32)[0],
-                            rng.standard_normal((4, 40), dtype=np.float32),
+    noise = np.concatenate([rng.standard_normal(((dcfg.warmup_frames + 1) * 4, 40), dtype=np.float32),
                             rng.standard_normal((4, 40), dtype=np.float32)])
     audio = np.concatenate([past, np.zeros(3 * hop, np.float32)])
     t = lambda a: torch.from_numpy(np.asarray(a))[None]  # noqa: E731
@@ -136,9 +136,18 @@ def test_missing_or_corrupt_model_falls_back_to_neteq(model_dir, tmp_path):
     broken = NeuralConcealer(model_dir=corrupt)
     assert broken.model is None
     assert np.array_equal(run(broken, x, lost), expected)
+    older = tmp_path / "older"
+    shutil.copytree(model_dir[0], older)
+    info = json.loads((older / "model.json").read_text())
+    (older / "model.json").write_text(json.dumps(dict(info, format_version=2)))
+    old = NeuralConcealer(model_dir=older)
+    assert "format 2" in old.load_error and "plc export" in old.load_error
+    assert np.array_equal(run(old, x, lost), expected)
 
 
-def test_model_exception_mid_call_falls_back(model_dir):
+@pytest.mark.parametrize("graph, fallback_frames", [("start", 4), ("generate", 3)])
+def test_model_exception_mid_call_falls_back(model_dir, graph, fallback_frames):
+    """A graph that raises at the start of a loss, or later in it: the rest of the loss is neteq's."""
     x = harmonic(seconds=0.6)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:24] = True
@@ -148,10 +157,13 @@ def test_model_exception_mid_call_falls_back(model_dir):
         def run(self, *a, **k):
             raise RuntimeError("boom")
 
-    c.model.generate = Boom()
+    setattr(c.model, graph, Boom())
     out = run(c, x, lost)
-    assert c.stats.fallback_frames == 4
-    assert np.sqrt(np.mean(out[20 * FRAME:21 * FRAME] ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))  # not silent
+    assert c.stats.fallback_frames == fallback_frames
+    for f in range(24 - fallback_frames, 24):  # the fallback frames are not silent
+        assert np.any(out[f * FRAME:(f + 1) * FRAME])
+    if graph == "start":  # neteq continues the real audio
+        assert np.sqrt(np.mean(out[20 * FRAME:21 * FRAME] ** 2)) > 0.1 * np.sqrt(np.mean(x ** 2))
 
 
 def test_deadline_miss_falls_back_and_is_counted(model_dir):

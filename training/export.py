@@ -2,10 +2,13 @@
 
 Three graphs, each one onnxruntime call:
 
-* ``cond.onnx``: the conditioning network over a run of frames.
-* ``warmup.onnx``: the autoregressive GRU teacher-forced over recent real audio
-  (one ONNX ``GRU`` node over all its sub-frames), giving the state to
-  generate from.
+* ``start.onnx``: everything the first lost frame of a loss needs, in one call
+  (the start of a loss is the worst case of the real-time budget): the
+  conditioning network over the context frames, the autoregressive GRU
+  teacher-forced over the last real audio (one ONNX ``GRU`` node over all its
+  sub-frames, the per-step inputs gathered from the played audio inside the
+  graph), and the first frame of free-running generation.
+* ``cond.onnx``: one conditioning step (or a run of them) for later lost frames.
 * ``generate.onnx``: one 10 ms frame of free-running generation, its four
   sub-frame steps unrolled inside the graph (the pitch window is gathered from
   the signal made so far inside the graph too), so the autoregressive loop
@@ -23,15 +26,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .model import AutoregressiveNet, ConditioningNet, ModelConfig, PLCModel, count_parameters
+from .model import ConditioningNet, ModelConfig, PLCModel, count_parameters
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 OPSET = 17
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX for the runtime",
-                       description="Write cond.onnx, warmup.onnx, generate.onnx and model.json to --out.")
+                       description="Write start.onnx, cond.onnx, generate.onnx and model.json to --out.")
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by plc train")
     p.add_argument("--out", default="plc/assets/neural", metavar="DIR", help="output folder (default plc/assets/neural)")
     p.set_defaults(func=_run)
@@ -66,39 +69,51 @@ class _CondGraph(nn.Module):
         return self.cond(mel, lost, h0)
 
 
-class _WarmupGraph(nn.Module):
-    def __init__(self, ar: AutoregressiveNet) -> None:
-        super().__init__()
-        self.ar = ar
+class _StartGraph(nn.Module):
+    """The first lost frame: conditioning over the context, warm-up on the last real audio, one frame."""
 
-    def forward(self, prev: torch.Tensor, lag_win: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor,
-                voicing: torch.Tensor, gain: torch.Tensor, h0: torch.Tensor):
-        """Per-step ``prev``, ``lag_win``, ``noise``, ``cond`` (1, S, .); ``voicing``, ``gain`` (1, 1)."""
-        steps = prev.shape[1]
-        v = voicing.unsqueeze(1).expand(1, steps, 1)
-        g = gain.unsqueeze(1).expand(1, steps, 1)
-        _, h = self.ar(self.ar.make_input(prev, lag_win, noise, cond, v, g), h0)
-        return h
+    def __init__(self, model: PLCModel, context_frames: int, warmup_frames: int) -> None:
+        super().__init__()
+        self.model, self.context_frames, self.warmup_frames = model, context_frames, warmup_frames
+
+    def forward(self, mel: torch.Tensor, lost: torch.Tensor, history: torch.Tensor, lag: torch.Tensor,
+                voicing: torch.Tensor, gain: torch.Tensor, noise: torch.Tensor):
+        """``mel`` (1, context_frames, n_mels), ``lost`` (1, context_frames) of the frames before the
+        loss; ``history`` (1, start_history_samples) the audio played before it; ``lag`` (1,) int64,
+        ``voicing``, ``gain`` (1, 1); ``noise`` (warm-up steps + steps_per_frame, subframe).
+
+        Returns the first lost frame (1, frame_samples), the autoregressive state, the frame's
+        conditioning (1, 1, C) and the conditioning network's state (to step on from)."""
+        m, ctx, warm = self.model, self.context_frames, self.warmup_frames
+        cond, cond_h = m.cond(mel, lost)
+        n_warm = warm * m.cfg.steps_per_frame
+        _, h = m.warm_up(history, history.shape[1], lag, m.warm_up_conditioning(cond, ctx, warm), voicing, gain,
+                         noise[None, :n_warm], predictions=False)
+        first_cond = cond[:, ctx - 1:ctx]
+        frame, h, _ = m.run_free(history[:, -m.cfg.history_samples:], h, lag, first_cond, voicing, gain,
+                                 noise[None, n_warm:])
+        return frame, h, first_cond, cond_h
 
 
 class _GenerateGraph(nn.Module):
     """One frame of free-running generation, the sub-frame steps unrolled."""
 
-    def __init__(self, ar: AutoregressiveNet, cfg: ModelConfig) -> None:
+    def __init__(self, model: PLCModel) -> None:
         super().__init__()
-        self.ar, self.cfg = ar, cfg
+        self.model = model
 
     def forward(self, h: torch.Tensor, history: torch.Tensor, lag: torch.Tensor, cond: torch.Tensor,
                 voicing: torch.Tensor, gain: torch.Tensor, noise: torch.Tensor):
         """``h`` (1, 1, H); ``history`` (1, history_samples) the signal so far (unfaded);
         ``lag`` (1,) int64 effective pitch lag; ``cond`` (1, C); ``voicing``, ``gain`` (1, 1);
         ``noise`` (steps, subframe). Returns the frame (1, frame_samples) and the new state."""
-        buf = history
-        outs = []
-        for s in range(self.cfg.steps_per_frame):
-            out, h, buf = self.ar.free_step(buf, h, lag, noise[s:s + 1], cond, voicing, gain)
-            outs.append(out)
-        return torch.cat(outs, dim=1), h
+        frame, h, _ = self.model.run_free(history, h, lag, cond[:, None], voicing, gain, noise[None])
+        return frame, h
+
+
+def start_history_samples(cfg: ModelConfig, warmup_frames: int) -> int:
+    """Played samples ``start.onnx`` reads: the warm-up audio and a generator history before it."""
+    return warmup_frames * cfg.frame_samples + cfg.history_samples
 
 
 def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
@@ -114,21 +129,27 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
         torch.onnx.export(_CondGraph(model.cond), (torch.zeros(1, 8, cfg.n_mels), torch.zeros(1, 8), torch.zeros(1, 1, hc)),
                           str(out_dir / "cond.onnx"), input_names=["mel", "lost", "h0"], output_names=["cond", "h"],
                           dynamic_axes={"mel": {1: "frames"}, "lost": {1: "frames"}, "cond": {1: "frames"}}, **kw)
-        steps, sub = 8, cfg.subframe
-        one = torch.ones(1, 1)
-        torch.onnx.export(_WarmupGraph(model.ar),
-                          (torch.zeros(1, steps, sub), torch.zeros(1, steps, cfg.lag_window), torch.zeros(1, steps, sub),
-                           torch.zeros(1, steps, cfg.cond_dim), one * 0.5, one * 0.1, torch.zeros(1, 1, h)),
-                          str(out_dir / "warmup.onnx"),
-                          input_names=["prev", "lag_win", "noise", "cond", "voicing", "gain", "h0"], output_names=["h"],
-                          dynamic_axes={k: {1: "steps"} for k in ("prev", "lag_win", "noise", "cond")}, **kw)
-        torch.onnx.export(_GenerateGraph(model.ar, cfg),
+        sub, one = cfg.subframe, torch.ones(1, 1)
+        data = config.get("data") or {}
+        ctx, warm = int(data.get("context_frames", 24)), int(data.get("warmup_frames", 4))
+        n_hist = start_history_samples(cfg, warm)
+        torch.onnx.export(_StartGraph(model, ctx, warm),
+                          (torch.zeros(1, ctx, cfg.n_mels), torch.zeros(1, ctx), torch.zeros(1, n_hist),
+                           torch.tensor([100]), one * 0.5, one * 0.1,
+                           torch.zeros((warm + 1) * cfg.steps_per_frame, sub)),
+                          str(out_dir / "start.onnx"),
+                          input_names=["mel", "lost", "history", "lag", "voicing", "gain", "noise"],
+                          output_names=["frame", "h", "cond", "cond_h"], **kw)
+        torch.onnx.export(_GenerateGraph(model),
                           (torch.zeros(1, 1, h), torch.zeros(1, cfg.history_samples), torch.tensor([100]),
                            torch.zeros(1, cfg.cond_dim), one * 0.5, one * 0.1, torch.zeros(cfg.steps_per_frame, sub)),
                           str(out_dir / "generate.onnx"),
                           input_names=["h0", "history", "lag", "cond", "voicing", "gain", "noise"],
                           output_names=["frame", "h"], **kw)
-    files = ["cond.onnx", "warmup.onnx", "generate.onnx"]
+    files = ["start.onnx", "cond.onnx", "generate.onnx"]
+    for stale in out_dir.glob("*.onnx"):  # graphs of an older format must not linger beside these
+        if stale.name not in files:
+            stale.unlink()
     digest = hashlib.sha256()
     for f in files:
         digest.update((out_dir / f).read_bytes())
@@ -138,6 +159,7 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
         "architecture": "conditioning GRU on log-mel + sub-frame autoregressive GRU with a pitch predictor",
         "features": config["features"],
         "model": cfg.as_dict(),
+        "start_history_samples": n_hist,
         "params": count_parameters(model),
         "model_bytes": sum((out_dir / f).stat().st_size for f in files),
         "files": files,

@@ -175,35 +175,67 @@ class PLCModel(nn.Module):
         free-running output of ``generate_frames`` frames from the loss on.
         """
         cfg = self.cfg
-        sub, spf = cfg.subframe, cfg.steps_per_frame
+        spf = cfg.steps_per_frame
         cond, _ = self.cond(mel, lost)          # cond[:, f] conditions frame f + 1
         voicing, gain = voicing.unsqueeze(-1), gain.unsqueeze(-1)
         start = context_frames * cfg.frame_samples
-        # Teacher forcing over the warm-up frames: every input is real audio.
-        w0 = (context_frames - warmup_frames) * cfg.frame_samples
         n_warm = warmup_frames * spf
-        t = w0 + sub * torch.arange(n_warm, device=audio.device)                    # step starts (S,)
-        prev = audio[:, (t[:, None] - sub + torch.arange(sub, device=audio.device)).reshape(-1)]
-        prev = prev.view(audio.shape[0], n_warm, sub)
-        win_start = t[None, :] - lag[:, None] - cfg.lag_context                   # (B, S)
-        idx = win_start.unsqueeze(-1) + torch.arange(cfg.lag_window, device=audio.device)
-        lag_win = torch.gather(audio, 1, idx.reshape(audio.shape[0], -1)).view(audio.shape[0], n_warm, -1)
-        frame_of_step = (context_frames - warmup_frames) + torch.arange(n_warm, device=audio.device) // spf
-        warm_cond = cond[:, frame_of_step - 1]
-        g = gain.unsqueeze(1).expand(-1, n_warm, -1)
-        v = voicing.unsqueeze(1).expand(-1, n_warm, -1)
-        x = self.ar.make_input(prev, lag_win, noise[:, :n_warm], warm_cond, v, g)
-        y, h = self.ar(x)
-        teacher_forced = self.ar.output(y, x, lag_win, g).reshape(audio.shape[0], -1)
+        teacher_forced, h = self.warm_up(audio, start, lag, self.warm_up_conditioning(cond, context_frames, warmup_frames),
+                                         voicing, gain, noise[:, :n_warm])
         # Free running from the loss on: the pitch window and previous sub-frame come from the
         # signal made so far, kept in a rolling buffer exactly as the runtime keeps it.
         buf = audio[:, start - cfg.history_samples:start]
+        generated, _, _ = self.run_free(buf, h, lag, cond[:, context_frames - 1:context_frames - 1 + generate_frames],
+                                        voicing, gain, noise[:, n_warm:n_warm + generate_frames * spf])
+        return teacher_forced, generated
+
+    def warm_up_conditioning(self, cond: torch.Tensor, context_frames: int, warmup_frames: int) -> torch.Tensor:
+        """The conditioning of each warm-up step (B, warmup_frames * steps_per_frame, C).
+
+        ``cond`` (B, F, C) is the conditioning network's output over the frames (``cond[:, f]``
+        conditions frame ``f + 1``); the loss starts at frame ``context_frames``.
+        """
+        spf = self.cfg.steps_per_frame
+        frame_of_step = (context_frames - warmup_frames) + torch.arange(warmup_frames * spf, device=cond.device) // spf
+        return cond[:, frame_of_step - 1]
+
+    def warm_up(self, audio: torch.Tensor, start: int, lag: torch.Tensor, cond: torch.Tensor, voicing: torch.Tensor,
+                gain: torch.Tensor, noise: torch.Tensor, predictions: bool = True):
+        """Teacher forcing over the sub-frames just before sample ``start`` of ``audio`` (B, N).
+
+        Every step's input is real audio. ``cond`` (B, S, C) and ``noise`` (B, S, subframe) are per
+        step; ``lag`` (B,) int64; ``voicing``, ``gain`` (B, 1). Returns the one-step predictions
+        (B, S * subframe; ``None`` unless ``predictions``) and the GRU state after the last step.
+        """
+        cfg = self.cfg
+        sub, (batch, n_warm) = cfg.subframe, cond.shape[:2]
+        t = start - n_warm * sub + sub * torch.arange(n_warm, device=audio.device)       # step starts (S,)
+        prev = audio[:, (t[:, None] - sub + torch.arange(sub, device=audio.device)).reshape(-1)]
+        prev = prev.view(batch, n_warm, sub)
+        win_start = t[None, :] - lag[:, None] - cfg.lag_context                       # (B, S)
+        idx = win_start.unsqueeze(-1) + torch.arange(cfg.lag_window, device=audio.device)
+        lag_win = torch.gather(audio, 1, idx.reshape(batch, -1)).view(batch, n_warm, -1)
+        g = gain.unsqueeze(1).expand(-1, n_warm, -1)
+        v = voicing.unsqueeze(1).expand(-1, n_warm, -1)
+        x = self.ar.make_input(prev, lag_win, noise, cond, v, g)
+        y, h = self.ar(x)
+        if not predictions:
+            return None, h
+        return self.ar.output(y, x, lag_win, g).reshape(batch, -1), h
+
+    def run_free(self, buf: torch.Tensor, h: torch.Tensor, lag: torch.Tensor, cond: torch.Tensor,
+                 voicing: torch.Tensor, gain: torch.Tensor, noise: torch.Tensor):
+        """Free-running generation of ``cond.shape[1]`` frames from the signal ``buf`` (B, history_samples).
+
+        ``cond`` (B, frames, C) is each frame's conditioning, ``noise`` (B, frames * steps_per_frame,
+        subframe). Returns the samples (B, frames * frame_samples), the state and the buffer.
+        """
+        spf = self.cfg.steps_per_frame
         outs = []
-        for s in range(generate_frames * spf):
-            f = context_frames + s // spf
-            out, h, buf = self.ar.free_step(buf, h, lag, noise[:, n_warm + s], cond[:, f - 1], voicing, gain)
+        for s in range(noise.shape[1]):
+            out, h, buf = self.ar.free_step(buf, h, lag, noise[:, s], cond[:, s // spf], voicing, gain)
             outs.append(out)
-        return teacher_forced, torch.cat(outs, dim=1)
+        return torch.cat(outs, dim=1), h, buf
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,19 +1,20 @@
 """The neural concealer: WaveRNN-style generation in onnxruntime, with a classic fallback.
 
-At the first lost frame of a loss it
+At the first lost frame of a loss it measures the pitch lag, voicing and
+level of the last real audio and makes one ``start.onnx`` call that
 
 1. runs the conditioning network over the log-mel of the last
    ``context_frames`` frames (frames that were themselves concealed are
    flagged lost, as in training), which gives the conditioning of the first
-   lost frame; each later lost frame adds one step (mel zeroed, flagged lost).
-   The log-mel of each played frame is computed as it is played, so the
-   first lost frame does not pay for all of them;
-2. measures the pitch lag, voicing and level of the last real audio;
-3. warms the autoregressive GRU up by teacher forcing over the last
-   ``warmup_frames`` of played audio (one call);
-4. generates each lost frame free-running, sub-frame by sub-frame from its
-   own output (one session call per 10 ms frame: the step loop is inside the
-   graph), fading to silence by ``fade_end_ms`` of continuous loss.
+   lost frame (the log-mel of each played frame is computed as it is played,
+   so the first lost frame does not pay for all of them);
+2. warms the autoregressive GRU up by teacher forcing over the last
+   ``warmup_frames`` of played audio;
+3. generates the first lost frame free-running.
+
+Each later lost frame is one conditioning step (mel zeroed, flagged lost) and
+one ``generate.onnx`` call (its sub-frame step loop is inside the graph), fading
+to silence by ``fade_end_ms`` of continuous loss.
 
 When packets resume it generates one frame more and cross-fades into the
 received audio at the lag (within ``max_align_lag``) where the generated
@@ -38,7 +39,7 @@ import numpy as np
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
 from .base import Concealer, raised_cosine_fade
 
-SUPPORTED_FORMAT = 2
+SUPPORTED_FORMAT = 3
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -73,23 +74,31 @@ class NeuralModel:
         model_dir = Path(model_dir)
         try:
             info = json.loads((model_dir / "model.json").read_text())
+            version = info.get("format_version")
+        except Exception as exc:  # missing or bad JSON
+            raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
+        if version != SUPPORTED_FORMAT:
+            raise ModelUnavailable(f"neural model in {model_dir} has format {version}, "
+                                   f"this runtime reads format {SUPPORTED_FORMAT} (re-export it with plc export)")
+        try:
             self.features = FeatureConfig(**info["features"])
             self.config = info["model"]
+            self.start_history_samples = int(info["start_history_samples"])
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
             opts.inter_op_num_threads = 1
             opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             opts.log_severity_level = 3
-            self.cond = ort.InferenceSession(str(model_dir / "cond.onnx"), opts, providers=["CPUExecutionProvider"])
-            self.warmup = ort.InferenceSession(str(model_dir / "warmup.onnx"), opts, providers=["CPUExecutionProvider"])
-            self.generate = ort.InferenceSession(str(model_dir / "generate.onnx"), opts,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # missing files, bad JSON, corrupt ONNX...
+
+            def session(name: str):
+                return ort.InferenceSession(str(model_dir / name), opts, providers=["CPUExecutionProvider"])
+
+            self.start = session("start.onnx")
+            self.cond = session("cond.onnx")
+            self.generate = session("generate.onnx")
+        except Exception as exc:  # missing fields or files, corrupt ONNX...
             raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
         self.info = info
-        if info.get("format_version") != SUPPORTED_FORMAT:
-            raise ModelUnavailable(f"neural model in {model_dir} has format {info.get('format_version')}, "
-                                   f"this runtime reads format {SUPPORTED_FORMAT}")
         c = self.config
         self.subframe = int(c["subframe"])
         self.steps = int(c["frame_samples"]) // self.subframe
@@ -110,14 +119,13 @@ class NeuralModel:
         n_mels, sub = self.features.n_mels, self.subframe
         one = np.ones((1, 1), np.float32)
         try:
-            self.cond.run(None, {"mel": np.zeros((1, 4, n_mels), np.float32), "lost": np.zeros((1, 4), np.float32),
+            self.cond.run(None, {"mel": np.zeros((1, 1, n_mels), np.float32), "lost": np.ones((1, 1), np.float32),
                                  "h0": np.zeros((1, 1, self.cond_hidden), np.float32)})
-            self.warmup.run(None, {"prev": np.zeros((1, 8, sub), np.float32),
-                                   "lag_win": np.zeros((1, 8, self.lag_window), np.float32),
-                                   "noise": np.zeros((1, 8, sub), np.float32),
-                                   "cond": np.zeros((1, 8, self.cond_dim), np.float32),
-                                   "voicing": one * 0.5, "gain": one * 0.1,
-                                   "h0": np.zeros((1, 1, self.ar_hidden), np.float32)})
+            self.start.run(None, {"mel": np.zeros((1, self.context_frames, n_mels), np.float32),
+                                  "lost": np.zeros((1, self.context_frames), np.float32),
+                                  "history": np.zeros((1, self.start_history_samples), np.float32),
+                                  "lag": np.array([100], np.int64), "voicing": one * 0.5, "gain": one * 0.1,
+                                  "noise": np.zeros(((self.warmup_frames + 1) * self.steps, sub), np.float32)})
             self.generate.run(None, {"h0": np.zeros((1, 1, self.ar_hidden), np.float32),
                                      "history": np.zeros((1, self.history_samples), np.float32),
                                      "lag": np.array([100], np.int64),
@@ -158,6 +166,7 @@ class NeuralConcealer(Concealer):
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
         self.max_align_lag = max_align_lag
         self.seed = seed
+        self._fade_gains: dict[int, np.ndarray] = {}
         self.load_error: Optional[str] = None
         try:
             self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
@@ -179,7 +188,6 @@ class NeuralConcealer(Concealer):
             return
         try:
             self._start_loss()
-            self._generate_frame(0)
             self._generate_frame(1)  # the one-step conditioning path too
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
@@ -272,9 +280,7 @@ class NeuralConcealer(Concealer):
             return self._fallback_frame()
         start = time.perf_counter()
         try:
-            if self.lost_frames == 0:
-                self._start_loss()
-            out = self._generate_frame(self.lost_frames)
+            out = self._start_loss() if self.lost_frames == 0 else self._generate_frame(self.lost_frames)
         except Exception:
             self._using_fallback = True
             return self._fallback_frame()
@@ -289,45 +295,33 @@ class NeuralConcealer(Concealer):
         return self.fallback.process(None)
 
     def _gain(self, lost_frames_before: int) -> np.ndarray:
-        t_ms = (lost_frames_before * self.frame_samples + np.arange(self.frame_samples)) * 1000.0 / self.sample_rate
-        x = np.clip((t_ms - self.fade_start_ms) / (self.fade_end_ms - self.fade_start_ms), 0.0, 1.0)
-        return (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+        """The fade-out over lost frame ``lost_frames_before`` (raised cosine, fade_start_ms to fade_end_ms)."""
+        gains = self._fade_gains.get(lost_frames_before)
+        if gains is None:
+            t_ms = (lost_frames_before * self.frame_samples + np.arange(self.frame_samples)) * 1000.0 / self.sample_rate
+            x = np.clip((t_ms - self.fade_start_ms) / (self.fade_end_ms - self.fade_start_ms), 0.0, 1.0)
+            gains = self._fade_gains[lost_frames_before] = (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+        return gains
 
-    def _start_loss(self) -> None:
-        """Conditioning of the first lost frame, pitch and level, and the GRU state warmed up on recent audio."""
+    def _start_loss(self) -> np.ndarray:
+        """The first lost frame: pitch, voicing and level of the last real audio, then one
+        ``start.onnx`` call (conditioning over the context, warm-up, the frame itself)."""
         m = self.model
-        assert m is not None
-        fc = m.features
-        hop, sub = fc.hop_samples, m.subframe
-        ctx = min(m.context_frames, self.history_samples // hop - 1)
+        assert m is not None and self._mel_history is not None
+        fc, ctx = m.features, m.context_frames
         history = self.history
-        mel = self._mel_history[-ctx:]                               # (ctx, M)
-        lost_flags = self._lost_history[-ctx:].astype(np.float32)
-        # Only the context now: the conditioning of later lost frames is one step each, later.
-        cond, h = m.cond.run(None, {"mel": mel[None], "lost": lost_flags[None],
-                                     "h0": np.zeros((1, 1, m.cond_hidden), np.float32)})
-        # cond[t] (after frame t) conditions frame t+1: cond[ctx-1] is the first lost frame's.
-        self._cond = cond[0, ctx - 1:]
-        self._cond_h = h
         lag, voicing = pitch_lag(history, fc)
-        lag = effective_lag(lag, m.lag_reach)
-        self._lag = np.array([lag], np.int64)
+        self._lag = np.array([effective_lag(lag, m.lag_reach)], np.int64)
         self._voicing = np.full((1, 1), voicing, np.float32)
         self._level = np.full((1, 1), frame_gain(history, fc), np.float32)
-        # Teacher forcing over the last `warm` frames: step j makes samples [t_j, t_j + sub).
-        warm = m.warmup_frames
-        n_steps = warm * m.steps
-        t = len(history) - warm * hop + sub * np.arange(n_steps)
-        prev = history[t[:, None] - sub + np.arange(sub)]
-        lag_win = history[t[:, None] - lag - m.lag_context + np.arange(m.lag_window)]
-        frame_of_step = ctx - warm + np.arange(n_steps) // m.steps
-        warm_cond = cond[0, frame_of_step - 1]
-        (h,) = m.warmup.run(None, {"prev": prev[None], "lag_win": lag_win[None],
-                                    "noise": self._rng.standard_normal((1, n_steps, sub), dtype=np.float32),
-                                    "cond": warm_cond[None], "voicing": self._voicing, "gain": self._level,
-                                    "h0": np.zeros((1, 1, m.ar_hidden), np.float32)})
-        self._h = h
-        self._signal = history[-m.history_samples:].copy()[None]
+        n_noise = (m.warmup_frames + 1) * m.steps
+        frame, self._h, cond, self._cond_h = m.start.run(None, {
+            "mel": self._mel_history[None, -ctx:], "lost": self._lost_history[None, -ctx:].astype(np.float32),
+            "history": history[None, -m.start_history_samples:], "lag": self._lag, "voicing": self._voicing,
+            "gain": self._level, "noise": self._rng.standard_normal((n_noise, m.subframe), dtype=np.float32)})
+        self._cond = cond[0]                      # (1, C): the first lost frame's; later ones are stepped on
+        self._signal = np.concatenate([history[len(history) - m.history_samples + self.frame_samples:], frame[0]])[None]
+        return frame[0] * self._gain(0)
 
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         m = self.model
