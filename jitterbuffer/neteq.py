@@ -742,10 +742,18 @@ class JitterBuffer:
         ``packetsDiscarded`` counts packets dropped as late, as duplicates or on
         overflow (broken down in ``packetsLate``, ``packetsDuplicated``,
         ``packetsOverflow``); ``packetsLost`` is RFC 3550's cumulative loss
-        (expected minus received, duplicates not counted twice).
+        (expected minus received, duplicates not counted twice). ``fallbackFrames``
+        counts frames made by classic concealment instead of the configured
+        concealer, ``fallbackReason`` says why (the latest reason; ``None`` if none).
         """
         n = self._n
         discarded = n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
+        inner = self.guard.concealer
+        own_stats = getattr(inner, "stats", None)
+        own_fallback = int(getattr(own_stats, "fallback_frames", 0) or 0)
+        reason = getattr(inner, "fallback_reason", None) if own_fallback else None
+        if self.guard.errors:
+            reason = self.guard.errors[-1]
         return {
             "jitterBufferDelay": n.jitter_buffer_delay_s,
             "jitterBufferTargetDelay": n.jitter_buffer_target_delay_s,
@@ -766,7 +774,10 @@ class JitterBuffer:
             "packetsMalformed": n.packets_malformed,
             "packetsUnknownPayloadType": n.packets_unknown_payload,
             "decodeErrors": n.decode_errors,
-            "fallbackFrames": self.guard.fallback_frames,
+            # Frames the classic concealment made: the guard's (the concealer raised or gave garbage)
+            # and the concealer's own (e.g. the neural model missed its deadline or is missing).
+            "fallbackFrames": self.guard.fallback_frames + own_fallback,
+            "fallbackReason": reason,
             "declickedFrames": self.guard.declicked_frames,
             "streamResets": n.stream_resets,
             "timelineRestarts": n.timeline_restarts,

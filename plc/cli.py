@@ -101,11 +101,9 @@ def _run_conceal(args: argparse.Namespace) -> int:
           f"concealed with {args.method} ({args.codec})"
           + (f"; trace written to {trace_path}" if trace_path else ""))
     if result.stats.get("fallback_frames"):
-        from .concealers import make_concealer
-
-        reason = getattr(make_concealer(args.method), "load_error", None) if args.method == "neural" else None
+        reasons = "; ".join(result.fallback_reasons)
         print(f"warning: {result.stats['fallback_frames']} frames were concealed by the neteq fallback"
-              + (f" ({reason})" if reason else ""), file=sys.stderr)
+              + (f" ({reasons})" if reasons else ""), file=sys.stderr)
     return 0
 
 

@@ -38,6 +38,8 @@ class ConcealResult:
     audio: np.ndarray
     sample_rate: int
     stats: dict = field(default_factory=dict)
+    #: Why a concealer fell back to its classic concealment (``stats["fallback_frames"]``), if it did.
+    fallback_reasons: list[str] = field(default_factory=list)
 
 
 def packets_in(n_samples: int, sample_rate: int, packet_ms: int) -> int:
@@ -105,7 +107,7 @@ def conceal_audio(
             return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS, deadline_ms=None)
         return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS)
 
-    outputs, stats = [], {}
+    outputs, stats, reasons = [], {}, []
     for ch in range(channels.shape[1]):
         concealer = new_concealer()
         x = channels[:, ch]
@@ -117,6 +119,9 @@ def conceal_audio(
         if concealer is not None:
             for key, value in concealer.stats.as_dict().items():
                 stats[key] = stats.get(key, 0) + value
+            reason = getattr(concealer, "fallback_reason", None)
+            if reason and reason not in reasons:
+                reasons.append(reason)
     if method in DECODER_METHODS:  # the codec concealed: count it the same way
         frames = int(lost_packets.sum()) * (packet_ms // FRAME_MS) * channels.shape[1]
         bursts = int(np.count_nonzero(np.diff(np.concatenate([[0], lost_packets.astype(np.int8)])) == 1))
@@ -125,7 +130,7 @@ def conceal_audio(
     out = np.stack(outputs, axis=1)
     stats["lost_packets"] = int(lost_packets.sum())
     stats["packets"] = int(len(lost_packets))
-    return ConcealResult(out[:, 0] if mono else out, sample_rate, stats)
+    return ConcealResult(out[:, 0] if mono else out, sample_rate, stats, reasons)
 
 
 def lost_sample_mask(n_samples: int, sample_rate: int, lost_packets: np.ndarray, packet_ms: int) -> np.ndarray:

@@ -89,7 +89,7 @@ def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):
     assert np.array_equal(out[57 * FRAME:], x[57 * FRAME:])
     assert np.any(out[30 * FRAME:31 * FRAME])            # it does make audio
     assert not np.any(out[42 * FRAME:55 * FRAME])         # silent from 120 ms of loss on
-    assert c.stats.fallback_frames == 0 and c.stats.concealed_frames == 25
+    assert c.stats.fallback_frames == 0 and c.stats.concealed_frames == 25 and c.fallback_reason is None
     assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
 
 
@@ -129,7 +129,7 @@ def test_missing_or_corrupt_model_falls_back_to_neteq(model_dir, tmp_path):
     missing = NeuralConcealer(model_dir=tmp_path / "nothing-here")
     assert "unusable" in missing.load_error
     assert np.array_equal(run(missing, x, lost), expected)
-    assert missing.stats.fallback_frames == 4
+    assert missing.stats.fallback_frames == 4 and missing.fallback_reason == missing.load_error
     corrupt = tmp_path / "corrupt"
     shutil.copytree(model_dir[0], corrupt)
     (corrupt / "generate.onnx").write_bytes(b"\x08\x01garbage")
@@ -160,6 +160,7 @@ def test_model_exception_mid_call_falls_back(model_dir, graph, fallback_frames):
     setattr(c.model, graph, Boom())
     out = run(c, x, lost)
     assert c.stats.fallback_frames == fallback_frames
+    assert c.fallback_reason == "the model raised RuntimeError: boom"
     for f in range(24 - fallback_frames, 24):  # the fallback frames are not silent
         assert np.any(out[f * FRAME:(f + 1) * FRAME])
     if graph == "start":  # neteq continues the real audio
@@ -173,6 +174,7 @@ def test_deadline_miss_falls_back_and_is_counted(model_dir):
     c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=1e-6)  # no model can make this deadline
     out = run(c, x, lost)
     assert c.stats.fallback_frames == 5  # the first frame shows the model is too slow; the rest fall back
+    assert "deadline" in c.fallback_reason
     assert np.all(np.isfinite(out))
 
 

@@ -168,6 +168,8 @@ class NeuralConcealer(Concealer):
         self.seed = seed
         self._fade_gains: dict[int, np.ndarray] = {}
         self.load_error: Optional[str] = None
+        #: Why frames last fell back to ``neteq`` (a load error, an exception, the deadline), if they did.
+        self.fallback_reason: Optional[str] = None
         try:
             self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
         except ModelUnavailable as exc:
@@ -242,8 +244,9 @@ class NeuralConcealer(Concealer):
             return out
         try:
             extra = self._generate_frame(self.lost_frames)
-        except Exception:
+        except Exception as exc:
             self.stats.fallback_frames += 1
+            self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
             return fb_out
         return self._align_and_crossfade(extra, frame)
 
@@ -272,16 +275,22 @@ class NeuralConcealer(Concealer):
 
     # -------------------------------------------------------------- concealing
     def _conceal(self) -> np.ndarray:
-        if self.model is None or self._using_fallback:
+        if self.model is None:
+            self.fallback_reason = self.load_error
+            return self._fallback_frame()
+        if self._using_fallback:
             return self._fallback_frame()
         if self.deadline_ms is not None and self._recent_ms > self.deadline_ms:
+            self.fallback_reason = (f"recent frames took up to {self._recent_ms:.2f} ms, over the "
+                                    f"{self.deadline_ms:g} ms deadline")
             self._recent_ms *= 0.5  # try the model again later
             self._using_fallback = True
             return self._fallback_frame()
         start = time.perf_counter()
         try:
             out = self._start_loss() if self.lost_frames == 0 else self._generate_frame(self.lost_frames)
-        except Exception:
+        except Exception as exc:
+            self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
             self._using_fallback = True
             return self._fallback_frame()
         elapsed = (time.perf_counter() - start) * 1000.0

@@ -171,8 +171,25 @@ def test_concealer_failures_fall_back_and_are_counted(helpers):
     y = helpers.play(jb, [(20.0 * k + 40, p) for k, p in enumerate(pk) if keep[k]], 220)
     s = jb.stats
     assert s["fallbackFrames"] > 10 and s["internalErrors"] == 0
+    assert s["fallbackReason"] in ("RuntimeError: boom", "bad concealer output (shape (160,), not finite or wrong length)")
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
     assert np.mean(np.abs(y[2000:]) > 0) > 0.9  # never goes silent for long
+
+
+def test_neural_concealer_falling_back_inside_a_call_is_counted_with_its_reason(helpers):
+    """The model missing its deadline is not a failure the guard sees: the stats still say so."""
+    x = helpers.harmonic(2.0)
+    pk = helpers.pcm_packets(x)
+    keep = np.random.default_rng(1).random(len(pk)) > 0.2
+    neural = make_concealer("neural", deadline_ms=1e-6)  # no model can make this deadline
+    jb = JitterBuffer(neural, JitterBufferConfig.from_spec("fixed:60"))
+    helpers.play(jb, [(20.0 * k + 40, p) for k, p in enumerate(pk) if keep[k]], 220)
+    s = jb.stats
+    assert s["fallbackFrames"] == neural.stats.fallback_frames > 0
+    assert "deadline" in s["fallbackReason"]
+    clean = JitterBuffer(make_concealer("neural", deadline_ms=None), JitterBufferConfig.from_spec("fixed:60"))
+    helpers.play(clean, [(20.0 * k + 40, p) for k, p in enumerate(pk) if keep[k]], 220)
+    assert clean.stats["fallbackFrames"] == 0 and clean.stats["fallbackReason"] is None
 
 
 def test_get_audio_without_a_clock_ticks_by_itself(helpers):
