@@ -37,7 +37,7 @@ class DataConfig:
     warmup_frames: int = 4            # of which the autoregressive GRU is teacher forced over the last
     max_lost_frames: int = 12         # 120 ms: silent from then on, nothing to learn beyond
     min_rms_dbfs: float = -45.0       # skip near-silent stretches
-    speech_before_loss_prob: float = 0.8  # how often the 40 ms before the loss must hold speech
+    speech_before_loss_prob: float = 0.8  # how often the warm-up frames before the loss must hold speech
     gain_db_range: tuple = (-32.0, -14.0)  # target RMS level
     lowpass_prob: float = 0.3
     lowpass_hz_range: tuple = (3400.0, 7000.0)
@@ -162,7 +162,7 @@ def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, 
         seg = corpus.random_segment(rng, n + pre)
         if _rms_dbfs(seg) < data_cfg.min_rms_dbfs:
             continue
-        before = seg[pre + (ctx - 4) * hop:pre + ctx * hop]
+        before = seg[pre + (ctx - data_cfg.warmup_frames) * hop:pre + ctx * hop]  # the warm-up audio
         if rng.random() < data_cfg.speech_before_loss_prob and _rms_dbfs(before) < data_cfg.min_rms_dbfs + 10:
             continue
         if augment_audio:
