@@ -14,7 +14,8 @@ level of the last real audio and makes one ``start.onnx`` call that
 
 Each later lost frame is one conditioning step (mel zeroed, flagged lost) and
 one ``generate.onnx`` call (its sub-frame step loop is inside the graph), fading
-to silence by ``fade_end_ms`` of continuous loss.
+to silence by 120 ms of continuous loss at the latest (voiced audio from 60 ms
+on, unvoiced from the start of the loss to 60 ms).
 
 When packets resume it generates one frame more and cross-fades into the
 received audio at the lag (within ``max_align_lag``) where the generated
@@ -149,13 +150,20 @@ class NeuralConcealer(Concealer):
         (from the recent worst case) is concealed by the fallback. ``None``
         disables the check (offline use, where no deadline exists).
     fade_start_ms, fade_end_ms : float
-        Continuous-loss time where the fade-out starts and where the output is silent.
+        Continuous-loss time where the fade-out starts and where the output is silent, when the
+        audio before the loss is voiced (pitch correlation at least ``voiced_threshold``).
+    unvoiced_fade_start_ms, unvoiced_fade_end_ms : float
+        The same for unvoiced audio (noise, fricatives, silence), which is faded sooner: the
+        model cannot know how a hiss goes on, and a long made-up one sounds wrong (NetEQ also
+        mutes noise-like audio faster than voiced). Tuned on training clips: see MODEL.md.
     """
 
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
-                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 40.0, fade_end_ms: float = 120.0,
+                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 60.0, fade_end_ms: float = 120.0,
+                 unvoiced_fade_start_ms: float = 0.0, unvoiced_fade_end_ms: float = 60.0,
+                 voiced_threshold: float = 0.6,
                  max_align_lag: int = 48, seed: int = 0, fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
@@ -163,7 +171,11 @@ class NeuralConcealer(Concealer):
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
         self.fallback = NetEqConcealer(sample_rate=sample_rate, frame_ms=frame_ms)
         self.deadline_ms = deadline_ms if fallback_on_deadline else None
+        if not (0 <= fade_start_ms < fade_end_ms <= 120 and 0 <= unvoiced_fade_start_ms < unvoiced_fade_end_ms <= 120):
+            raise ValueError("fades must satisfy 0 <= start < end <= 120 ms (silent by 120 ms of loss)")
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
+        self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms = unvoiced_fade_start_ms, unvoiced_fade_end_ms
+        self.voiced_threshold = voiced_threshold
         self.max_align_lag = max_align_lag
         self.seed = seed
         self._fade_gains: dict[int, np.ndarray] = {}
@@ -216,6 +228,7 @@ class NeuralConcealer(Concealer):
         self._voicing = np.zeros((1, 1), np.float32)
         self._level = np.ones((1, 1), np.float32)
         self._using_fallback = False
+        self._fade = (self.fade_start_ms, self.fade_end_ms)   # this loss's fade (set at its start)
         self._recent_ms = 0.0
 
     # --------------------------------------------------------------- received
@@ -237,7 +250,7 @@ class NeuralConcealer(Concealer):
         if was_fallback or self.model is None or self._h is None:
             return fb_out
         lost_ms = self.lost_frames * self.frame_ms
-        if lost_ms >= self.fade_end_ms:  # already silent: fade the real audio in
+        if lost_ms >= self._fade[1]:  # already silent: fade the real audio in
             n = min(self.frame_samples, 80)
             out = frame.copy()
             out[:n] *= raised_cosine_fade(n)
@@ -304,12 +317,14 @@ class NeuralConcealer(Concealer):
         return self.fallback.process(None)
 
     def _gain(self, lost_frames_before: int) -> np.ndarray:
-        """The fade-out over lost frame ``lost_frames_before`` (raised cosine, fade_start_ms to fade_end_ms)."""
-        gains = self._fade_gains.get(lost_frames_before)
+        """The fade-out over lost frame ``lost_frames_before`` of this loss (raised cosine over ``self._fade``)."""
+        key = (self._fade, lost_frames_before)
+        gains = self._fade_gains.get(key)
         if gains is None:
+            start_ms, end_ms = self._fade
             t_ms = (lost_frames_before * self.frame_samples + np.arange(self.frame_samples)) * 1000.0 / self.sample_rate
-            x = np.clip((t_ms - self.fade_start_ms) / (self.fade_end_ms - self.fade_start_ms), 0.0, 1.0)
-            gains = self._fade_gains[lost_frames_before] = (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+            x = np.clip((t_ms - start_ms) / (end_ms - start_ms), 0.0, 1.0)
+            gains = self._fade_gains[key] = (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
         return gains
 
     def _start_loss(self) -> np.ndarray:
@@ -323,6 +338,8 @@ class NeuralConcealer(Concealer):
         self._lag = np.array([effective_lag(lag, m.lag_reach)], np.int64)
         self._voicing = np.full((1, 1), voicing, np.float32)
         self._level = np.full((1, 1), frame_gain(history, fc), np.float32)
+        self._fade = ((self.fade_start_ms, self.fade_end_ms) if voicing >= self.voiced_threshold
+                      else (self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms))
         n_noise = (m.warmup_frames + 1) * m.steps
         frame, self._h, cond, self._cond_h = m.start.run(None, {
             "mel": self._mel_history[None, -ctx:], "lost": self._lost_history[None, -ctx:].astype(np.float32),
@@ -335,9 +352,9 @@ class NeuralConcealer(Concealer):
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         m = self.model
         assert m is not None and self._cond is not None and self._signal is not None
-        if lost_frames_before * self.frame_ms >= self.fade_end_ms:
+        if lost_frames_before * self.frame_ms >= self._fade[1]:
             return np.zeros(self.frame_samples, np.float32)
-        k = lost_frames_before  # below fade_end_ms / frame_ms: later frames are silent (above)
+        k = lost_frames_before  # before the fade's end: later frames are silent (above)
         while len(self._cond) <= k:  # one conditioning step per lost frame, run when it is needed
             step, self._cond_h = m.cond.run(None, {"mel": np.zeros((1, 1, m.features.n_mels), np.float32),
                                                     "lost": np.ones((1, 1), np.float32), "h0": self._cond_h})
