@@ -1,0 +1,110 @@
+"""Sweep the neural concealer's fade-out: paired PLCMOS / PESQ of fade settings on the same losses.
+
+The fade is a runtime choice (``NeuralConcealer``'s ``fade_*`` parameters), tuned
+with this script on *training* clips so that the dev set stays untouched for
+``plc eval``. Each variant is ``VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END``
+in ms (optionally ``,THRESHOLD`` for the voicing threshold); the first variant is
+the reference the others are paired against::
+
+    python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
+        --loss gilbert:0.1,3 --jobs 2 --variant 40,120,40,120 --variant 60,120,0,60
+
+Prints one line per variant: mean PLCMOS and PESQ-WB, and the paired differences
+to the reference with a normal 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Fade:
+    voiced_start_ms: float
+    voiced_end_ms: float
+    unvoiced_start_ms: float
+    unvoiced_end_ms: float
+    voiced_threshold: float = 0.6
+
+    @classmethod
+    def parse(cls, spec: str) -> "Fade":
+        parts = [float(v) for v in spec.split(",")]
+        if len(parts) not in (4, 5):
+            raise argparse.ArgumentTypeError(f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD]")
+        return cls(*parts)
+
+    def kwargs(self) -> dict:
+        return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
+                    unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
+                    voiced_threshold=self.voiced_threshold)
+
+
+def _score_clip(args: tuple[Path, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
+    """(PLCMOS, PESQ-WB) of every fade on clip number ``index``, on one loss trace (seed 1000 + index)."""
+    path, loss_spec, index, fades, model_dir = args
+    import soundfile as sf
+
+    from plc.concealers.neural import NeuralConcealer
+    from plc.offline import conceal_audio
+
+    from .loss_models import parse_loss_spec
+    from .metrics import pesq_wb, plcmos
+
+    x, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    if x.ndim > 1:
+        x = x.mean(axis=1)
+    lost = parse_loss_spec(loss_spec).generate(-(-len(x) * 50 // sr), np.random.default_rng(1000 + index))
+    scores = []
+    for fade in fades:
+        def factory(fade: Fade = fade) -> NeuralConcealer:
+            return NeuralConcealer(model_dir=model_dir, deadline_ms=None, **fade.kwargs())
+
+        y = conceal_audio(x, sr, lost, "neural", concealer_factory=factory).audio
+        scores.append((plcmos(y, sr, seed=index), pesq_wb(x, y, sr)))
+    return scores
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m eval.fade_sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("--manifest", required=True, help="clip list (path,... CSV), e.g. ../shared/data/train.csv")
+    p.add_argument("--clips", type=int, default=40, help="how many clips (default 40)")
+    p.add_argument("--every", type=int, default=7, help="take every N-th clip of the manifest (default 7)")
+    p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
+    p.add_argument("--variant", type=Fade.parse, action="append", required=True,
+                   help="VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD] in ms; repeat; the first is the reference")
+    p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
+    p.add_argument("--jobs", type=int, default=1)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from training.data import read_clip_list
+
+    paths = read_clip_list(args.manifest)[::args.every][:args.clips]
+    if not paths:
+        p.error(f"{args.manifest}: no clips")
+    for fade in args.variant:  # refuse bad fades before spending minutes
+        if not (0 <= fade.voiced_start_ms < fade.voiced_end_ms <= 120 and
+                0 <= fade.unvoiced_start_ms < fade.unvoiced_end_ms <= 120):
+            p.error(f"{fade}: fades must satisfy 0 <= start < end <= 120 ms")
+    jobs = [(path, args.loss, i, args.variant, args.neural_model) for i, path in enumerate(paths)]
+    with ProcessPoolExecutor(max(1, args.jobs)) as ex:
+        rows = np.array(list(ex.map(_score_clip, jobs)))        # (clips, variants, 2)
+    ref = rows[:, 0]
+    for k, fade in enumerate(args.variant):
+        d = rows[:, k, 0] - ref[:, 0]
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        print(f"voiced {fade.voiced_start_ms:g}->{fade.voiced_end_ms:g} ms, unvoiced {fade.unvoiced_start_ms:g}->"
+              f"{fade.unvoiced_end_ms:g} ms, threshold {fade.voiced_threshold:g}: PLCMOS {rows[:, k, 0].mean():.3f} "
+              f"PESQ {rows[:, k, 1].mean():.3f} | vs first: dPLCMOS {d.mean():+.3f} +-{half:.3f} "
+              f"dPESQ {(rows[:, k, 1] - ref[:, 1]).mean():+.3f}  ({len(d)} clips, {args.loss})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

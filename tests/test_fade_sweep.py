@@ -1,0 +1,30 @@
+"""The fade sweep pairs fade settings on the same clips and losses."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.fade_sweep import Fade, main
+
+from .conftest import harmonic
+
+
+def test_sweep_pairs_variants_against_the_first(tmp_path, capsys):
+    rows = ["path,corpus,speaker,duration_s,transcript"]
+    for i, f0 in enumerate([120, 200]):
+        sf.write(tmp_path / f"c{i}.flac", harmonic(f0, seconds=1.5, seed=i), 16000)
+        rows.append(f"c{i}.flac,synthetic,s{i},1.5,")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
+                 "--variant", "40,120,40,120", "--variant", "60,120,0,60"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and "dPLCMOS +0.000" in lines[0] and "2 clips" in lines[1]
+    plcmos = [float(line.split("PLCMOS ")[1].split()[0]) for line in lines]
+    assert all(1.0 <= v <= 5.0 for v in plcmos)
+
+
+def test_bad_variants_are_refused():
+    with pytest.raises(SystemExit):
+        main(["--manifest", "x.csv", "--variant", "60,120"])
+    assert Fade.parse("60,120,0,60,0.7") == Fade(60, 120, 0, 60, 0.7)
+    assert np.isclose(Fade.parse("60,120,0,60").voiced_threshold, 0.6)
