@@ -19,7 +19,6 @@ import argparse
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -40,26 +39,30 @@ class Fade:
             raise argparse.ArgumentTypeError(f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD]")
         return cls(*parts)
 
+    def check(self) -> None:
+        """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms)."""
+        from plc.concealers.neural import check_fades
+
+        check_fades((self.voiced_start_ms, self.voiced_end_ms), (self.unvoiced_start_ms, self.unvoiced_end_ms))
+
     def kwargs(self) -> dict:
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
                     voiced_threshold=self.voiced_threshold)
 
 
-def _score_clip(args: tuple[Path, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
+def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
     """(PLCMOS, PESQ-WB) of every fade on clip number ``index``, on one loss trace (seed 1000 + index)."""
     path, loss_spec, index, fades, model_dir = args
-    import soundfile as sf
-
+    from plc.audio_io import load_audio
     from plc.concealers.neural import NeuralConcealer
     from plc.offline import conceal_audio
 
     from .loss_models import parse_loss_spec
     from .metrics import pesq_wb, plcmos
 
-    x, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    if x.ndim > 1:
-        x = x.mean(axis=1)
+    audio, sr = load_audio(path)
+    x = audio.mean(axis=1)
     lost = parse_loss_spec(loss_spec).generate(-(-len(x) * 50 // sr), np.random.default_rng(1000 + index))
     scores = []
     for fade in fades:
@@ -83,15 +86,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from training.data import read_clip_list
+    from .runner import ManifestError, read_manifest
 
-    paths = read_clip_list(args.manifest)[::args.every][:args.clips]
-    if not paths:
-        p.error(f"{args.manifest}: no clips")
-    for fade in args.variant:  # refuse bad fades before spending minutes
-        if not (0 <= fade.voiced_start_ms < fade.voiced_end_ms <= 120 and
-                0 <= fade.unvoiced_start_ms < fade.unvoiced_end_ms <= 120):
-            p.error(f"{fade}: fades must satisfy 0 <= start < end <= 120 ms")
+    try:
+        paths = [clip.path for clip in read_manifest(args.manifest)][::args.every][:args.clips]
+        for fade in args.variant:  # refuse bad fades before spending minutes
+            fade.check()
+    except (ManifestError, ValueError) as exc:
+        p.error(str(exc))
     jobs = [(path, args.loss, i, args.variant, args.neural_model) for i, path in enumerate(paths)]
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
         rows = np.array(list(ex.map(_score_clip, jobs)))        # (clips, variants, 2)

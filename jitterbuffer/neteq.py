@@ -749,8 +749,7 @@ class JitterBuffer:
         n = self._n
         discarded = n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
         inner = self.guard.concealer
-        own_stats = getattr(inner, "stats", None)
-        own_fallback = int(getattr(own_stats, "fallback_frames", 0) or 0)
+        own_fallback = inner.stats.fallback_frames
         reason = getattr(inner, "fallback_reason", None) if own_fallback else None
         if self.guard.errors:
             reason = self.guard.errors[-1]

@@ -206,8 +206,8 @@ def run(args: argparse.Namespace) -> int:
     running = None
     while step < args.steps:
         batch = {k: v.to(device) for k, v in next(loader).items()}
-        for o in (opt, opt_d):
-            for g in (o.param_groups if o is not None else ()):
+        for o in (opt, opt_d) if opt_d is not None else (opt,):
+            for g in o.param_groups:
                 g["lr"] = lr_at(step)
         ddp_model.train()
         loss, _, (real, fake) = batch_loss(ddp_model, batch, data_cfg, model_cfg)

@@ -46,6 +46,14 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
 
 
+def check_fades(voiced: tuple[float, float], unvoiced: tuple[float, float]) -> None:
+    """Raise ``ValueError`` unless each ``(start_ms, end_ms)`` fade ends by 120 ms of loss."""
+    for start_ms, end_ms in (voiced, unvoiced):
+        if not 0 <= start_ms < end_ms <= 120:
+            raise ValueError(f"fade {start_ms:g} -> {end_ms:g} ms: fades must satisfy 0 <= start < end <= 120 ms "
+                             "(silent by 120 ms of loss)")
+
+
 def select_model_dir(model_dir: str | os.PathLike) -> None:
     """Make ``model_dir`` the default model of this process and of the processes it starts.
 
@@ -171,14 +179,13 @@ class NeuralConcealer(Concealer):
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
         self.fallback = NetEqConcealer(sample_rate=sample_rate, frame_ms=frame_ms)
         self.deadline_ms = deadline_ms if fallback_on_deadline else None
-        if not (0 <= fade_start_ms < fade_end_ms <= 120 and 0 <= unvoiced_fade_start_ms < unvoiced_fade_end_ms <= 120):
-            raise ValueError("fades must satisfy 0 <= start < end <= 120 ms (silent by 120 ms of loss)")
+        check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
         self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms = unvoiced_fade_start_ms, unvoiced_fade_end_ms
         self.voiced_threshold = voiced_threshold
         self.max_align_lag = max_align_lag
         self.seed = seed
-        self._fade_gains: dict[int, np.ndarray] = {}
+        self._fade_gains: dict[tuple[tuple[float, float], int], np.ndarray] = {}
         self.load_error: Optional[str] = None
         #: Why frames last fell back to ``neteq`` (a load error, an exception, the deadline), if they did.
         self.fallback_reason: Optional[str] = None
@@ -258,8 +265,8 @@ class NeuralConcealer(Concealer):
         try:
             extra = self._generate_frame(self.lost_frames)
         except Exception as exc:
+            self._model_raised(exc)
             self.stats.fallback_frames += 1
-            self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
             return fb_out
         return self._align_and_crossfade(extra, frame)
 
@@ -303,14 +310,18 @@ class NeuralConcealer(Concealer):
         try:
             out = self._start_loss() if self.lost_frames == 0 else self._generate_frame(self.lost_frames)
         except Exception as exc:
-            self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
-            self._using_fallback = True
+            self._model_raised(exc)
+            self._using_fallback = True  # the rest of this loss
             return self._fallback_frame()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.frame_times_ms.append(elapsed)
         self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
         self.fallback._push_history(out)  # the fallback continues from what was played
         return out
+
+    def _model_raised(self, exc: Exception) -> None:
+        """Record why the fallback conceals from here on (``fallback_reason``)."""
+        self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
 
     def _fallback_frame(self) -> np.ndarray:
         self.stats.fallback_frames += 1
