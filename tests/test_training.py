@@ -170,3 +170,18 @@ def test_validation_conceals_dev_clips_through_the_runtime_for_plcmos(tiny_manif
     assert "dev_plcmos_error" not in record, record
     assert 1.0 <= record["dev_plcmos"] <= 5.0 and 1.0 <= record["dev_plcmos_neteq"] <= 5.0
     assert (tmp_path / "p" / "export" / "generate.onnx").is_file()  # exported, then run by onnxruntime
+
+
+def test_init_from_an_adversarial_checkpoint_continues_its_discriminator(tiny_manifest, tmp_path):
+    common = ["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
+              "--plcmos-clips", "0", "--threads", "1", "--workers", "0", "--steps", "2"]
+    _train([*common, "--adversarial", "1", "--out", str(tmp_path / "stage2")])
+    stage2 = torch.load(tmp_path / "stage2" / "last.pt", weights_only=False)
+    # a zero learning rate keeps the weights exactly as loaded, so the new run's checkpoint shows what --init took
+    _train([*common, "--adversarial", "1", "--lr", "0", "--init", str(tmp_path / "stage2" / "last.pt"),
+            "--out", str(tmp_path / "stage3")])
+    stage3 = torch.load(tmp_path / "stage3" / "last.pt", weights_only=False)
+    for part in ("model", "discriminator"):
+        for k in stage2[part]:
+            assert torch.equal(stage2[part][k], stage3[part][k]), (part, k)
+    assert stage3["step"] == 2  # a new run: its own step count and optimisers

@@ -59,7 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=20000, help="total optimisation steps (default 20000)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt exactly")
-    p.add_argument("--init", metavar="CHECKPOINT", help="start from these weights (new optimiser)")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from these weights (new optimisers; with --adversarial, its discriminator too "
+                        "if it has one)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234)
@@ -158,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     if args.init and not args.resume:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
+        if disc is not None and "discriminator" in state:  # continue an adversarial stage
+            disc.load_state_dict(state["discriminator"])
     if args.resume:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         try:
