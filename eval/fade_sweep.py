@@ -3,8 +3,9 @@
 The fade is a runtime choice (``NeuralConcealer``'s ``fade_*`` parameters), tuned
 with this script on *training* clips so that the dev set stays untouched for
 ``plc eval``. Each variant is ``VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END``
-in ms (optionally ``,THRESHOLD`` for the voicing threshold); the first variant is
-the reference the others are paired against::
+in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
+``,model`` (what continues unvoiced audio); the first variant is the reference the
+others are paired against::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss gilbert:0.1,3 --jobs 2 --variant 40,120,40,120 --variant 60,120,0,60
@@ -31,13 +32,22 @@ class Fade:
     unvoiced_start_ms: float
     unvoiced_end_ms: float
     voiced_threshold: float = 0.6
+    unvoiced: str = "noise"
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
-        parts = [float(v) for v in spec.split(",")]
+        from plc.concealers.neural import UNVOICED_CHOICES
+
+        fields = spec.split(",")
+        unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
+        try:
+            parts = [float(v) for v in fields]
+        except ValueError:
+            parts = []
         if len(parts) not in (4, 5):
-            raise argparse.ArgumentTypeError(f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD]")
-        return cls(*parts)
+            raise argparse.ArgumentTypeError(
+                f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]")
+        return cls(*parts, unvoiced=unvoiced) if len(parts) == 5 else cls(*parts, 0.6, unvoiced)
 
     def check(self) -> None:
         """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms)."""
@@ -48,7 +58,7 @@ class Fade:
     def kwargs(self) -> dict:
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
-                    voiced_threshold=self.voiced_threshold)
+                    voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced)
 
 
 def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
@@ -81,7 +91,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--every", type=int, default=7, help="take every N-th clip of the manifest (default 7)")
     p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
     p.add_argument("--variant", type=Fade.parse, action="append", required=True,
-                   help="VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD] in ms; repeat; the first is the reference")
+                   help="VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model] (ms); "
+                        "repeat; the first is the reference")
     p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
     p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args(argv)
@@ -102,7 +113,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         d = rows[:, k, 0] - ref[:, 0]
         half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         print(f"voiced {fade.voiced_start_ms:g}->{fade.voiced_end_ms:g} ms, unvoiced {fade.unvoiced_start_ms:g}->"
-              f"{fade.unvoiced_end_ms:g} ms, threshold {fade.voiced_threshold:g}: PLCMOS {rows[:, k, 0].mean():.3f} "
+              f"{fade.unvoiced_end_ms:g} ms ({fade.unvoiced}), threshold {fade.voiced_threshold:g}: PLCMOS {rows[:, k, 0].mean():.3f} "
               f"PESQ {rows[:, k, 1].mean():.3f} | vs first: dPLCMOS {d.mean():+.3f} +-{half:.3f} "
               f"dPESQ {(rows[:, k, 1] - ref[:, 1]).mean():+.3f}  ({len(d)} clips, {args.loss})")
     return 0

@@ -93,25 +93,30 @@ def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):
     assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
 
 
-def test_unvoiced_audio_fades_sooner_than_voiced(model_dir):
-    """Voiced audio is continued at full level for 60 ms, noise-like audio fades from the start
-    of the loss and is silent by 60 ms; a fade that would outlast 120 ms is refused."""
+def test_unvoiced_audio_is_continued_by_noise_and_silent_by_120_ms(model_dir):
+    """After voiced audio the model continues at full level for 60 ms; after noise-like audio
+    LPC-shaped noise does (or the model, with ``unvoiced="model"``), fading from 40 ms; both are
+    silent from 120 ms of loss on. A fade that would outlast 120 ms is refused."""
     lost = np.zeros(60, dtype=bool)
     lost[30:45] = True  # 150 ms
     voiced = harmonic(seconds=0.6)
     noise = (0.1 * np.random.default_rng(0).standard_normal(len(voiced))).astype(np.float32)
-    for x, silent_from in ((voiced, 42), (noise, 36)):
-        c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    for x, unvoiced, noise_frames in ((voiced, "noise", 0), (noise, "noise", 15), (noise, "model", 0)):
+        c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, unvoiced=unvoiced)
         out = run(c, x, lost)
-        assert not np.any(out[silent_from * FRAME:45 * FRAME])
-        assert np.any(out[(silent_from - 1) * FRAME:silent_from * FRAME])
-        assert c.stats.fallback_frames == 0
+        assert not np.any(out[42 * FRAME:45 * FRAME])
+        assert np.any(out[41 * FRAME:42 * FRAME])
+        assert c.stats.fallback_frames == 0 and c.noise_frames == noise_frames
+        if noise_frames:  # the noise has the level of what was played, not the model's
+            assert 0.5 < np.std(out[30 * FRAME:32 * FRAME]) / np.std(x[28 * FRAME:30 * FRAME]) < 1.4
     c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
-    gain = c._gain(0)
+    assert np.all(c._gain(5) == 1.0)  # voiced: full level to 60 ms
     c._fade = (c.unvoiced_fade_start_ms, c.unvoiced_fade_end_ms)
-    assert np.all(gain == 1.0) and c._gain(0)[0] == 1.0 and c._gain(0)[-1] < 1.0
+    assert c._gain(3)[-1] == 1.0 and c._gain(4)[-1] < 1.0  # unvoiced: fading from 40 ms
     with pytest.raises(ValueError, match="120 ms"):
         NeuralConcealer(model_dir=model_dir[0], fade_end_ms=200.0)
+    with pytest.raises(ValueError, match="unvoiced"):
+        NeuralConcealer(model_dir=model_dir[0], unvoiced="lpc")
 
 
 def test_deterministic(model_dir):

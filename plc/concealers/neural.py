@@ -14,8 +14,13 @@ level of the last real audio and makes one ``start.onnx`` call that
 
 Each later lost frame is one conditioning step (mel zeroed, flagged lost) and
 one ``generate.onnx`` call (its sub-frame step loop is inside the graph), fading
-to silence by 120 ms of continuous loss at the latest (voiced audio from 60 ms
-on, unvoiced from the start of the loss to 60 ms).
+to silence by 120 ms of continuous loss at the latest (from 60 ms on).
+
+After *unvoiced* audio (no pitch: fricatives, breath, noise, pauses) there is
+nothing for the model to continue but a hiss, which it improvises badly; by
+default such a loss is continued by LPC-shaped noise drawn from the recent
+residual, as SILK's PLC does (:mod:`.noise_continuation`; ``unvoiced="model"``
+uses the network there too), fading from 40 ms to silence at 120 ms.
 
 When packets resume it generates one frame more and cross-fades into the
 received audio at the lag (within ``max_align_lag``) where the generated
@@ -39,8 +44,11 @@ import numpy as np
 
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
 from .base import Concealer, raised_cosine_fade
+from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3
+#: What may continue a loss after unvoiced audio (``NeuralConcealer(unvoiced=...)``).
+UNVOICED_CHOICES = ("noise", "model")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -161,17 +169,21 @@ class NeuralConcealer(Concealer):
         Continuous-loss time where the fade-out starts and where the output is silent, when the
         audio before the loss is voiced (pitch correlation at least ``voiced_threshold``).
     unvoiced_fade_start_ms, unvoiced_fade_end_ms : float
-        The same for unvoiced audio (noise, fricatives, silence), which is faded sooner: the
-        model cannot know how a hiss goes on, and a long made-up one sounds wrong (NetEQ also
-        mutes noise-like audio faster than voiced). Tuned on training clips: see MODEL.md.
+        The same for unvoiced audio (noise, fricatives, silence). Tuned on training clips for
+        the default ``unvoiced="noise"`` (see MODEL.md); with ``unvoiced="model"`` a quicker fade
+        (0 to 60 ms) is better, as the model's made-up hiss sounds wrong when it goes on.
+    unvoiced : {"noise", "model"}
+        What continues a loss after unvoiced audio: LPC-shaped noise from the recent residual
+        (:class:`~.noise_continuation.NoiseContinuation`, as SILK conceals unvoiced frames), or
+        the network. ``noise_frames`` counts the frames the noise made.
     """
 
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
                  deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 60.0, fade_end_ms: float = 120.0,
-                 unvoiced_fade_start_ms: float = 0.0, unvoiced_fade_end_ms: float = 60.0,
-                 voiced_threshold: float = 0.6,
+                 unvoiced_fade_start_ms: float = 40.0, unvoiced_fade_end_ms: float = 120.0,
+                 voiced_threshold: float = 0.6, unvoiced: str = "noise",
                  max_align_lag: int = 48, seed: int = 0, fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
@@ -180,6 +192,11 @@ class NeuralConcealer(Concealer):
         self.fallback = NetEqConcealer(sample_rate=sample_rate, frame_ms=frame_ms)
         self.deadline_ms = deadline_ms if fallback_on_deadline else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
+        if unvoiced not in UNVOICED_CHOICES:
+            raise ValueError(f"unvoiced must be one of {UNVOICED_CHOICES}, got {unvoiced!r}")
+        self.unvoiced = unvoiced
+        #: Lost frames continued by LPC-shaped noise (after unvoiced audio) rather than the model.
+        self.noise_frames = 0
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
         self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms = unvoiced_fade_start_ms, unvoiced_fade_end_ms
         self.voiced_threshold = voiced_threshold
@@ -208,8 +225,9 @@ class NeuralConcealer(Concealer):
         if self.model is None:
             return
         try:
-            self._start_loss()
+            self._start_loss(force_model=True)
             self._generate_frame(1)  # the one-step conditioning path too
+            NoiseContinuation(np.zeros(self.frame_samples, np.float32), self._rng).next_frame()
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
         self.reset()
@@ -231,6 +249,8 @@ class NeuralConcealer(Concealer):
         self._h: Optional[np.ndarray] = None
         self._cond: Optional[np.ndarray] = None
         self._signal: Optional[np.ndarray] = None   # what the generator has made so far, unfaded
+        self._noise: Optional[NoiseContinuation] = None  # this loss's noise, after unvoiced audio
+        self._loss_started = False  # a loss has been started by the model or the noise (not the fallback)
         self._lag = np.array([100], np.int64)
         self._voicing = np.zeros((1, 1), np.float32)
         self._level = np.ones((1, 1), np.float32)
@@ -254,7 +274,7 @@ class NeuralConcealer(Concealer):
         was_fallback = self._using_fallback
         self._using_fallback = False
         fb_out = self.fallback.process(frame)
-        if was_fallback or self.model is None or self._h is None:
+        if was_fallback or self.model is None or not self._loss_started:
             return fb_out
         lost_ms = self.lost_frames * self.frame_ms
         if lost_ms >= self._fade[1]:  # already silent: fade the real audio in
@@ -315,6 +335,7 @@ class NeuralConcealer(Concealer):
             return self._fallback_frame()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.frame_times_ms.append(elapsed)
+        self.noise_frames += self._noise is not None
         self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
         self.fallback._push_history(out)  # the fallback continues from what was played
         return out
@@ -338,19 +359,26 @@ class NeuralConcealer(Concealer):
             gains = self._fade_gains[key] = (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
         return gains
 
-    def _start_loss(self) -> np.ndarray:
+    def _start_loss(self, force_model: bool = False) -> np.ndarray:
         """The first lost frame: pitch, voicing and level of the last real audio, then one
-        ``start.onnx`` call (conditioning over the context, warm-up, the frame itself)."""
+        ``start.onnx`` call (conditioning over the context, warm-up, the frame itself), or the
+        noise continuation after unvoiced audio (unless ``force_model``)."""
         m = self.model
         assert m is not None and self._mel_history is not None
         fc, ctx = m.features, m.context_frames
         history = self.history
         lag, voicing = pitch_lag(history, fc)
+        voiced = voicing >= self.voiced_threshold
+        self._fade = ((self.fade_start_ms, self.fade_end_ms) if voiced
+                      else (self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms))
+        self._loss_started = True
+        if not voiced and self.unvoiced == "noise" and not force_model:
+            self._noise = NoiseContinuation(history, self._rng, self.frame_samples, self.sample_rate)
+            return self._noise.next_frame() * self._gain(0)
+        self._noise = None
         self._lag = np.array([effective_lag(lag, m.lag_reach)], np.int64)
         self._voicing = np.full((1, 1), voicing, np.float32)
         self._level = np.full((1, 1), frame_gain(history, fc), np.float32)
-        self._fade = ((self.fade_start_ms, self.fade_end_ms) if voicing >= self.voiced_threshold
-                      else (self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms))
         n_noise = (m.warmup_frames + 1) * m.steps
         frame, self._h, cond, self._cond_h = m.start.run(None, {
             "mel": self._mel_history[None, -ctx:], "lost": self._lost_history[None, -ctx:].astype(np.float32),
@@ -361,10 +389,12 @@ class NeuralConcealer(Concealer):
         return frame[0] * self._gain(0)
 
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
-        m = self.model
-        assert m is not None and self._cond is not None and self._signal is not None
         if lost_frames_before * self.frame_ms >= self._fade[1]:
             return np.zeros(self.frame_samples, np.float32)
+        if self._noise is not None:
+            return self._noise.next_frame() * self._gain(lost_frames_before)
+        m = self.model
+        assert m is not None and self._cond is not None and self._signal is not None
         k = lost_frames_before  # before the fade's end: later frames are silent (above)
         while len(self._cond) <= k:  # one conditioning step per lost frame, run when it is needed
             step, self._cond_h = m.cond.run(None, {"mel": np.zeros((1, 1, m.features.n_mels), np.float32),
