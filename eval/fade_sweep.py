@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD
+
 
 @dataclass(frozen=True)
 class Fade:
@@ -31,7 +33,7 @@ class Fade:
     voiced_end_ms: float
     unvoiced_start_ms: float
     unvoiced_end_ms: float
-    voiced_threshold: float = 0.6
+    voiced_threshold: float = DEFAULT_VOICED_THRESHOLD
     unvoiced: str = "noise"
 
     @classmethod
@@ -47,7 +49,7 @@ class Fade:
         if len(parts) not in (4, 5):
             raise argparse.ArgumentTypeError(
                 f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]")
-        return cls(*parts, unvoiced=unvoiced) if len(parts) == 5 else cls(*parts, 0.6, unvoiced)
+        return cls(*parts, unvoiced=unvoiced) if len(parts) == 5 else cls(*parts, DEFAULT_VOICED_THRESHOLD, unvoiced)
 
     def check(self) -> None:
         """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms)."""

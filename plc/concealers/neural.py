@@ -47,6 +47,8 @@ from .base import Concealer, raised_cosine_fade
 from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3
+#: Pitch correlation from which audio counts as voiced (continued by the model); tuned in MODEL.md.
+DEFAULT_VOICED_THRESHOLD = 0.7
 #: What may continue a loss after unvoiced audio (``NeuralConcealer(unvoiced=...)``).
 UNVOICED_CHOICES = ("noise", "model")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
@@ -183,7 +185,7 @@ class NeuralConcealer(Concealer):
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
                  deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 60.0, fade_end_ms: float = 120.0,
                  unvoiced_fade_start_ms: float = 40.0, unvoiced_fade_end_ms: float = 120.0,
-                 voiced_threshold: float = 0.6, unvoiced: str = "noise",
+                 voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = 48, seed: int = 0, fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
