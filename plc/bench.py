@@ -57,16 +57,19 @@ def run(args: argparse.Namespace) -> int:
     frame = concealer.frame_samples
     n_frames = len(speech) // frame
     rng = np.random.default_rng(args.seed)
-    concealed_ms, received_ms = [], []
+    concealed_ms, received_ms, by_noise = [], [], []
     for _ in range(args.repeat):
         lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
         for i in range(n_frames):
             x = None if lost[i] else speech[i * frame:(i + 1) * frame]
+            noise_before = getattr(concealer, "noise_frames", 0)
             t = time.perf_counter()
             concealer.process(x)
             dt = (time.perf_counter() - t) * 1000.0
             (concealed_ms if x is None else received_ms).append(dt)
-    c, r = np.array(concealed_ms), np.array(received_ms)
+            if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
+                by_noise.append(getattr(concealer, "noise_frames", 0) > noise_before)
+    c, r, noise = np.array(concealed_ms), np.array(received_ms), np.array(by_noise, dtype=bool)
     info = getattr(getattr(concealer, "model", None), "info", None) or {}
     result = {
         "method": args.method,
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         "params": int(info.get("params", 0)), "model_bytes": int(info.get("model_bytes", 0)),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "fallback_frames": int(concealer.stats.fallback_frames),
+        "noise_frames": int(noise.sum()),
+        "not_noise_p50_ms": float(np.percentile(c[~noise], 50)) if (~noise).any() else 0.0,
         "threads": 1,
     }
     if getattr(concealer, "load_error", None):
@@ -91,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
               f"{args.repeat} x {result['speech_s']} s of speech ({args.loss}), one thread")
         print(f"  concealed frame: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
               f"max {result['max_ms']:.3f} ms")
+        if result["noise_frames"]:
+            print(f"  {result['noise_frames']} frames after unvoiced audio were LPC noise; the others' p50 "
+                  f"{result['not_noise_p50_ms']:.3f} ms")
         print(f"  received frame:  mean {result['received_ms']:.4f} ms  p99 {result['received_p99_ms']:.4f} ms")
         print(f"  real-time factor {result['rtf']:.4f} overall, {result['rtf_concealed']:.3f} while concealing")
         print(f"  {result['params']:,} parameters, {result['model_bytes']:,} model bytes, "

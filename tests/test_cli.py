@@ -169,3 +169,20 @@ def test_conceal_with_a_broken_neural_model_says_so_and_still_conceals(wav, tmp_
     assert np.array_equal(sf.read(out)[0], sf.read(expected)[0])  # the classic concealment, not silence
     assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
                  "--neural-model", str(tmp_path / "nothing")]) == 2
+
+
+def test_bench_json_reports_what_the_issue_names(tmp_path, capsys):
+    """`plc bench --json`: one JSON object with the timing, size and fallback figures (here on
+    a short made-up input with noise-like stretches, so the neural concealer's noise path runs)."""
+    x = harmonic(seconds=2.0)
+    x[8000:16000] = 0.05 * np.random.default_rng(0).standard_normal(8000)
+    sf.write(tmp_path / "s.wav", x, 16000)
+    assert main(["bench", "--method", "neural", "--input", str(tmp_path / "s.wav"), "--repeat", "1", "--json",
+                 "--loss", "gilbert:0.3,3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("p50_ms", "p99_ms", "max_ms", "received_ms", "rtf", "params", "model_bytes", "peak_rss_mb",
+                "fallback_frames", "noise_frames"):
+        assert key in result, key
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+    assert result["params"] > 100_000 and result["fallback_frames"] == 0
+    assert 0 < result["noise_frames"] < result["concealed_frames"]
