@@ -20,6 +20,8 @@ def test_splice_touches_only_the_lost_packets_and_the_merge():
     lost[10:20] = True                                        # 200 ms: silent from 120 ms on
     out = splice_concealment(clean, concealed, lost)
     assert not np.any(out[3200 + 1920:6400]) and np.any(out[3200 + 1900:3200 + 1920])
+    unfaded = splice_concealment(clean, concealed, lost, fade=False)
+    assert np.array_equal(unfaded[3200:6400], concealed[3200:6400])
 
 
 def test_probe_decodes_and_prints_every_method(tmp_path, capsys):
@@ -33,5 +35,6 @@ def test_probe_decodes_and_prints_every_method(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("path,corpus,speaker,duration_s,transcript\nc.flac,synthetic,s,1.2,\n")
     assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "1", "--loss", "gilbert:0.3,3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split("  ")[0].strip() for line in lines] == ["libopus-plc spliced", "neteq", "neural"]
-    assert "dPLCMOS +0.000" in lines[1]
+    assert [line.split("  ")[0].strip() for line in lines] == ["libopus-plc spliced", "libopus-plc unfaded", "neteq", "neural",
+                                                             "pipeline: opus", "pipeline: neural"]
+    assert "dPLCMOS +0.000" in lines[2]
