@@ -4,7 +4,8 @@ The fade is a runtime choice (``NeuralConcealer``'s ``fade_*`` parameters), tune
 with this script on *training* clips so that the dev set stays untouched for
 ``plc eval``. Each variant is ``VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END``
 in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
-``,model`` (what continues unvoiced audio); the first variant is the reference the
+``,model`` (what continues unvoiced audio), and ``,merge=N`` / ``,lag=N`` (the
+cross-fade back into the real audio, samples); the first variant is the reference the
 others are paired against::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
@@ -35,12 +36,20 @@ class Fade:
     unvoiced_end_ms: float
     voiced_threshold: float = DEFAULT_VOICED_THRESHOLD
     unvoiced: str = "noise"
+    merge_samples: Optional[int] = None   # None: the concealer's default
+    max_align_lag: Optional[int] = None
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
         from plc.concealers.neural import UNVOICED_CHOICES
 
         fields = spec.split(",")
+        extra = {}
+        while fields and "=" in fields[-1]:   # merge=N, lag=N: the cross-fade back into the real audio
+            key, _, value = fields.pop().partition("=")
+            if key not in MERGE_KEYS or not value.isdigit():
+                raise argparse.ArgumentTypeError(f"{spec!r}: unknown or bad {key}={value} (want merge=N or lag=N)")
+            extra[MERGE_KEYS[key]] = int(value)
         unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
         try:
             parts = [float(v) for v in fields]
@@ -48,19 +57,47 @@ class Fade:
             parts = []
         if len(parts) not in (4, 5):
             raise argparse.ArgumentTypeError(
-                f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]")
-        return cls(*parts, unvoiced=unvoiced) if len(parts) == 5 else cls(*parts, DEFAULT_VOICED_THRESHOLD, unvoiced)
+                f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]"
+                "[,merge=N][,lag=N]")
+        if len(parts) == 4:
+            parts.append(DEFAULT_VOICED_THRESHOLD)
+        return cls(*parts, unvoiced=unvoiced, **extra)
 
     def check(self) -> None:
-        """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms)."""
-        from plc.concealers.neural import check_fades
+        """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms) or a merge that
+        does not fit in a frame."""
+        from plc.concealers.neural import check_fades, check_merge
 
         check_fades((self.voiced_start_ms, self.voiced_end_ms), (self.unvoiced_start_ms, self.unvoiced_end_ms))
+        merge = self.merge_kwargs()
+        check_merge(merge.get("max_align_lag", _default("max_align_lag")),
+                    merge.get("merge_samples", _default("merge_samples")))
+
+    def merge_kwargs(self) -> dict:
+        return {k: v for k, v in (("merge_samples", self.merge_samples), ("max_align_lag", self.max_align_lag))
+                if v is not None}
 
     def kwargs(self) -> dict:
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
-                    voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced)
+                    voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced, **self.merge_kwargs())
+
+    def label(self) -> str:
+        merge = "".join(f", {k} {v}" for k, v in self.merge_kwargs().items())
+        return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"
+                f"{self.unvoiced_end_ms:g} ms ({self.unvoiced}), threshold {self.voiced_threshold:g}{merge}")
+
+
+#: Variant keys for the merge back into the real audio, and the concealer parameters they set.
+MERGE_KEYS = {"merge": "merge_samples", "lag": "max_align_lag"}
+
+
+def _default(name: str):
+    import inspect
+
+    from plc.concealers.neural import NeuralConcealer
+
+    return inspect.signature(NeuralConcealer.__init__).parameters[name].default
 
 
 def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
@@ -114,8 +151,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for k, fade in enumerate(args.variant):
         d = rows[:, k, 0] - ref[:, 0]
         half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"voiced {fade.voiced_start_ms:g}->{fade.voiced_end_ms:g} ms, unvoiced {fade.unvoiced_start_ms:g}->"
-              f"{fade.unvoiced_end_ms:g} ms ({fade.unvoiced}), threshold {fade.voiced_threshold:g}: PLCMOS {rows[:, k, 0].mean():.3f} "
+        print(f"{fade.label()}: PLCMOS {rows[:, k, 0].mean():.3f} "
               f"PESQ {rows[:, k, 1].mean():.3f} | vs first: dPLCMOS {d.mean():+.3f} +-{half:.3f} "
               f"dPESQ {(rows[:, k, 1] - ref[:, 1]).mean():+.3f}  ({len(d)} clips, {args.loss})")
     return 0

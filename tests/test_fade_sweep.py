@@ -31,5 +31,14 @@ def test_bad_variants_are_refused():
     assert Fade.parse("60,120,0,60").unvoiced == "noise"
     assert Fade.parse("60,120,0,60,0.7,model") == Fade(60, 120, 0, 60, 0.7, "model")
     assert Fade.parse("60,120,0,60,model").unvoiced == "model"
+    merge = Fade.parse("60,120,40,120,0.7,noise,merge=40,lag=0")
+    assert merge.kwargs()["merge_samples"] == 40 and merge.kwargs()["max_align_lag"] == 0
+    assert "merge_samples" not in Fade.parse("60,120,40,120").kwargs()   # the concealer's default
+    for bad in ("60,120,0,60,merge=x", "60,120,0,60,width=3"):
+        with pytest.raises(SystemExit):
+            main(["--manifest", "x.csv", "--variant", bad])
+    with pytest.raises(ValueError, match="fit"):   # does not fit in a 160-sample frame
+        Fade.parse("60,120,0,60,merge=100,lag=100").check()
+    Fade.parse("60,120,40,120,merge=40,lag=120").check()
     with pytest.raises(SystemExit):
         main(["--manifest", "x.csv", "--variant", "60,120,0,60,0.7,lpc"])

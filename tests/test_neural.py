@@ -221,3 +221,18 @@ def test_shipped_model_stays_bounded_on_extreme_input(kind):
     assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
     assert not np.any(out[62 * FRAME:70 * FRAME])
     assert c.stats.fallback_frames == 0
+
+
+def test_resume_cross_fades_over_merge_samples_only(model_dir):
+    """Back from a loss, only the first ``merge_samples`` of the received frame are mixed with the
+    continuation; the rest is the real audio. A merge that does not fit in a frame is refused."""
+    x = harmonic(seconds=0.5)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:22] = True
+    for merge in (40, 112):
+        out = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, merge_samples=merge), x, lost)
+        resume = slice(22 * FRAME, 23 * FRAME)
+        assert np.array_equal(out[resume][merge:], x[resume][merge:])
+        assert not np.array_equal(out[resume][:merge], x[resume][:merge])
+    with pytest.raises(ValueError, match="fit"):
+        NeuralConcealer(model_dir=model_dir[0], max_align_lag=100, merge_samples=100)

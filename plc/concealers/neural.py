@@ -23,8 +23,8 @@ residual, as SILK's PLC does (:mod:`.noise_continuation`; ``unvoiced="model"``
 uses the network there too), fading from 40 ms to silence at 120 ms.
 
 When packets resume it generates one frame more and cross-fades into the
-received audio at the lag (within ``max_align_lag``) where the generated
-continuation matches the real audio best.
+received audio (over ``merge_samples``) at the lag (within ``max_align_lag``)
+where the generated continuation matches the real audio best.
 
 Real-time safety: if the model is missing or corrupt, raises, or would miss
 ``deadline_ms``, that frame is concealed by the classic ``neteq`` concealer
@@ -62,6 +62,13 @@ def check_fades(voiced: tuple[float, float], unvoiced: tuple[float, float]) -> N
         if not 0 <= start_ms < end_ms <= 120:
             raise ValueError(f"fade {start_ms:g} -> {end_ms:g} ms: fades must satisfy 0 <= start < end <= 120 ms "
                              "(silent by 120 ms of loss)")
+
+
+def check_merge(max_align_lag: int, merge_samples: int, frame_samples: int = 160) -> None:
+    """Raise ``ValueError`` unless the lag search and the cross-fade back fit in one frame."""
+    if not (0 <= max_align_lag and 1 <= merge_samples and max_align_lag + merge_samples <= frame_samples):
+        raise ValueError(f"max_align_lag ({max_align_lag}) + merge_samples ({merge_samples}) must fit in "
+                         f"one frame of {frame_samples} samples")
 
 
 def select_model_dir(model_dir: str | os.PathLike) -> None:
@@ -178,6 +185,11 @@ class NeuralConcealer(Concealer):
         What continues a loss after unvoiced audio: LPC-shaped noise from the recent residual
         (:class:`~.noise_continuation.NoiseContinuation`, as SILK conceals unvoiced frames), or
         the network. ``noise_frames`` counts the frames the noise made.
+    max_align_lag, merge_samples : int
+        When packets resume, the continuation is searched over lags 0..``max_align_lag`` samples
+        for the best match with the received frame's first ``merge_samples``, over which it is
+        cross-faded into the real audio (2.5 ms by default: a short merge reaches the real audio
+        sooner, +0.05 PLCMOS and +0.07 PESQ under isolated losses against 7 ms; MODEL.md).
     """
 
     name = "neural"
@@ -186,7 +198,8 @@ class NeuralConcealer(Concealer):
                  deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 60.0, fade_end_ms: float = 120.0,
                  unvoiced_fade_start_ms: float = 40.0, unvoiced_fade_end_ms: float = 120.0,
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
-                 max_align_lag: int = 48, seed: int = 0, fallback_on_deadline: bool = True) -> None:
+                 max_align_lag: int = 48, merge_samples: int = 40, seed: int = 0,
+                 fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
         if sample_rate != 16000 or frame_ms != 10:
@@ -203,6 +216,8 @@ class NeuralConcealer(Concealer):
         self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms = unvoiced_fade_start_ms, unvoiced_fade_end_ms
         self.voiced_threshold = voiced_threshold
         self.max_align_lag = max_align_lag
+        self.merge_samples = merge_samples
+        check_merge(max_align_lag, merge_samples, sample_rate * frame_ms // 1000)
         self.seed = seed
         self._fade_gains: dict[tuple[tuple[float, float], int], np.ndarray] = {}
         self.load_error: Optional[str] = None
@@ -294,7 +309,7 @@ class NeuralConcealer(Concealer):
 
     def _align_and_crossfade(self, generated: np.ndarray, frame: np.ndarray) -> np.ndarray:
         """Cross-fade from the generated continuation into ``frame`` at the best lag."""
-        n = self.frame_samples - self.max_align_lag
+        n = self.merge_samples
         target = frame[:n]
         best_lag, best = 0, -np.inf
         tn = np.sqrt(np.dot(target, target)) + 1e-9
