@@ -27,7 +27,7 @@ def test_bad_variants_are_refused():
     with pytest.raises(SystemExit):
         main(["--manifest", "x.csv", "--variant", "60,120"])
     assert Fade.parse("60,120,0,60,0.7") == Fade(60, 120, 0, 60, 0.7)
-    assert np.isclose(Fade.parse("60,120,0,60").voiced_threshold, 0.7)  # the concealer's default
+    assert np.isclose(Fade.parse("60,120,0,60").voiced_threshold, 0.75)  # the concealer's default
     assert Fade.parse("60,120,0,60").unvoiced == "noise"
     assert Fade.parse("60,120,0,60,0.7,model") == Fade(60, 120, 0, 60, 0.7, "model")
     assert Fade.parse("60,120,0,60,model").unvoiced == "model"

@@ -48,7 +48,7 @@ from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3
 #: Pitch correlation from which audio counts as voiced (continued by the model); tuned in MODEL.md.
-DEFAULT_VOICED_THRESHOLD = 0.7
+DEFAULT_VOICED_THRESHOLD = 0.75
 #: What may continue a loss after unvoiced audio (``NeuralConcealer(unvoiced=...)``).
 UNVOICED_CHOICES = ("noise", "model")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
