@@ -137,6 +137,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from .runner import ManifestError, read_manifest
+    from .summary import paired_scores
 
     try:
         paths = [clip.path for clip in read_manifest(args.manifest)][::args.every][:args.clips]
@@ -147,13 +148,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     jobs = [(path, args.loss, i, args.variant, args.neural_model) for i, path in enumerate(paths)]
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
         rows = np.array(list(ex.map(_score_clip, jobs)))        # (clips, variants, 2)
-    ref = rows[:, 0]
-    for k, fade in enumerate(args.variant):
-        d = rows[:, k, 0] - ref[:, 0]
-        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{fade.label()}: PLCMOS {rows[:, k, 0].mean():.3f} "
-              f"PESQ {rows[:, k, 1].mean():.3f} | vs first: dPLCMOS {d.mean():+.3f} +-{half:.3f} "
-              f"dPESQ {(rows[:, k, 1] - ref[:, 1]).mean():+.3f}  ({len(d)} clips, {args.loss})")
+    for fade, r in zip(args.variant, paired_scores(rows, 0)):
+        print(f"{fade.label()}: PLCMOS {r['plcmos']:.3f} PESQ {r['pesq']:.3f} | vs first: dPLCMOS "
+              f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f} dPESQ {r['d_pesq']:+.3f}  "
+              f"({len(rows)} clips, {args.loss})")
     return 0
 
 

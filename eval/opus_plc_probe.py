@@ -123,6 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from .runner import ManifestError, read_manifest
+    from .summary import paired_scores
 
     try:
         paths = [clip.path for clip in read_manifest(args.manifest)][::args.every][:args.clips]
@@ -130,13 +131,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error(str(exc))
     with ProcessPoolExecutor(max(1, args.jobs)) as ex:
         rows = np.array(list(ex.map(_score_clip, [(path, i, args.loss) for i, path in enumerate(paths)])))
-    ref = rows[:, METHODS.index("neteq")]
-    for k, method in enumerate(METHODS):
-        d = rows[:, k, 0] - ref[:, 0]
-        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{method:20s} PLCMOS {rows[:, k, 0].mean():.3f}  PESQ {rows[:, k, 1].mean():.3f}  | vs neteq: "
-              f"dPLCMOS {d.mean():+.3f} +-{half:.3f}  dPESQ {(rows[:, k, 1] - ref[:, 1]).mean():+.3f}  "
-              f"({len(d)} clips, Opus 24 kbit/s, {args.loss})")
+    for method, r in zip(METHODS, paired_scores(rows, METHODS.index("neteq"))):
+        print(f"{method:20s} PLCMOS {r['plcmos']:.3f}  PESQ {r['pesq']:.3f}  | vs neteq: dPLCMOS "
+              f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f}  dPESQ {r['d_pesq']:+.3f}  "
+              f"({len(rows)} clips, Opus 24 kbit/s, {args.loss})")
     return 0
 
 

@@ -15,6 +15,24 @@ SIGNAL_METRICS = ("pesq", "stoi", "plcmos")
 BASELINE = "neteq"
 
 
+def paired_scores(scores: np.ndarray, ref_index: int) -> list[dict]:
+    """Means and paired differences of per-clip (PLCMOS, PESQ) ``scores`` shaped (clips, variants, 2).
+
+    For each variant: its mean PLCMOS and PESQ, and its per-clip differences to variant
+    ``ref_index`` on the same clips: mean PLCMOS difference with the half-width of a normal 95%
+    interval, and mean PESQ difference. For quick paired sweeps; ``plc eval`` bootstraps.
+    """
+    ref = scores[:, ref_index]
+    out = []
+    for k in range(scores.shape[1]):
+        d = scores[:, k, 0] - ref[:, 0]
+        half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        out.append({"plcmos": float(scores[:, k, 0].mean()), "pesq": float(scores[:, k, 1].mean()),
+                    "d_plcmos": float(d.mean()), "d_plcmos_half95": float(half),
+                    "d_pesq": float((scores[:, k, 1] - ref[:, 1]).mean())})
+    return out
+
+
 def _rows_by(rows: Iterable[dict], *keys: str) -> dict:
     groups: dict = defaultdict(list)
     for r in rows:

@@ -1,0 +1,24 @@
+"""Paired statistics of the quick sweeps (eval.fade_sweep, eval.opus_plc_probe)."""
+
+import numpy as np
+
+from eval.summary import bootstrap_mean, paired_scores
+
+
+def test_paired_scores_pair_each_variant_with_the_reference_on_the_same_clips():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(2.0, 4.0, size=(50, 1, 2))
+    scores = np.concatenate([base, base + [0.1, -0.05], base + rng.normal(0, 0.2, size=(50, 1, 2))], axis=1)
+    ref, shifted, noisy = paired_scores(scores, 0)
+    assert ref["d_plcmos"] == 0.0 and ref["d_plcmos_half95"] == 0.0
+    assert np.isclose(shifted["d_plcmos"], 0.1) and np.isclose(shifted["d_pesq"], -0.05)
+    assert shifted["d_plcmos_half95"] < 1e-9        # a constant shift: the pairing removes clip spread
+    assert 0.02 < noisy["d_plcmos_half95"] < 0.1     # ~1.96 * 0.2 / sqrt(50)
+    assert np.isclose(shifted["plcmos"], base[:, 0, 0].mean() + 0.1)
+    assert np.isnan(paired_scores(scores[:1], 0)[1]["d_plcmos_half95"])  # one clip: no interval
+
+
+def test_bootstrap_mean_interval_covers_the_mean():
+    x = np.random.default_rng(1).normal(3.0, 0.5, 200)
+    r = bootstrap_mean(x, np.random.default_rng(0))
+    assert r["ci95"][0] < r["mean"] < r["ci95"][1] and r["n"] == 200
