@@ -66,12 +66,11 @@ class Fade:
     def check(self) -> None:
         """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms) or a merge that
         does not fit in a frame."""
-        from plc.concealers.neural import check_fades, check_merge
+        from plc.concealers.neural import DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_fades, check_merge
 
         check_fades((self.voiced_start_ms, self.voiced_end_ms), (self.unvoiced_start_ms, self.unvoiced_end_ms))
         merge = self.merge_kwargs()
-        check_merge(merge.get("max_align_lag", _default("max_align_lag")),
-                    merge.get("merge_samples", _default("merge_samples")))
+        check_merge(merge.get("max_align_lag", DEFAULT_MAX_ALIGN_LAG), merge.get("merge_samples", DEFAULT_MERGE_SAMPLES))
 
     def merge_kwargs(self) -> dict:
         return {k: v for k, v in (("merge_samples", self.merge_samples), ("max_align_lag", self.max_align_lag))
@@ -90,14 +89,6 @@ class Fade:
 
 #: Variant keys for the merge back into the real audio, and the concealer parameters they set.
 MERGE_KEYS = {"merge": "merge_samples", "lag": "max_align_lag"}
-
-
-def _default(name: str):
-    import inspect
-
-    from plc.concealers.neural import NeuralConcealer
-
-    return inspect.signature(NeuralConcealer.__init__).parameters[name].default
 
 
 def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:

@@ -28,7 +28,6 @@ Prints mean PLCMOS and PESQ-WB per method and the paired difference to ``neteq``
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
@@ -65,13 +64,11 @@ def splice_concealment(clean: np.ndarray, concealed: np.ndarray, lost_packets: n
     """``clean`` with ``concealed`` in the lost packets, faded as ``neural`` fades (unless not
     ``fade``), merged back over 10 ms."""
     from plc.concealers.base import raised_cosine_fade
-    from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD, NeuralConcealer
+    from plc.concealers.neural import (DEFAULT_UNVOICED_FADE_MS, DEFAULT_VOICED_FADE_MS, DEFAULT_VOICED_THRESHOLD,
+                                       fade_gains)
     from plc.neural.features import FeatureConfig, pitch_lag
     from plc.offline import lost_sample_mask
 
-    params = inspect.signature(NeuralConcealer.__init__).parameters  # the runtime's fade rule, not a copy
-    rule = {name: float(params[name].default) for name in
-            ("fade_start_ms", "fade_end_ms", "unvoiced_fade_start_ms", "unvoiced_fade_end_ms")}
     features = FeatureConfig()
     mask = lost_sample_mask(len(clean), SAMPLE_RATE, lost_packets, PACKET_MS)
     out = clean.copy()
@@ -79,16 +76,13 @@ def splice_concealment(clean: np.ndarray, concealed: np.ndarray, lost_packets: n
     starts = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8)])) == 1)
     for s in starts:
         e = s + int(np.argmin(mask[s:])) if not mask[s:].all() else len(mask)
-        _, voicing = pitch_lag(out[:s], features)
-        if voicing >= DEFAULT_VOICED_THRESHOLD:
-            begin_ms, end_ms = rule["fade_start_ms"], rule["fade_end_ms"]
-        else:
-            begin_ms, end_ms = rule["unvoiced_fade_start_ms"], rule["unvoiced_fade_end_ms"]
-        if not fade:
-            begin_ms, end_ms = np.inf, np.inf
         t_ms = np.arange(e - s + 1) * 1000.0 / SAMPLE_RATE
-        gain = (0.5 + 0.5 * np.cos(np.pi * np.clip((t_ms - begin_ms) / (end_ms - begin_ms), 0.0, 1.0))
-                if np.isfinite(begin_ms) else np.ones_like(t_ms))
+        if fade:  # the runtime's rule: its defaults, chosen by the voicing before the loss
+            _, voicing = pitch_lag(out[:s], features)
+            rule = DEFAULT_VOICED_FADE_MS if voicing >= DEFAULT_VOICED_THRESHOLD else DEFAULT_UNVOICED_FADE_MS
+            gain = fade_gains(t_ms, rule)
+        else:
+            gain = np.ones_like(t_ms)
         out[s:e] = concealed[s:e] * gain[:-1]
         k = min(len(merge), len(out) - e)
         out[e:e + k] = concealed[e:e + k] * gain[-1] * (1.0 - merge[:k]) + clean[e:e + k] * merge[:k]

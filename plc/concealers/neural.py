@@ -51,6 +51,12 @@ SUPPORTED_FORMAT = 3
 DEFAULT_VOICED_THRESHOLD = 0.75
 #: What may continue a loss after unvoiced audio (``NeuralConcealer(unvoiced=...)``).
 UNVOICED_CHOICES = ("noise", "model")
+#: Default fades (start, silent) in ms of continuous loss, after voiced and after unvoiced audio.
+DEFAULT_VOICED_FADE_MS = (60.0, 120.0)
+DEFAULT_UNVOICED_FADE_MS = (40.0, 120.0)
+#: Default lag search and cross-fade length (samples) of the merge back into the real audio.
+DEFAULT_MAX_ALIGN_LAG = 48
+DEFAULT_MERGE_SAMPLES = 40
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -62,6 +68,13 @@ def check_fades(voiced: tuple[float, float], unvoiced: tuple[float, float]) -> N
         if not 0 <= start_ms < end_ms <= 120:
             raise ValueError(f"fade {start_ms:g} -> {end_ms:g} ms: fades must satisfy 0 <= start < end <= 120 ms "
                              "(silent by 120 ms of loss)")
+
+
+def fade_gains(t_ms: np.ndarray, fade_ms: tuple[float, float]) -> np.ndarray:
+    """Gain at continuous-loss times ``t_ms``: 1 until ``fade_ms[0]``, a raised cosine to 0 at ``fade_ms[1]``."""
+    start_ms, end_ms = fade_ms
+    x = np.clip((np.asarray(t_ms, dtype=np.float64) - start_ms) / (end_ms - start_ms), 0.0, 1.0)
+    return 0.5 + 0.5 * np.cos(np.pi * x)
 
 
 def check_merge(max_align_lag: int, merge_samples: int, frame_samples: int = 160) -> None:
@@ -195,10 +208,12 @@ class NeuralConcealer(Concealer):
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
-                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = 60.0, fade_end_ms: float = 120.0,
-                 unvoiced_fade_start_ms: float = 40.0, unvoiced_fade_end_ms: float = 120.0,
+                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = DEFAULT_VOICED_FADE_MS[0],
+                 fade_end_ms: float = DEFAULT_VOICED_FADE_MS[1],
+                 unvoiced_fade_start_ms: float = DEFAULT_UNVOICED_FADE_MS[0],
+                 unvoiced_fade_end_ms: float = DEFAULT_UNVOICED_FADE_MS[1],
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
-                 max_align_lag: int = 48, merge_samples: int = 40, seed: int = 0,
+                 max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
                  fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
@@ -370,10 +385,8 @@ class NeuralConcealer(Concealer):
         key = (self._fade, lost_frames_before)
         gains = self._fade_gains.get(key)
         if gains is None:
-            start_ms, end_ms = self._fade
             t_ms = (lost_frames_before * self.frame_samples + np.arange(self.frame_samples)) * 1000.0 / self.sample_rate
-            x = np.clip((t_ms - start_ms) / (end_ms - start_ms), 0.0, 1.0)
-            gains = self._fade_gains[key] = (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+            gains = self._fade_gains[key] = fade_gains(t_ms, self._fade).astype(np.float32)
         return gains
 
     def _start_loss(self, force_model: bool = False) -> np.ndarray:

@@ -39,8 +39,8 @@ class NoiseContinuation:
     Parameters
     ----------
     history : np.ndarray
-        The played audio before the loss; at least ``ANALYSIS_SAMPLES + EXCITATION_BLOCK``
-        samples are used (zeros are assumed before a shorter one).
+        The played audio before the loss; its last ``ANALYSIS_SAMPLES + LPC_ORDER`` samples are
+        used (zeros are assumed before a shorter one).
     rng : np.random.Generator
         Source of the random excitation picks (the caller seeds it: output is reproducible).
     frame_samples : int
