@@ -6,7 +6,7 @@ with this script on *training* clips so that the dev set stays untouched for
 in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
 ``,model`` (what continues unvoiced audio), and ``,merge=N`` / ``,lag=N`` (the
 cross-fade back into the real audio, samples); the first variant is the reference the
-others are paired against::
+others are paired against. ``--codec opus`` runs them in the Opus pipeline::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss gilbert:0.1,3 --jobs 2 --variant 40,120,40,120 --variant 60,120,0,60
@@ -18,14 +18,15 @@ to the reference with a normal 95% interval.
 from __future__ import annotations
 
 import argparse
-import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
 from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD
+from plc.offline import CODECS
+
+from .sweep import add_clip_arguments, loss_trace, map_clips, sweep_paths
 
 
 @dataclass(frozen=True)
@@ -91,58 +92,53 @@ class Fade:
 MERGE_KEYS = {"merge": "merge_samples", "lag": "max_align_lag"}
 
 
-def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str]]) -> list[tuple[float, float]]:
-    """(PLCMOS, PESQ-WB) of every fade on clip number ``index``, on one loss trace (seed 1000 + index)."""
-    path, loss_spec, index, fades, model_dir = args
+def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> list[tuple[float, float]]:
+    """(PLCMOS, PESQ-WB) of every fade on clip number ``index``, on one loss trace (seed 1000 + index),
+    through the ``codec`` pipeline (PESQ against the original clip, as ``plc eval`` scores it)."""
+    path, loss_spec, index, fades, model_dir, codec = args
     from plc.audio_io import load_audio
     from plc.concealers.neural import NeuralConcealer
     from plc.offline import conceal_audio
 
-    from .loss_models import parse_loss_spec
     from .metrics import pesq_wb, plcmos
 
     audio, sr = load_audio(path)
     x = audio.mean(axis=1)
-    lost = parse_loss_spec(loss_spec).generate(-(-len(x) * 50 // sr), np.random.default_rng(1000 + index))
+    lost = loss_trace(len(x), sr, loss_spec, index)
     scores = []
     for fade in fades:
         def factory(fade: Fade = fade) -> NeuralConcealer:
             return NeuralConcealer(model_dir=model_dir, deadline_ms=None, **fade.kwargs())
 
-        y = conceal_audio(x, sr, lost, "neural", concealer_factory=factory).audio
+        y = conceal_audio(x, sr, lost, "neural", codec=codec, concealer_factory=factory).audio
         scores.append((plcmos(y, sr, seed=index), pesq_wb(x, y, sr)))
     return scores
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.fade_sweep", description=__doc__.split("\n\n")[0])
-    p.add_argument("--manifest", required=True, help="clip list (path,... CSV), e.g. ../shared/data/train.csv")
-    p.add_argument("--clips", type=int, default=40, help="how many clips (default 40)")
-    p.add_argument("--every", type=int, default=7, help="take every N-th clip of the manifest (default 7)")
-    p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
+    add_clip_arguments(p, clips=40)
     p.add_argument("--variant", type=Fade.parse, action="append", required=True,
                    help="VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model] (ms); "
                         "repeat; the first is the reference")
+    p.add_argument("--codec", choices=CODECS, default="pcm",
+                   help="pipeline: pcm, or opus (the concealer replaces libopus' PLC in the decoded audio)")
     p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
-    p.add_argument("--jobs", type=int, default=1)
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from .runner import ManifestError, read_manifest
     from .summary import paired_scores
 
     try:
-        paths = [clip.path for clip in read_manifest(args.manifest)][::args.every][:args.clips]
         for fade in args.variant:  # refuse bad fades before spending minutes
             fade.check()
-    except (ManifestError, ValueError) as exc:
+    except ValueError as exc:
         p.error(str(exc))
-    jobs = [(path, args.loss, i, args.variant, args.neural_model) for i, path in enumerate(paths)]
-    with ProcessPoolExecutor(max(1, args.jobs)) as ex:
-        rows = np.array(list(ex.map(_score_clip, jobs)))        # (clips, variants, 2)
+    paths = sweep_paths(p, args)
+    jobs = [(path, args.loss, i, args.variant, args.neural_model, args.codec) for i, path in enumerate(paths)]
+    rows = np.array(map_clips(_score_clip, jobs, args.jobs))        # (clips, variants, 2)
     for fade, r in zip(args.variant, paired_scores(rows, 0)):
         print(f"{fade.label()}: PLCMOS {r['plcmos']:.3f} PESQ {r['pesq']:.3f} | vs first: dPLCMOS "
               f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f} dPESQ {r['d_pesq']:+.3f}  "
-              f"({len(rows)} clips, {args.loss})")
+              f"({len(rows)} clips, {args.loss}, {args.codec})")
     return 0
 
 

@@ -28,14 +28,13 @@ Prints mean PLCMOS and PESQ-WB per method and the paired difference to ``neteq``
 from __future__ import annotations
 
 import argparse
-import os
-from concurrent.futures import ProcessPoolExecutor
 from typing import Optional
 
 import numpy as np
 
+from .sweep import PACKET_MS, add_clip_arguments, loss_trace, map_clips, sweep_paths
+
 SAMPLE_RATE = 16000
-PACKET_MS = 20
 METHODS = ("libopus-plc spliced", "libopus-plc unfaded", "neteq", "neural", "pipeline: opus", "pipeline: neural")
 
 
@@ -93,13 +92,11 @@ def _score_clip(args: tuple[str, int, str]) -> list[tuple[float, float]]:
     path, index, loss_spec = args
     from plc.offline import conceal_audio
 
-    from .loss_models import parse_loss_spec
     from .metrics import pesq_wb, plcmos
     from .runner import load_clip_16k
 
     x = load_clip_16k(path)
-    lost = parse_loss_spec(loss_spec).generate(-(-len(x) * 1000 // (SAMPLE_RATE * PACKET_MS)),
-                                               np.random.default_rng(1000 + index))
+    lost = loss_trace(len(x), SAMPLE_RATE, loss_spec, index)
     clean, lossy = decode_twice(x, lost)
     outputs = [splice_concealment(clean, lossy, lost), splice_concealment(clean, lossy, lost, fade=False)]
     outputs += [conceal_audio(clean, SAMPLE_RATE, lost, m).audio for m in ("neteq", "neural")]
@@ -109,22 +106,12 @@ def _score_clip(args: tuple[str, int, str]) -> list[tuple[float, float]]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.opus_plc_probe", description=__doc__.split("\n\n")[0])
-    p.add_argument("--manifest", required=True, help="clip list (path,... CSV), e.g. ../shared/data/train.csv")
-    p.add_argument("--clips", type=int, default=30, help="how many clips (default 30)")
-    p.add_argument("--every", type=int, default=7, help="take every N-th clip of the manifest (default 7)")
-    p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
-    p.add_argument("--jobs", type=int, default=1)
+    add_clip_arguments(p, clips=30)
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from .runner import ManifestError, read_manifest
     from .summary import paired_scores
 
-    try:
-        paths = [clip.path for clip in read_manifest(args.manifest)][::args.every][:args.clips]
-    except ManifestError as exc:
-        p.error(str(exc))
-    with ProcessPoolExecutor(max(1, args.jobs)) as ex:
-        rows = np.array(list(ex.map(_score_clip, [(path, i, args.loss) for i, path in enumerate(paths)])))
+    paths = sweep_paths(p, args)
+    rows = np.array(map_clips(_score_clip, [(path, i, args.loss) for i, path in enumerate(paths)], args.jobs))
     for method, r in zip(METHODS, paired_scores(rows, METHODS.index("neteq"))):
         print(f"{method:20s} PLCMOS {r['plcmos']:.3f}  PESQ {r['pesq']:.3f}  | vs neteq: dPLCMOS "
               f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f}  dPESQ {r['d_pesq']:+.3f}  "

@@ -9,16 +9,17 @@ from eval.fade_sweep import Fade, main
 from .conftest import harmonic
 
 
-def test_sweep_pairs_variants_against_the_first(tmp_path, capsys):
+@pytest.mark.parametrize("codec", ["pcm", "opus"])
+def test_sweep_pairs_variants_against_the_first(tmp_path, capsys, codec):
     rows = ["path,corpus,speaker,duration_s,transcript"]
     for i, f0 in enumerate([120, 200]):
         sf.write(tmp_path / f"c{i}.flac", harmonic(f0, seconds=1.5, seed=i), 16000)
         rows.append(f"c{i}.flac,synthetic,s{i},1.5,")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
-                 "--variant", "40,120,40,120", "--variant", "60,120,0,60"]) == 0
+                 "--variant", "40,120,40,120", "--variant", "60,120,0,60", "--codec", codec]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "dPLCMOS +0.000" in lines[0] and "2 clips" in lines[1]
+    assert len(lines) == 2 and "dPLCMOS +0.000" in lines[0] and f"2 clips, gilbert:0.3,3, {codec})" in lines[1]
     plcmos = [float(line.split("PLCMOS ")[1].split()[0]) for line in lines]
     assert all(1.0 <= v <= 5.0 for v in plcmos)
 

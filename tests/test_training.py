@@ -61,6 +61,24 @@ def test_batches_are_well_formed_and_seeded(tiny_manifest):
     assert all(np.array_equal(b1[k], b2[k]) for k in b1)
 
 
+def test_min_voicing_keeps_only_losses_after_voiced_audio(tmp_path):
+    """``--min-voicing``: a corpus of a vowel and of noise gives only vowel losses."""
+    rng = np.random.default_rng(3)
+    vowel = harmonic(150.0, seconds=2.0, seed=1)
+    noise = (0.1 * rng.standard_normal(len(vowel))).astype(np.float32)
+    paths = []
+    for name, x in (("vowel", vowel), ("noise", noise)):
+        sf.write(tmp_path / f"{name}.flac", x, 16000)
+        paths.append(tmp_path / f"{name}.flac")
+    corpus, reach = SpeechCorpus(paths), ModelConfig().lag_reach
+    everything = make_batch(corpus, np.random.default_rng(0), 16, DataConfig(), FeatureConfig(), reach,
+                            augment_audio=False)
+    voiced = make_batch(corpus, np.random.default_rng(0), 16, DataConfig(min_voicing=0.7), FeatureConfig(), reach,
+                        augment_audio=False)
+    assert everything["voicing"].min() < 0.5            # the noise clip is drawn too
+    assert voiced["voicing"].min() >= 0.7 and len(voiced["voicing"]) == 16
+
+
 def test_pitch_of_the_training_audio_is_found():
     """The long-term predictor's lag: a 160 Hz vowel has a 100-sample period."""
     from plc.neural.features import effective_lag, pitch_lag

@@ -10,7 +10,8 @@ loss in the context is flagged too, as the runtime flags frames it
 concealed), the pitch lag, voicing and level of the audio before the loss,
 and the number of lost frames, drawn the way networks lose packets: bursts
 of 20 ms packets (a Gilbert-Elliott model), sometimes single 10 ms frames
-(a jitter buffer's late frame).
+(a jitter buffer's late frame). ``min_voicing`` keeps only the losses after voiced
+audio (``plc train --min-voicing``), the only ones the runtime gives to the model.
 
 Batches are a pure function of ``(seed, rank, step)``, which makes resume
 exact without saving any generator state.
@@ -49,6 +50,8 @@ class DataConfig:
     mean_burst_packets: float = 2.5   # mean loss burst, 20 ms packets
     packet_frames: int = 2
     single_frame_prob: float = 0.15   # a lone lost 10 ms frame (late packet in a jitter buffer)
+    min_voicing: float = -1.0         # keep only losses after audio at least this voiced (pitch correlation;
+                                      # the runtime gives the rest to noise continuation); -1: every loss
 
     @property
     def total_frames(self) -> int:
@@ -168,12 +171,14 @@ def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, 
         if augment_audio:
             seg = augment(seg, rng, data_cfg, corpus)
         audio = seg[pre:]
+        past = audio[:ctx * hop]
+        lag, voicing = pitch_lag(past, feat_cfg)
+        if voicing < data_cfg.min_voicing:
+            continue
         n_lost = loss_length(rng, data_cfg)
         lost = np.zeros(data_cfg.total_frames, dtype=bool)
         lost[:ctx - data_cfg.warmup_frames] = gilbert_frames(rng, ctx - data_cfg.warmup_frames, data_cfg)
         lost[ctx:] = True
-        past = audio[:ctx * hop]
-        lag, voicing = pitch_lag(past, feat_cfg)
         out["mel"].append(log_mel_frames(seg, feat_cfg)[pre // hop:][:data_cfg.total_frames])
         out["lost"].append(lost)
         out["audio"].append(audio)

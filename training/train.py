@@ -73,6 +73,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adversarial", type=float, default=0.0, metavar="W",
                    help="weight of the adversarial + feature-matching losses (0: off; fine-tuning, e.g. with "
                         "--init CHECKPOINT --adversarial 1)")
+    p.add_argument("--min-voicing", type=float, default=-1.0, metavar="CORR",
+                   help="train only on losses after audio whose pitch correlation is at least CORR, e.g. 0.7 "
+                        "(the runtime continues the rest with noise, from 0.75); default: every loss")
     p.set_defaults(func=run)
 
 
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(manifest).is_file():
             raise UserError(f"{manifest}: no such manifest")
 
-    feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig()
+    feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing)
     train_paths = read_clip_list(args.data)
     dev_paths = read_clip_list(args.dev)
     if not train_paths:

@@ -1,0 +1,60 @@
+"""The loss breakdown classes losses by what came before and puts one class right at a time."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.loss_breakdown import CLASSES, LossEvent, loss_events, main, replace_losses, variant_names
+
+from .conftest import harmonic
+
+SR = 16000
+PACKET = SR // 50
+
+
+def _vowel_pause_onset() -> np.ndarray:
+    """0.5 s vowel, 0.3 s of faint noise, 0.4 s vowel."""
+    rng = np.random.default_rng(0)
+    pause = (0.001 * rng.standard_normal(int(0.3 * SR))).astype(np.float32)
+    return np.concatenate([harmonic(140.0, 0.5, seed=1), pause, harmonic(180.0, 0.4, seed=2)])
+
+
+def test_losses_are_classed_by_the_audio_before_them_and_what_was_lost():
+    x = _vowel_pause_onset()
+    lost = np.zeros(len(x) // PACKET, dtype=bool)
+    lost[[10, 11]] = True   # 200-240 ms: inside the vowel
+    lost[30] = True         # 600-620 ms: inside the pause
+    lost[39] = True         # 780-800 ms: the pause ends at 800 ms ... still quiet
+    lost[40] = True         # ... and the vowel starts in the same loss: 780-820 ms is one loss
+    events = loss_events(lost, x, x)
+    assert [(e.start // PACKET, e.end // PACKET, e.kind) for e in events] == [
+        (10, 12, "voiced"), (30, 31, "unvoiced steady"), (39, 41, "unvoiced onset")]
+
+
+def test_replacing_one_class_touches_only_its_losses_and_fades_back():
+    concealed, other = np.zeros(4000, np.float32), np.ones(4000, np.float32)
+    events = [LossEvent(1000, 1320, "voiced"), LossEvent(2000, 2320, "unvoiced steady")]
+    out = replace_losses(concealed, other, events, "voiced", merge_samples=40)
+    assert np.all(out[1000:1360] == 1.0) and np.all(out[:1000] == 0) and np.all(out[1400:] == 0)
+    assert np.all(np.diff(out[1360:1400]) <= 0) and 0 < out[1380] < 1      # cross-fade back
+    assert np.array_equal(replace_losses(concealed, other, events, "unvoiced onset", 40), concealed)
+
+
+def test_breakdown_prints_every_class_paired_with_the_method(tmp_path, capsys):
+    rows = ["path,corpus,speaker,duration_s,transcript"]
+    for i in range(2):
+        sf.write(tmp_path / f"c{i}.flac", _vowel_pause_onset(), SR)
+        rows.append(f"c{i}.flac,synthetic,s{i},1.2,")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "bernoulli:0.2",
+                 "--method", "neteq", "--against", "zero"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("losses: voiced ") and "(2 clips, bernoulli:0.2)" in lines[0]
+    assert [line.split(" PLCMOS")[0].strip() for line in lines[1:]] == variant_names("neteq", "zero")
+    assert len(lines) == 2 + 2 * len(CLASSES) and "dPLCMOS +0.000" in lines[1]
+
+
+def test_unknown_methods_are_refused():
+    for bad in (["--method", "opus"], ["--against", "nope"]):
+        with pytest.raises(SystemExit):
+            main(["--manifest", "x.csv", *bad])
