@@ -5,7 +5,8 @@ with this script on *training* clips so that the dev set stays untouched for
 ``plc eval``. Each variant is ``VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END``
 in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
 ``,model`` (what continues unvoiced audio), and ``,merge=N`` / ``,lag=N`` (the
-cross-fade back into the real audio, samples); the first variant is the reference the
+cross-fade back into the real audio, samples) and ``,temp=F`` (the generator's noise
+scale); the first variant is the reference the
 others are paired against. ``--codec opus`` runs them in the Opus pipeline::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
@@ -39,6 +40,7 @@ class Fade:
     unvoiced: str = "noise"
     merge_samples: Optional[int] = None   # None: the concealer's default
     max_align_lag: Optional[int] = None
+    noise_scale: Optional[float] = None
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
@@ -46,10 +48,17 @@ class Fade:
 
         fields = spec.split(",")
         extra = {}
-        while fields and "=" in fields[-1]:   # merge=N, lag=N: the cross-fade back into the real audio
+        while fields and "=" in fields[-1]:   # merge=N, lag=N (the merge back), temp=F (noise scale)
             key, _, value = fields.pop().partition("=")
+            if key == "temp":
+                try:
+                    extra["noise_scale"] = float(value)
+                except ValueError:
+                    raise argparse.ArgumentTypeError(f"{spec!r}: bad temp={value} (want a number)") from None
+                continue
             if key not in MERGE_KEYS or not value.isdigit():
-                raise argparse.ArgumentTypeError(f"{spec!r}: unknown or bad {key}={value} (want merge=N or lag=N)")
+                raise argparse.ArgumentTypeError(
+                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N or temp=F)")
             extra[MERGE_KEYS[key]] = int(value)
         unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
         try:
@@ -65,25 +74,33 @@ class Fade:
         return cls(*parts, unvoiced=unvoiced, **extra)
 
     def check(self) -> None:
-        """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms) or a merge that
-        does not fit in a frame."""
-        from plc.concealers.neural import DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_fades, check_merge
+        """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms), a merge that
+        does not fit in a frame or a noise scale out of range."""
+        from plc.concealers.neural import (DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_fades, check_merge,
+                                           check_noise_scale)
 
         check_fades((self.voiced_start_ms, self.voiced_end_ms), (self.unvoiced_start_ms, self.unvoiced_end_ms))
         merge = self.merge_kwargs()
         check_merge(merge.get("max_align_lag", DEFAULT_MAX_ALIGN_LAG), merge.get("merge_samples", DEFAULT_MERGE_SAMPLES))
+        if self.noise_scale is not None:
+            check_noise_scale(self.noise_scale)
 
     def merge_kwargs(self) -> dict:
         return {k: v for k, v in (("merge_samples", self.merge_samples), ("max_align_lag", self.max_align_lag))
                 if v is not None}
 
     def kwargs(self) -> dict:
+        extra = self.merge_kwargs()
+        if self.noise_scale is not None:
+            extra["noise_scale"] = self.noise_scale
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
-                    voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced, **self.merge_kwargs())
+                    voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced, **extra)
 
     def label(self) -> str:
         merge = "".join(f", {k} {v}" for k, v in self.merge_kwargs().items())
+        if self.noise_scale is not None:
+            merge += f", noise scale {self.noise_scale:g}"
         return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"
                 f"{self.unvoiced_end_ms:g} ms ({self.unvoiced}), threshold {self.voiced_threshold:g}{merge}")
 

@@ -41,5 +41,11 @@ def test_bad_variants_are_refused():
     with pytest.raises(ValueError, match="fit"):   # does not fit in a 160-sample frame
         Fade.parse("60,120,0,60,merge=100,lag=100").check()
     Fade.parse("60,120,40,120,merge=40,lag=120").check()
+    assert Fade.parse("60,120,40,120,temp=0.5").kwargs()["noise_scale"] == 0.5
+    assert "noise_scale" not in Fade.parse("60,120,40,120").kwargs()
+    with pytest.raises(ValueError, match="noise_scale"):
+        Fade.parse("60,120,40,120,temp=9").check()
+    with pytest.raises(SystemExit):
+        main(["--manifest", "x.csv", "--variant", "60,120,40,120,temp=hot"])
     with pytest.raises(SystemExit):
         main(["--manifest", "x.csv", "--variant", "60,120,0,60,0.7,lpc"])

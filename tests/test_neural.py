@@ -128,6 +128,20 @@ def test_deterministic(model_dir):
     assert np.array_equal(a, b)
 
 
+def test_noise_scale_zero_makes_the_seed_irrelevant(model_dir):
+    x = harmonic(seconds=0.6)
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[20:24] = True
+
+    def conceal(seed, scale):
+        return run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, seed=seed, noise_scale=scale), x, lost)
+
+    assert np.array_equal(conceal(1, 0.0), conceal(2, 0.0))
+    assert not np.array_equal(conceal(1, 1.0), conceal(2, 1.0))
+    with pytest.raises(ValueError, match="noise_scale"):
+        NeuralConcealer(model_dir=model_dir[0], noise_scale=-1.0)
+
+
 def test_load_prewarms_the_loss_path_without_leaving_state(model_dir):
     """The first loss of a call must not pay for the mel filterbank or onnxruntime's first-run
     allocations (hundreds of ms), and warming up must not change what is played."""

@@ -54,6 +54,8 @@ UNVOICED_CHOICES = ("noise", "model")
 #: Default fades (start, silent) in ms of continuous loss, after voiced and after unvoiced audio.
 DEFAULT_VOICED_FADE_MS = (60.0, 120.0)
 DEFAULT_UNVOICED_FADE_MS = (40.0, 120.0)
+#: Default scale of the generator's noise input (1: as trained).
+DEFAULT_NOISE_SCALE = 1.0
 #: Default lag search and cross-fade length (samples) of the merge back into the real audio.
 DEFAULT_MAX_ALIGN_LAG = 48
 DEFAULT_MERGE_SAMPLES = 40
@@ -82,6 +84,12 @@ def check_merge(max_align_lag: int, merge_samples: int, frame_samples: int = 160
     if not (0 <= max_align_lag and 1 <= merge_samples and max_align_lag + merge_samples <= frame_samples):
         raise ValueError(f"max_align_lag ({max_align_lag}) + merge_samples ({merge_samples}) must fit in "
                          f"one frame of {frame_samples} samples")
+
+
+def check_noise_scale(noise_scale: float) -> None:
+    """Raise ``ValueError`` unless ``noise_scale`` is in [0, 4]."""
+    if not 0.0 <= noise_scale <= 4.0:
+        raise ValueError(f"noise_scale must be in [0, 4], got {noise_scale}")
 
 
 def select_model_dir(model_dir: str | os.PathLike) -> None:
@@ -203,6 +211,10 @@ class NeuralConcealer(Concealer):
         for the best match with the received frame's first ``merge_samples``, over which it is
         cross-faded into the real audio (2.5 ms by default: a short merge reaches the real audio
         sooner, +0.05 PLCMOS and +0.07 PESQ under isolated losses against 7 ms; MODEL.md).
+    noise_scale : float
+        Scale of the generator's standard-normal noise input (a sampling temperature, as in
+        LPCNet): 1 is what it was trained with, 0 the deterministic continuation. The shipped
+        v3 weights barely use their noise (MODEL.md), so it is a knob for researchers' models.
     """
 
     name = "neural"
@@ -214,6 +226,7 @@ class NeuralConcealer(Concealer):
                  unvoiced_fade_end_ms: float = DEFAULT_UNVOICED_FADE_MS[1],
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
+                 noise_scale: float = DEFAULT_NOISE_SCALE,
                  fallback_on_deadline: bool = True) -> None:
         from .neteq import NetEqConcealer
 
@@ -234,6 +247,8 @@ class NeuralConcealer(Concealer):
         self.merge_samples = merge_samples
         check_merge(max_align_lag, merge_samples, sample_rate * frame_ms // 1000)
         self.seed = seed
+        check_noise_scale(noise_scale)
+        self.noise_scale = noise_scale
         self._fade_gains: dict[tuple[tuple[float, float], int], np.ndarray] = {}
         self.load_error: Optional[str] = None
         #: Why frames last fell back to ``neteq`` (a load error, an exception, the deadline), if they did.
@@ -413,10 +428,16 @@ class NeuralConcealer(Concealer):
         frame, self._h, cond, self._cond_h = m.start.run(None, {
             "mel": self._mel_history[None, -ctx:], "lost": self._lost_history[None, -ctx:].astype(np.float32),
             "history": history[None, -m.start_history_samples:], "lag": self._lag, "voicing": self._voicing,
-            "gain": self._level, "noise": self._rng.standard_normal((n_noise, m.subframe), dtype=np.float32)})
+            "gain": self._level, "noise": self._noise_input(n_noise)})
         self._cond = cond[0]                      # (1, C): the first lost frame's; later ones are stepped on
         self._signal = np.concatenate([history[len(history) - m.history_samples + self.frame_samples:], frame[0]])[None]
         return frame[0] * self._gain(0)
+
+    def _noise_input(self, steps: int) -> np.ndarray:
+        """The generator's noise for ``steps`` sub-frames, at ``noise_scale``."""
+        assert self.model is not None
+        noise = self._rng.standard_normal((steps, self.model.subframe), dtype=np.float32)
+        return noise if self.noise_scale == 1.0 else noise * np.float32(self.noise_scale)
 
     def _generate_frame(self, lost_frames_before: int) -> np.ndarray:
         if lost_frames_before * self.frame_ms >= self._fade[1]:
@@ -432,7 +453,7 @@ class NeuralConcealer(Concealer):
             self._cond = np.concatenate([self._cond, step[0]])
         frame, h = m.generate.run(None, {"h0": self._h, "history": self._signal, "lag": self._lag,
                                          "cond": self._cond[k:k + 1], "voicing": self._voicing, "gain": self._level,
-                                         "noise": self._rng.standard_normal((m.steps, m.subframe), dtype=np.float32)})
+                                         "noise": self._noise_input(m.steps)})
         self._h = h
         self._signal = np.concatenate([self._signal[:, self.frame_samples:], frame], axis=1)
         return frame[0] * self._gain(lost_frames_before)
