@@ -142,7 +142,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="pipeline: pcm, or opus (the concealer replaces libopus' PLC in the decoded audio)")
     p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
     args = p.parse_args(argv)
-    from .summary import paired_scores
+    from .summary import paired_line, paired_scores
 
     try:
         for fade in args.variant:  # refuse bad fades before spending minutes
@@ -153,9 +153,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     jobs = [(path, args.loss, i, args.variant, args.neural_model, args.codec) for i, path in enumerate(paths)]
     rows = np.array(map_clips(_score_clip, jobs, args.jobs))        # (clips, variants, 2)
     for fade, r in zip(args.variant, paired_scores(rows, 0)):
-        print(f"{fade.label()}: PLCMOS {r['plcmos']:.3f} PESQ {r['pesq']:.3f} | vs first: dPLCMOS "
-              f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f} dPESQ {r['d_pesq']:+.3f}  "
-              f"({len(rows)} clips, {args.loss}, {args.codec})")
+        print(paired_line(f"{fade.label()}:", r, "first", f"{len(rows)} clips, {args.loss}, {args.codec}"))
     return 0
 
 

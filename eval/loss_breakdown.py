@@ -131,7 +131,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name in (args.method, args.against):
         if name not in pcm_methods:
             p.error(f"unknown PCM method {name!r} (choose from {', '.join(pcm_methods)})")
-    from .summary import paired_scores
+    from .summary import paired_line, paired_scores
 
     paths = sweep_paths(p, args)
     if not paths:
@@ -143,8 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print("losses: " + ", ".join(f"{kind} {n}" for kind, n in zip(CLASSES, counts))
           + f"  ({len(rows)} clips, {args.loss})")
     for name, r in zip(variant_names(args.method, args.against), paired_scores(rows, 0)):
-        print(f"{name:24s} PLCMOS {r['plcmos']:.3f}  PESQ {r['pesq']:.3f}  | vs {args.method}: dPLCMOS "
-              f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f}  dPESQ {r['d_pesq']:+.3f}")
+        print(paired_line(f"{name:24s}", r, args.method))
     return 0
 
 

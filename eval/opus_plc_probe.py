@@ -108,14 +108,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.opus_plc_probe", description=__doc__.split("\n\n")[0])
     add_clip_arguments(p, clips=30)
     args = p.parse_args(argv)
-    from .summary import paired_scores
+    from .summary import paired_line, paired_scores
 
     paths = sweep_paths(p, args)
     rows = np.array(map_clips(_score_clip, [(path, i, args.loss) for i, path in enumerate(paths)], args.jobs))
     for method, r in zip(METHODS, paired_scores(rows, METHODS.index("neteq"))):
-        print(f"{method:20s} PLCMOS {r['plcmos']:.3f}  PESQ {r['pesq']:.3f}  | vs neteq: dPLCMOS "
-              f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f}  dPESQ {r['d_pesq']:+.3f}  "
-              f"({len(rows)} clips, Opus 24 kbit/s, {args.loss})")
+        print(paired_line(f"{method:20s}", r, "neteq", f"{len(rows)} clips, Opus 24 kbit/s, {args.loss}"))
     return 0
 
 

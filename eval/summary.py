@@ -33,6 +33,14 @@ def paired_scores(scores: np.ndarray, ref_index: int) -> list[dict]:
     return out
 
 
+def paired_line(name: str, r: dict, ref_name: str, note: str = "") -> str:
+    """One printed line of a quick sweep: ``name`` (padded by the caller), then a
+    :func:`paired_scores` row ``r`` against ``ref_name``, and ``note`` in brackets if given."""
+    line = (f"{name} PLCMOS {r['plcmos']:.3f}  PESQ {r['pesq']:.3f}  | vs {ref_name}: dPLCMOS "
+            f"{r['d_plcmos']:+.3f} +-{r['d_plcmos_half95']:.3f}  dPESQ {r['d_pesq']:+.3f}")
+    return f"{line}  ({note})" if note else line
+
+
 def _rows_by(rows: Iterable[dict], *keys: str) -> dict:
     groups: dict = defaultdict(list)
     for r in rows:

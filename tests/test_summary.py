@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from eval.summary import bootstrap_mean, paired_scores
+from eval.summary import bootstrap_mean, paired_line, paired_scores
 
 
 def test_paired_scores_pair_each_variant_with_the_reference_on_the_same_clips():
@@ -22,3 +22,10 @@ def test_bootstrap_mean_interval_covers_the_mean():
     x = np.random.default_rng(1).normal(3.0, 0.5, 200)
     r = bootstrap_mean(x, np.random.default_rng(0))
     assert r["ci95"][0] < r["mean"] < r["ci95"][1] and r["n"] == 200
+
+
+def test_paired_line_prints_a_row_against_its_reference_with_an_optional_note():
+    r = {"plcmos": 3.5, "pesq": 2.25, "d_plcmos": 0.125, "d_plcmos_half95": 0.0625, "d_pesq": -0.01}
+    assert paired_line("neural", r, "neteq") == ("neural PLCMOS 3.500  PESQ 2.250  | vs neteq: dPLCMOS +0.125 "
+                                                 "+-0.062  dPESQ -0.010")
+    assert paired_line("x", r, "first", "3 clips").endswith("dPESQ -0.010  (3 clips)")
