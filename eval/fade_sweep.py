@@ -5,12 +5,15 @@ with this script on *training* clips so that the dev set stays untouched for
 ``plc eval``. Each variant is ``VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END``
 in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
 ``,model`` (what continues unvoiced audio), and ``,merge=N`` / ``,lag=N`` (the
-cross-fade back into the real audio, samples) and ``,temp=F`` (the generator's noise
-scale); the first variant is the reference the
+cross-fade back into the real audio, samples), ``,temp=F`` (the generator's noise
+scale) and ``,model=DIR`` (another exported model, e.g. a new checkpoint's: two models
+paired on the same losses); the first variant is the reference the
 others are paired against. ``--codec opus`` runs them in the Opus pipeline::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss gilbert:0.1,3 --jobs 2 --variant 40,120,40,120 --variant 60,120,0,60
+    python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
+        --loss bernoulli:0.1 --jobs 2 --variant 60,120,40,120 --variant 60,120,40,120,model=runs/new/export
 
 Prints one line per variant: mean PLCMOS and PESQ-WB, and the paired differences
 to the reference with a normal 95% interval.
@@ -41,6 +44,7 @@ class Fade:
     merge_samples: Optional[int] = None   # None: the concealer's default
     max_align_lag: Optional[int] = None
     noise_scale: Optional[float] = None
+    model_dir: Optional[str] = None       # None: ``--neural-model`` (default: the shipped model)
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
@@ -48,8 +52,13 @@ class Fade:
 
         fields = spec.split(",")
         extra = {}
-        while fields and "=" in fields[-1]:   # merge=N, lag=N (the merge back), temp=F (noise scale)
+        while fields and "=" in fields[-1]:   # merge=N, lag=N (the merge back), temp=F, model=DIR
             key, _, value = fields.pop().partition("=")
+            if key == "model":
+                if not value:
+                    raise argparse.ArgumentTypeError(f"{spec!r}: model= needs a folder")
+                extra["model_dir"] = value
+                continue
             if key == "temp":
                 try:
                     extra["noise_scale"] = float(value)
@@ -58,7 +67,7 @@ class Fade:
                 continue
             if key not in MERGE_KEYS or not value.isdigit():
                 raise argparse.ArgumentTypeError(
-                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N or temp=F)")
+                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N, temp=F or model=DIR)")
             extra[MERGE_KEYS[key]] = int(value)
         unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
         try:
@@ -68,14 +77,15 @@ class Fade:
         if len(parts) not in (4, 5):
             raise argparse.ArgumentTypeError(
                 f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]"
-                "[,merge=N][,lag=N]")
+                "[,merge=N][,lag=N][,temp=F][,model=DIR]")
         if len(parts) == 4:
             parts.append(DEFAULT_VOICED_THRESHOLD)
         return cls(*parts, unvoiced=unvoiced, **extra)
 
     def check(self) -> None:
         """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms), a merge that
-        does not fit in a frame or a noise scale out of range."""
+        does not fit in a frame, a noise scale out of range or a model folder that does not load
+        (which the concealer would silently replace by its fallback)."""
         from plc.concealers.neural import (DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_fades, check_merge,
                                            check_noise_scale)
 
@@ -84,6 +94,8 @@ class Fade:
         check_merge(merge.get("max_align_lag", DEFAULT_MAX_ALIGN_LAG), merge.get("merge_samples", DEFAULT_MERGE_SAMPLES))
         if self.noise_scale is not None:
             check_noise_scale(self.noise_scale)
+        if self.model_dir is not None:
+            check_model_dir(self.model_dir)
 
     def merge_kwargs(self) -> dict:
         return {k: v for k, v in (("merge_samples", self.merge_samples), ("max_align_lag", self.max_align_lag))
@@ -101,8 +113,22 @@ class Fade:
         merge = "".join(f", {k} {v}" for k, v in self.merge_kwargs().items())
         if self.noise_scale is not None:
             merge += f", noise scale {self.noise_scale:g}"
+        if self.model_dir is not None:
+            merge += f", model {self.model_dir}"
         return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"
                 f"{self.unvoiced_end_ms:g} ms ({self.unvoiced}), threshold {self.voiced_threshold:g}{merge}")
+
+
+def check_model_dir(model_dir: str) -> None:
+    """Raise ``ValueError`` unless ``model_dir`` holds an exported model that loads and runs."""
+    from pathlib import Path
+
+    from plc.concealers.neural import ModelUnavailable, NeuralModel
+
+    try:
+        NeuralModel(Path(model_dir))
+    except ModelUnavailable as exc:
+        raise ValueError(str(exc)) from None
 
 
 #: Variant keys for the merge back into the real audio, and the concealer parameters they set.
@@ -125,7 +151,7 @@ def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> l
     scores = []
     for fade in fades:
         def factory(fade: Fade = fade) -> NeuralConcealer:
-            return NeuralConcealer(model_dir=model_dir, deadline_ms=None, **fade.kwargs())
+            return NeuralConcealer(model_dir=fade.model_dir or model_dir, deadline_ms=None, **fade.kwargs())
 
         y = conceal_audio(x, sr, lost, "neural", codec=codec, concealer_factory=factory).audio
         scores.append((plcmos(y, sr, seed=index), pesq_wb(x, y, sr)))
@@ -147,6 +173,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         for fade in args.variant:  # refuse bad fades before spending minutes
             fade.check()
+        if args.neural_model is not None:
+            check_model_dir(args.neural_model)
     except ValueError as exc:
         p.error(str(exc))
     paths = sweep_paths(p, args)

@@ -19,6 +19,11 @@ is cross-faded into the concealed clip over that many samples more::
     python -m eval.loss_breakdown --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss bernoulli:0.1 --jobs 2
 
+``--spectral-oracle`` adds two half-oracles per class, to say *what* of the concealment is
+wrong: ``oracle magnitude`` keeps the concealment's STFT phase under the original's magnitude,
+``oracle phase`` the concealment's magnitude under the original's phase (256-point STFT, 64
+hop: harmonics resolved, so magnitude is envelope and pitch, phase the waveform's fine timing).
+
 Prints the losses of each class, mean PLCMOS and PESQ-WB of every variant and the paired
 difference to ``--method`` as it is (normal 95% interval).
 """
@@ -94,12 +99,30 @@ def replace_losses(concealed: np.ndarray, other: np.ndarray, events: list[LossEv
     return out
 
 
-def variant_names(method: str, against: str) -> list[str]:
-    return [method] + [f"{kind}: {how}" for kind in CLASSES for how in ("oracle", against)]
+#: STFT of the half-oracles (``--spectral-oracle``): 16 ms windows, 4 ms hop.
+HYBRID_N_FFT, HYBRID_HOP = 256, 64
 
 
-def _score_clip(args: tuple[str, int, str, str, str]) -> tuple[list[tuple[float, float]], list[int]]:
-    path, index, loss_spec, method, against = args
+def spectral_hybrids(concealed: np.ndarray, original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(original magnitude with the concealment's phase, concealment's magnitude with the
+    original's phase), each resynthesised over the whole clip (inverse STFT, Hann windows)."""
+    import librosa
+
+    kw = dict(n_fft=HYBRID_N_FFT, hop_length=HYBRID_HOP)
+    c, o = librosa.stft(concealed, **kw), librosa.stft(original, **kw)
+    n = len(original)
+    magnitude = librosa.istft(np.abs(o) * np.exp(1j * np.angle(c)), length=n, **kw)
+    phase = librosa.istft(np.abs(c) * np.exp(1j * np.angle(o)), length=n, **kw)
+    return magnitude.astype(np.float32), phase.astype(np.float32)
+
+
+def variant_names(method: str, against: str, spectral_oracle: bool = False) -> list[str]:
+    hows = ("oracle", against) + (("oracle magnitude", "oracle phase") if spectral_oracle else ())
+    return [method] + [f"{kind}: {how}" for kind in CLASSES for how in hows]
+
+
+def _score_clip(args: tuple[str, int, str, str, str, bool]) -> tuple[list[tuple[float, float]], list[int]]:
+    path, index, loss_spec, method, against, spectral_oracle = args
     from plc.concealers.neural import DEFAULT_MERGE_SAMPLES
     from plc.offline import conceal_audio
 
@@ -111,10 +134,10 @@ def _score_clip(args: tuple[str, int, str, str, str]) -> tuple[list[tuple[float,
     y = conceal_audio(x, SAMPLE_RATE, lost, method).audio
     other = conceal_audio(x, SAMPLE_RATE, lost, against).audio
     events = loss_events(lost, y, x)
+    sources = [x, other] + (list(spectral_hybrids(y, x)) if spectral_oracle else [])
     outputs = [y]
     for kind in CLASSES:
-        outputs += [replace_losses(y, x, events, kind, DEFAULT_MERGE_SAMPLES),
-                    replace_losses(y, other, events, kind, DEFAULT_MERGE_SAMPLES)]
+        outputs += [replace_losses(y, source, events, kind, DEFAULT_MERGE_SAMPLES) for source in sources]
     scores = [(plcmos(z, SAMPLE_RATE, seed=index), pesq_wb(x, z, SAMPLE_RATE)) for z in outputs]
     return scores, [sum(ev.kind == kind for ev in events) for kind in CLASSES]
 
@@ -126,6 +149,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_clip_arguments(p, clips=40)
     p.add_argument("--method", default="neural", help="the concealer to break down (default neural)")
     p.add_argument("--against", default="neteq", help="the concealer each class is also tried with (default neteq)")
+    p.add_argument("--spectral-oracle", action="store_true",
+                   help="also put right only the STFT magnitude, or only the phase, of each class")
     args = p.parse_args(argv)
     pcm_methods = [m for m in available_methods() if m not in DECODER_METHODS]
     for name in (args.method, args.against):
@@ -136,14 +161,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     paths = sweep_paths(p, args)
     if not paths:
         p.error(f"{args.manifest}: no clips selected")
-    jobs = [(path, i, args.loss, args.method, args.against) for i, path in enumerate(paths)]
+    jobs = [(path, i, args.loss, args.method, args.against, args.spectral_oracle) for i, path in enumerate(paths)]
     results = map_clips(_score_clip, jobs, args.jobs)
     rows = np.array([r[0] for r in results])              # (clips, variants, 2)
     counts = np.sum([r[1] for r in results], axis=0)
     print("losses: " + ", ".join(f"{kind} {n}" for kind, n in zip(CLASSES, counts))
           + f"  ({len(rows)} clips, {args.loss})")
-    for name, r in zip(variant_names(args.method, args.against), paired_scores(rows, 0)):
-        print(paired_line(f"{name:24s}", r, args.method))
+    for name, r in zip(variant_names(args.method, args.against, args.spectral_oracle), paired_scores(rows, 0)):
+        print(paired_line(f"{name:33s}", r, args.method))
     return 0
 
 

@@ -49,3 +49,27 @@ def test_bad_variants_are_refused():
         main(["--manifest", "x.csv", "--variant", "60,120,40,120,temp=hot"])
     with pytest.raises(SystemExit):
         main(["--manifest", "x.csv", "--variant", "60,120,0,60,0.7,lpc"])
+
+
+def test_model_variants_pair_two_exported_models(tmp_path, capsys):
+    """``,model=DIR`` runs a variant with another exported model: the shipped model under its own
+    folder name scores exactly as the reference, and a folder that does not load is refused
+    up front (the concealer would otherwise fall back to ``neteq`` without a word)."""
+    from plc.concealers.neural import DEFAULT_MODEL_DIR
+
+    sf.write(tmp_path / "c0.flac", harmonic(150, seconds=1.5, seed=3), 16000)
+    (tmp_path / "m.csv").write_text("path,corpus,speaker,duration_s,transcript\nc0.flac,synthetic,s0,1.5,\n")
+    assert Fade.parse(f"60,120,40,120,temp=0.5,model={DEFAULT_MODEL_DIR}").model_dir == str(DEFAULT_MODEL_DIR)
+    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "1", "--every", "1", "--loss", "gilbert:0.3,3",
+                 "--variant", "60,120,40,120", "--variant", f"60,120,40,120,model={DEFAULT_MODEL_DIR}"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "dPLCMOS +0.000" in lines[1] and "dPESQ +0.000" in lines[1] and f"model {DEFAULT_MODEL_DIR}" in lines[1]
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model.json").write_text("{not json")
+    for bad in (tmp_path / "missing", tmp_path / "broken"):
+        with pytest.raises(ValueError, match="unusable"):
+            Fade.parse(f"60,120,40,120,model={bad}").check()
+        with pytest.raises(SystemExit):
+            main(["--manifest", str(tmp_path / "m.csv"), "--variant", f"60,120,40,120,model={bad}"])
+    with pytest.raises(SystemExit):
+        main(["--manifest", str(tmp_path / "m.csv"), "--variant", "60,120,40,120,model="])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval.loss_breakdown import CLASSES, LossEvent, loss_events, main, replace_losses, variant_names
+from eval.loss_breakdown import (CLASSES, LossEvent, loss_events, main, replace_losses, spectral_hybrids,
+                                 variant_names)
 
 from .conftest import harmonic
 
@@ -40,18 +41,41 @@ def test_replacing_one_class_touches_only_its_losses_and_fades_back():
     assert np.array_equal(replace_losses(concealed, other, events, "unvoiced onset", 40), concealed)
 
 
-def test_breakdown_prints_every_class_paired_with_the_method(tmp_path, capsys):
+@pytest.mark.parametrize("spectral_oracle", [False, True], ids=["oracle", "spectral-oracle"])
+def test_breakdown_prints_every_class_paired_with_the_method(tmp_path, capsys, spectral_oracle):
     rows = ["path,corpus,speaker,duration_s,transcript"]
     for i in range(2):
         sf.write(tmp_path / f"c{i}.flac", _vowel_pause_onset(), SR)
         rows.append(f"c{i}.flac,synthetic,s{i},1.2,")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "bernoulli:0.2",
-                 "--method", "neteq", "--against", "zero"]) == 0
+                 "--method", "neteq", "--against", "zero"] + ["--spectral-oracle"] * spectral_oracle) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("losses: voiced ") and "(2 clips, bernoulli:0.2)" in lines[0]
-    assert [line.split(" PLCMOS")[0].strip() for line in lines[1:]] == variant_names("neteq", "zero")
-    assert len(lines) == 2 + 2 * len(CLASSES) and "dPLCMOS +0.000" in lines[1]
+    names = variant_names("neteq", "zero", spectral_oracle)
+    assert [line.split(" PLCMOS")[0].strip() for line in lines[1:]] == names
+    assert len(lines) == 2 + (4 if spectral_oracle else 2) * len(CLASSES) and "dPLCMOS +0.000" in lines[1]
+
+
+def test_spectral_hybrids_take_magnitude_and_phase_from_either_signal():
+    """Each half-oracle has the magnitude spectrum it says it has: the original's for
+    ``oracle magnitude``, the concealment's for ``oracle phase``."""
+    import librosa
+
+    x = harmonic(150.0, 0.5, seed=4)
+    rng = np.random.default_rng(5)
+    y = (0.05 * rng.standard_normal(len(x))).astype(np.float32)   # a concealment that is all wrong
+    magnitude, phase = spectral_hybrids(y, x)
+    assert magnitude.shape == phase.shape == x.shape and magnitude.dtype == np.float32
+
+    def mag(z):
+        return np.abs(librosa.stft(z, n_fft=256, hop_length=64))[:, 4:-4]   # away from the clip's edges
+
+    def err(a, b):
+        return np.linalg.norm(mag(a) - mag(b)) / np.linalg.norm(mag(b))
+
+    assert err(magnitude, x) < 0.6 * err(y, x)   # the original's harmonics, not the noise floor
+    assert err(phase, y) < 0.5 * err(x, y)
 
 
 def test_unknown_methods_are_refused():

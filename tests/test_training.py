@@ -141,8 +141,11 @@ def test_adversarial_fine_tuning_resumes_exactly_with_its_discriminator(tiny_man
     assert r.returncode == 2 and "without a discriminator" in r.stderr
 
 
-def test_discriminator_learns_to_tell_real_from_muffled_speech():
-    """The adversarial loss has a signal: a few steps separate real from low-passed audio."""
+@pytest.mark.parametrize("fft_sizes,periods", [((64, 128, 256, 512), ()), ((), (2, 3, 5))],
+                         ids=["spectrograms", "periods"])
+def test_discriminator_learns_to_tell_real_from_muffled_speech(fft_sizes, periods):
+    """The adversarial loss has a signal: a few steps separate real from low-passed audio, for the
+    spectrogram sub-discriminators and for the waveform (period) ones alike."""
     from training.discriminator import MultiResolutionDiscriminator, discriminator_loss, generator_adversarial_loss
 
     torch.manual_seed(0)
@@ -150,7 +153,8 @@ def test_discriminator_learns_to_tell_real_from_muffled_speech():
                                       enumerate([100, 130, 170, 210])])) * 10
     kernel = torch.ones(1, 1, 9) / 9
     fake = torch.nn.functional.conv1d(real[:, None], kernel, padding=4)[:, 0]   # muffled
-    disc = MultiResolutionDiscriminator()
+    disc = MultiResolutionDiscriminator(fft_sizes=fft_sizes, periods=periods)
+    assert len(disc.discriminators) == len(fft_sizes) + len(periods)
     opt = torch.optim.Adam(disc.parameters(), lr=1e-3)
     first = None
     for _ in range(30):
@@ -203,3 +207,33 @@ def test_init_from_an_adversarial_checkpoint_continues_its_discriminator(tiny_ma
         for k in stage2[part]:
             assert torch.equal(stage2[part][k], stage3[part][k]), (part, k)
     assert stage3["step"] == 2  # a new run: its own step count and optimisers
+
+
+def test_init_adds_period_discriminators_to_a_spectral_one(tiny_manifest, tmp_path):
+    """``--init`` from a spectrogram-only adversarial checkpoint (as v3) with ``--disc-periods``
+    keeps its spectrogram sub-discriminators, starts the period ones fresh, and a resume with
+    other periods is a clear error."""
+    common = ["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2",
+              "--plcmos-clips", "0", "--threads", "1", "--workers", "0", "--steps", "2", "--adversarial", "1"]
+    _train([*common, "--out", str(tmp_path / "spectral")])
+    spectral = torch.load(tmp_path / "spectral" / "last.pt", weights_only=False)["discriminator"]
+    _train([*common, "--lr", "0", "--disc-periods", "2,3", "--init", str(tmp_path / "spectral" / "last.pt"),
+            "--out", str(tmp_path / "periods")])
+    state = torch.load(tmp_path / "periods" / "last.pt", weights_only=False)
+    disc = state["discriminator"]
+    for k in spectral:
+        assert torch.equal(spectral[k], disc[k]), k
+    added = sorted({k.split(".")[1] for k in disc} - {k.split(".")[1] for k in spectral})
+    assert added == ["4", "5"]   # one waveform sub-discriminator per period, after the four spectrogram ones
+    assert tuple(state["config"]["args"]["disc_periods"]) == (2, 3)
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", *common, "--steps", "4", "--out",
+                        str(tmp_path / "periods"), "--resume"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--disc-periods" in r.stderr
+
+
+@pytest.mark.parametrize("bad", ["1", "2,2", "2,x"])
+def test_bad_discriminator_periods_are_a_usage_error(tiny_manifest, tmp_path, bad):
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", "--data", str(tiny_manifest), "--dev",
+                        str(tiny_manifest), "--out", str(tmp_path / "x"), "--disc-periods", bad],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--disc-periods" in r.stderr

@@ -21,6 +21,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 DISCRIMINATOR_FFT_SIZES = (64, 128, 256, 512)
+#: Periods of the waveform sub-discriminators (HiFi-GAN's multi-period discriminator), when used.
+DISCRIMINATOR_PERIODS = (2, 3, 5, 7, 11)
 
 
 class SpectrogramDiscriminator(nn.Module):
@@ -55,12 +57,62 @@ class SpectrogramDiscriminator(nn.Module):
         return self.out(h), features
 
 
-class MultiResolutionDiscriminator(nn.Module):
-    """The sub-discriminators of :data:`DISCRIMINATOR_FFT_SIZES`."""
+class PeriodDiscriminator(nn.Module):
+    """One period ``p`` of HiFi-GAN's multi-period discriminator, on the waveform itself.
 
-    def __init__(self, fft_sizes: tuple[int, ...] = DISCRIMINATOR_FFT_SIZES, channels: int = 64) -> None:
+    The segment is folded into ``(samples / p, p)`` and 2-D convolutions with ``(k, 1)`` kernels
+    run down each column: they compare samples one period apart, so they judge the fine periodic
+    structure of voiced speech (the harmonics' phases, jitter, buzz) that log-magnitude
+    spectrograms smooth over. Small channel counts keep it trainable on a CPU.
+    """
+
+    def __init__(self, period: int, channels: tuple[int, ...] = (16, 32, 64, 64)) -> None:
         super().__init__()
-        self.discriminators = nn.ModuleList([SpectrogramDiscriminator(n, channels) for n in fft_sizes])
+        self.period = period
+        convs, c_in = [], 1
+        for i, c in enumerate(channels):
+            stride = 3 if i < len(channels) - 1 else 1
+            convs.append(weight_norm(nn.Conv2d(c_in, c, (5, 1), (stride, 1), padding=(2, 0))))
+            c_in = c
+        self.convs = nn.ModuleList(convs)
+        self.out = weight_norm(nn.Conv2d(c_in, 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        b, n = x.shape
+        pad = (-n) % self.period
+        if pad:
+            x = nn.functional.pad(x, (0, pad), mode="reflect")
+        h = x.view(b, 1, -1, self.period)                          # (B, 1, samples / p, p)
+        features = []
+        for conv in self.convs:
+            h = nn.functional.leaky_relu(conv(h), 0.2)
+            features.append(h)
+        return self.out(h), features
+
+
+class MultiResolutionDiscriminator(nn.Module):
+    """The sub-discriminators of :data:`DISCRIMINATOR_FFT_SIZES`, then one waveform
+    :class:`PeriodDiscriminator` per period in ``periods`` (none by default, as v3 was trained).
+
+    The spectrogram sub-discriminators come first, so weights of a spectrogram-only
+    discriminator load into one with periods (:meth:`load_spectral_state`)."""
+
+    def __init__(self, fft_sizes: tuple[int, ...] = DISCRIMINATOR_FFT_SIZES, channels: int = 64,
+                 periods: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.discriminators = nn.ModuleList([SpectrogramDiscriminator(n, channels) for n in fft_sizes]
+                                            + [PeriodDiscriminator(p) for p in periods])
+
+    def load_spectral_state(self, state: dict) -> list[str]:
+        """Load ``state`` (a discriminator's state dict), allowing only the period
+        sub-discriminators to be missing from it; returns the keys left at their initial values."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        n_spectral = sum(isinstance(d, SpectrogramDiscriminator) for d in self.discriminators)
+        spectral_missing = [k for k in missing if int(k.split(".")[1]) < n_spectral]
+        if unexpected or spectral_missing:
+            raise RuntimeError(f"discriminator weights do not fit: missing {spectral_missing[:3]}, "
+                               f"unexpected {unexpected[:3]}")
+        return list(missing)
 
     def forward(self, x: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
         """Segments (B, samples) -> per resolution (score map, feature maps)."""

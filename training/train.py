@@ -73,10 +73,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adversarial", type=float, default=0.0, metavar="W",
                    help="weight of the adversarial + feature-matching losses (0: off; fine-tuning, e.g. with "
                         "--init CHECKPOINT --adversarial 1)")
+    p.add_argument("--disc-periods", type=_periods, default=(), metavar="P,P,...",
+                   help="with --adversarial: also judge the waveform with HiFi-GAN period sub-discriminators "
+                        "at these periods, e.g. 2,3,5,7,11 (default: none, spectrograms only, as v3)")
     p.add_argument("--min-voicing", type=float, default=-1.0, metavar="CORR",
                    help="train only on losses after audio whose pitch correlation is at least CORR, e.g. 0.7 "
                         "(the runtime continues the rest with noise, from 0.75); default: every loss")
     p.set_defaults(func=run)
+
+
+def _periods(text: str) -> tuple[int, ...]:
+    """``"2,3,5"`` -> ``(2, 3, 5)``: the periods of ``--disc-periods`` (each 2..64)."""
+    try:
+        periods = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if any(not 2 <= p <= 64 for p in periods) or len(set(periods)) != len(periods):
+        raise argparse.ArgumentTypeError(f"periods must be distinct integers from 2 to 64, got {text!r}")
+    return periods
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -157,14 +171,16 @@ def run(args: argparse.Namespace) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
     disc = opt_d = None
     if args.adversarial > 0:
-        disc = MultiResolutionDiscriminator().to(device)
+        disc = MultiResolutionDiscriminator(periods=args.disc_periods).to(device)
         opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-5)
     step, best = 0, float("inf")
     if args.init and not args.resume:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         if disc is not None and "discriminator" in state:  # continue an adversarial stage
-            disc.load_state_dict(state["discriminator"])
+            fresh = disc.load_spectral_state(state["discriminator"])  # new period sub-discriminators start fresh
+            if fresh and rank == 0:
+                print(f"--init: {len(fresh)} period-discriminator tensors start from scratch", flush=True)
     if args.resume:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         try:
@@ -176,7 +192,11 @@ def run(args: argparse.Namespace) -> int:
             if "discriminator" not in state:
                 raise UserError(f"--resume --adversarial: {ckpt_path} was trained without a discriminator "
                                 "(start a new run with --init)")
-            disc.load_state_dict(state["discriminator"])
+            try:
+                disc.load_state_dict(state["discriminator"])
+            except RuntimeError:
+                raise UserError(f"--resume: {ckpt_path}'s discriminator has other sub-discriminators "
+                                "(resume with the --disc-periods it was trained with)") from None
             opt_d.load_state_dict(state["optimizer_d"])
         step, best = state["step"], state.get("best", best)
     ddp_model, ddp_disc = model, disc
