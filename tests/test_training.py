@@ -229,6 +229,10 @@ def test_init_adds_period_discriminators_to_a_spectral_one(tiny_manifest, tmp_pa
     r = subprocess.run([sys.executable, "-m", "plc.cli", "train", *common, "--steps", "4", "--out",
                         str(tmp_path / "periods"), "--resume"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "--disc-periods" in r.stderr
+    # nor can --init drop period sub-discriminators the checkpoint has
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", *common, "--init", str(tmp_path / "periods" / "last.pt"),
+                        "--out", str(tmp_path / "fewer")], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--disc-periods" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("bad", ["1", "2,2", "2,x"])

@@ -178,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         if disc is not None and "discriminator" in state:  # continue an adversarial stage
-            fresh = disc.load_spectral_state(state["discriminator"])  # new period sub-discriminators start fresh
+            try:
+                fresh = disc.load_spectral_state(state["discriminator"])  # new period sub-discriminators start fresh
+            except RuntimeError as exc:
+                raise UserError(f"--init: {args.init}: {exc} (pass the --disc-periods it was trained with, "
+                                "or more)") from None
             if fresh and rank == 0:
                 print(f"--init: {len(fresh)} period-discriminator tensors start from scratch", flush=True)
     if args.resume:
