@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD
+from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD, check_model_dir
 from plc.offline import CODECS
 
 from .sweep import add_clip_arguments, loss_trace, map_clips, sweep_paths
@@ -117,18 +117,6 @@ class Fade:
             merge += f", model {self.model_dir}"
         return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"
                 f"{self.unvoiced_end_ms:g} ms ({self.unvoiced}), threshold {self.voiced_threshold:g}{merge}")
-
-
-def check_model_dir(model_dir: str) -> None:
-    """Raise ``ValueError`` unless ``model_dir`` holds an exported model that loads and runs."""
-    from pathlib import Path
-
-    from plc.concealers.neural import ModelUnavailable, NeuralModel
-
-    try:
-        NeuralModel(Path(model_dir))
-    except ModelUnavailable as exc:
-        raise ValueError(str(exc)) from None
 
 
 #: Variant keys for the merge back into the real audio, and the concealer parameters they set.

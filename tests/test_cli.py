@@ -151,24 +151,48 @@ def test_eval_rejects_bad_manifest(tmp_path, capsys):
 
 
 def test_conceal_with_a_broken_neural_model_says_so_and_still_conceals(wav, tmp_path, capsys, monkeypatch):
+    """A model that breaks at run time (here: the default model folder, corrupt) falls back to
+    the classic concealment and says so; a broken folder named by the user is refused up front."""
     import shutil
 
     from plc.concealers.neural import DEFAULT_MODEL_DIR, MODEL_DIR_ENV
 
-    monkeypatch.setenv(MODEL_DIR_ENV, str(DEFAULT_MODEL_DIR))  # undone after the test, whatever main() sets
     broken = tmp_path / "broken"
     shutil.copytree(DEFAULT_MODEL_DIR, broken)
     (broken / "generate.onnx").write_bytes(b"not onnx")
+    monkeypatch.setenv(MODEL_DIR_ENV, str(broken))  # undone after the test, whatever main() sets
     out = tmp_path / "n.wav"
-    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
-                 "--neural-model", str(broken)]) == 0
+    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural"]) == 0
     err = capsys.readouterr().err
     assert "concealed by the neteq fallback" in err and "unusable" in err
     expected = tmp_path / "e.wav"
     assert main(["conceal", str(wav), str(expected), "--loss", "gilbert:0.2,3", "--method", "neteq"]) == 0
     assert np.array_equal(sf.read(out)[0], sf.read(expected)[0])  # the classic concealment, not silence
-    assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
-                 "--neural-model", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    for bad in (broken, tmp_path / "nothing"):
+        assert main(["conceal", str(wav), str(out), "--loss", "gilbert:0.2,3", "--method", "neural",
+                     "--neural-model", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "--neural-model" in err and "unusable" in err and "holds no model.json" in err
+
+
+def test_eval_refuses_a_neural_model_that_does_not_load(tmp_path, capsys, monkeypatch):
+    """`plc eval --neural-model DIR` with graphs that do not load stops before any clip is
+    scored, instead of evaluating the `neteq` fallback under the name `neural`."""
+    import shutil
+
+    from plc.concealers.neural import DEFAULT_MODEL_DIR, MODEL_DIR_ENV
+
+    monkeypatch.setenv(MODEL_DIR_ENV, str(DEFAULT_MODEL_DIR))
+    broken = tmp_path / "broken"
+    shutil.copytree(DEFAULT_MODEL_DIR, broken)
+    (broken / "start.onnx").write_bytes(b"\x00" * 64)
+    sf.write(tmp_path / "a.wav", harmonic(seconds=1.0), 16000)
+    (tmp_path / "m.csv").write_text("path,transcript\na.wav,HELLO\n")
+    assert main(["eval", "--manifest", str(tmp_path / "m.csv"), "--methods", "neteq,neural", "--asr", "off",
+                 "--neural-model", str(broken), "--out", str(tmp_path / "o")]) == 2
+    assert "unusable" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.csv").exists()
 
 
 def test_bench_json_reports_what_the_issue_names(tmp_path, capsys):

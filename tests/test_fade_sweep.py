@@ -67,7 +67,7 @@ def test_model_variants_pair_two_exported_models(tmp_path, capsys):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "model.json").write_text("{not json")
     for bad in (tmp_path / "missing", tmp_path / "broken"):
-        with pytest.raises(ValueError, match="unusable"):
+        with pytest.raises(ValueError, match="unusable|holds no model.json"):
             Fade.parse(f"60,120,40,120,model={bad}").check()
         with pytest.raises(SystemExit):
             main(["--manifest", str(tmp_path / "m.csv"), "--variant", f"60,120,40,120,model={bad}"])

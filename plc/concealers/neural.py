@@ -95,11 +95,24 @@ def check_noise_scale(noise_scale: float) -> None:
 def select_model_dir(model_dir: str | os.PathLike) -> None:
     """Make ``model_dir`` the default model of this process and of the processes it starts.
 
-    Raises ``ValueError`` if it holds no ``model.json``.
+    The model is loaded and run once first: a folder whose graphs are missing, corrupt or of
+    another format would otherwise be concealed by the ``neteq`` fallback frame after frame,
+    and an evaluation of it would silently score the fallback. Raises ``ValueError`` (with the
+    reason) if the folder holds no usable model.
     """
+    check_model_dir(model_dir)
+    os.environ[MODEL_DIR_ENV] = str(Path(model_dir).resolve())
+
+
+def check_model_dir(model_dir: str | os.PathLike) -> None:
+    """Raise ``ValueError`` (with the reason) unless ``model_dir`` holds an exported model that
+    loads and runs in this runtime."""
     if not (Path(model_dir) / "model.json").is_file():
         raise ValueError(f"{model_dir} holds no model.json")
-    os.environ[MODEL_DIR_ENV] = str(Path(model_dir).resolve())
+    try:
+        NeuralModel(Path(model_dir))
+    except ModelUnavailable as exc:
+        raise ValueError(str(exc)) from None
 
 
 def default_model_dir() -> Path:
