@@ -48,6 +48,22 @@ def voice(seconds: float, sample_rate: int = 48000, seed: int = 0, level: float 
     return (level * (0.6 + 0.4 * np.sin(2 * np.pi * 2.3 * t)) * x).astype(np.float32)
 
 
+def clean_alignment(sent: np.ndarray, received: np.ndarray, start_s: float, span_s: float = 1.0,
+                    window_s: float = 0.2) -> tuple[float, float]:
+    """Delay (s) and normalised correlation of the sent audio in the received, from the
+    best-matching of the ``window_s`` windows that tile ``span_s`` from ``start_s``.
+
+    The jitter buffer stretches and shrinks time as it adapts (a few ms each time, more often on
+    a loaded host), and any such operation inside a window decorrelates the rest of it: over one
+    window of a second the correlation came out anywhere from 0.1 to 0.9 on the same call. A
+    short window without such an operation correlates at about 0.93, and one is always there.
+    """
+    n = int(round(span_s / window_s))
+    found = [estimate_lag(sent, received, 48000, start_s + k * window_s, window_s=window_s, max_lag_s=0.5)
+             for k in range(n)]
+    return max(found, key=lambda lag_corr: lag_corr[1])
+
+
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
 
@@ -81,9 +97,9 @@ def test_call_has_the_sent_duration_without_gaps_or_jumps(calls, method):
     assert r.sample_rate == 48000 and len(r.received) == 960 * r.frames
     assert r.relay["rtp_dropped"] == len(DROPPED) and r.relay["rtp_reordered"] > 0
     # the sent signal is found at the same delay at the start and at the end: no time gap, no jump
-    lag_start, c_start = estimate_lag(audio, r.received, 48000, 0.3, window_s=1.0, max_lag_s=0.5)
-    lag_end, c_end = estimate_lag(audio, r.received, 48000, SECONDS - 1.3, window_s=1.0, max_lag_s=0.5)
-    assert c_start > 0.3 and c_end > 0.3, (c_start, c_end)
+    lag_start, c_start = clean_alignment(audio, r.received, 0.3)
+    lag_end, c_end = clean_alignment(audio, r.received, SECONDS - 1.3)
+    assert c_start > 0.8 and c_end > 0.8, (c_start, c_end)
     buffering_s = 0.3
     assert 0.0 <= lag_start <= buffering_s and 0.0 <= lag_end <= buffering_s, (lag_start, lag_end)
     assert abs(lag_end - lag_start) < 0.1, (lag_start, lag_end)
