@@ -61,6 +61,25 @@ def test_batches_are_well_formed_and_seeded(tiny_manifest):
     assert all(np.array_equal(b1[k], b2[k]) for k in b1)
 
 
+def test_worker_processes_make_each_step_once_and_in_order(tiny_manifest):
+    """``--workers N``: the batches are those of steps start, start+1, ... exactly as made in the
+    main process, whatever the number of worker processes (a GPU run needs several)."""
+    from training.data import read_clip_list
+    from training.train import _Batches
+
+    batches = _Batches([Path(p) for p in read_clip_list(tiny_manifest)], 7, 0, 5, 2, DataConfig(), FeatureConfig(),
+                       ModelConfig())
+    expected = [batches.batch(step) for step in range(5, 10)]
+    for workers in (0, 2):
+        loader = iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers))
+        got = [next(loader) for _ in range(5)]
+        for e, g in zip(expected, got):
+            assert set(e) == set(g)
+            for k in e:
+                assert np.array_equal(e[k], np.asarray(g[k])), (workers, k)
+        del loader
+
+
 def test_min_voicing_keeps_only_losses_after_voiced_audio(tmp_path):
     """``--min-voicing``: a corpus of a vowel and of noise gives only vowel losses."""
     rng = np.random.default_rng(3)

@@ -122,10 +122,15 @@ class _Batches(torch.utils.data.IterableDataset):
         return loss_event_batch(self.corpus, rng, self.batch_size, self.data_cfg, self.feat_cfg, self.model_cfg)
 
     def __iter__(self):
-        step = self.start
+        # With N worker processes, worker i makes steps start+i, start+i+N, ...: the DataLoader
+        # takes their batches round-robin, so the sequence is start, start+1, ... whatever N
+        # (without this every worker would make every step, and each batch would come N times).
+        info = torch.utils.data.get_worker_info()
+        worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self.start + worker
         while True:
             yield self.batch(step)
-            step += 1
+            step += n_workers
 
 
 def run(args: argparse.Namespace) -> int:
