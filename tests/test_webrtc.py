@@ -126,7 +126,11 @@ def test_concealment_events_are_counted_and_gaps_are_silent_only_without_conceal
         assert set(REQUIRED_STATS) <= set(s), method
         assert s["concealmentEvents"] >= 4, (method, s["concealmentEvents"])
         assert s["packetsLost"] >= len(DROPPED) - 1
-        assert s["concealedSamples"] >= 160 * 2 * len(DROPPED) * 0.8
+        # Each of the four losses is concealed for at least a frame. Not for all of its 20 ms
+        # packets: when the buffer is above its target delay (a host that fell behind and then
+        # caught up), the decision logic conceals one frame and jumps over the rest of the gap,
+        # as NetEQ does with a future packet in hand.
+        assert s["concealedSamples"] >= 160 * 4
         assert s["jitterBufferEmittedCount"] > 0 and s["jitterBufferDelay"] > 0
         assert s["framesEmitted"] >= r.frames
     frames = {m: r.received.reshape(-1, 960) for m, r in results.items()}
