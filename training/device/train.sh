@@ -20,6 +20,7 @@ else
   export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONUNBUFFERED=1 TQDM_MININTERVAL=30
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # 12 batch workers on 16 cores: one thread each
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
         torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 RUN=runs/device
