@@ -4,8 +4,8 @@
 #   run(command="bash training/device/train.sh", carry=["device_kit"], timeout_s=600)
 # It trains for MINUTES (default 7.5) and leaves last.pt, config.json and log.jsonl in $OUT;
 # export and evaluate here (plc export, eval.fade_sweep ... model=DIR, plc eval), and commit the
-# checkpoint to resume from. To continue a run in a later session, put its last.pt in
-# device_kit/resume/ before prepare.sh's folder travels: the run resumes it exactly (same STEPS).
+# checkpoint to resume from. To continue a run in a later session, put its last.pt (with its
+# config.json and log.jsonl) in device_kit/resume/ before device_kit travels: the run resumes it exactly (same STEPS).
 # Settings (environment): STEPS (schedule length, default 20000), MINUTES, BATCH (256),
 # WORKERS (batch-preparing processes, 12), INIT (checkpoint to start from), DEVICE (cuda).
 set -euo pipefail
@@ -27,8 +27,7 @@ RUN=runs/device
 mkdir -p $RUN
 start=(--init "${INIT:-training/checkpoints/plc-v3-last.pt}")
 if [ -f device_kit/resume/last.pt ]; then
-  cp device_kit/resume/last.pt device_kit/resume/config.json $RUN/ 2>/dev/null || cp device_kit/resume/last.pt $RUN/
-  [ -f device_kit/resume/log.jsonl ] && cp device_kit/resume/log.jsonl $RUN/
+  for f in last.pt config.json log.jsonl; do [ -f device_kit/resume/$f ] && cp device_kit/resume/$f $RUN/; done
   start=(--resume)
 fi
 status=0
