@@ -19,10 +19,15 @@ is cross-faded into the concealed clip over that many samples more::
     python -m eval.loss_breakdown --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss bernoulli:0.1 --jobs 2
 
-``--spectral-oracle`` adds two half-oracles per class, to say *what* of the concealment is
+``--spectral-oracle`` adds four partial oracles per class, to say *what* of the concealment is
 wrong: ``oracle magnitude`` keeps the concealment's STFT phase under the original's magnitude,
 ``oracle phase`` the concealment's magnitude under the original's phase (256-point STFT, 64
 hop: harmonics resolved, so magnitude is envelope and pitch, phase the waveform's fine timing).
+The magnitude splits further into its spectral envelope (cepstrum liftered to
+``ENVELOPE_LIFTER`` coefficients: formants and tilt, ~500 Hz resolution) and the fine structure
+under it (harmonics, noise): ``oracle envelope`` puts the original's envelope under the
+concealment's fine structure, ``oracle fine structure`` the original's fine structure under
+the concealment's envelope (both with the concealment's phase).
 
 Prints the losses of each class, mean PLCMOS and PESQ-WB of every variant and the paired
 difference to ``--method`` as it is (normal 95% interval).
@@ -99,25 +104,42 @@ def replace_losses(concealed: np.ndarray, other: np.ndarray, events: list[LossEv
     return out
 
 
-#: STFT of the half-oracles (``--spectral-oracle``): 16 ms windows, 4 ms hop.
+#: STFT of the partial oracles (``--spectral-oracle``): 16 ms windows, 4 ms hop.
 HYBRID_N_FFT, HYBRID_HOP = 256, 64
+#: Cepstral coefficients kept for the spectral envelope: quefrencies under 1 ms, so the envelope
+#: is smooth over ~500 Hz and holds no harmonics of voices under 1 kHz.
+ENVELOPE_LIFTER = 16
+SPECTRAL_HYBRIDS = ("oracle magnitude", "oracle phase", "oracle envelope", "oracle fine structure")
 
 
-def spectral_hybrids(concealed: np.ndarray, original: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(original magnitude with the concealment's phase, concealment's magnitude with the
-    original's phase), each resynthesised over the whole clip (inverse STFT, Hann windows)."""
+def spectral_envelope(stft: np.ndarray, lifter: int = ENVELOPE_LIFTER) -> np.ndarray:
+    """The smooth spectral envelope of each column of a one-sided ``stft`` (bins, frames): the
+    log magnitude's real cepstrum liftered to its first ``lifter`` quefrencies, back as a magnitude."""
+    n_fft = 2 * (stft.shape[0] - 1)
+    cepstrum = np.fft.irfft(np.log(np.abs(stft) + 1e-7), n=n_fft, axis=0)
+    cepstrum[lifter:n_fft - lifter + 1] = 0.0
+    return np.exp(np.fft.rfft(cepstrum, axis=0).real)
+
+
+def spectral_hybrids(concealed: np.ndarray, original: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The partial oracles named in ``SPECTRAL_HYBRIDS``, each resynthesised over the whole clip
+    (inverse STFT, Hann windows): original magnitude with the concealment's phase, concealment's
+    magnitude with the original's phase, original envelope over the concealment's fine structure,
+    original fine structure under the concealment's envelope."""
     import librosa
 
     kw = dict(n_fft=HYBRID_N_FFT, hop_length=HYBRID_HOP)
     c, o = librosa.stft(concealed, **kw), librosa.stft(original, **kw)
+    c_phase = np.exp(1j * np.angle(c))
+    c_env, o_env = spectral_envelope(c), spectral_envelope(o)
+    spectra = (np.abs(o) * c_phase, np.abs(c) * np.exp(1j * np.angle(o)),
+               np.abs(c) * (o_env / c_env) * c_phase, np.abs(o) * (c_env / o_env) * c_phase)
     n = len(original)
-    magnitude = librosa.istft(np.abs(o) * np.exp(1j * np.angle(c)), length=n, **kw)
-    phase = librosa.istft(np.abs(c) * np.exp(1j * np.angle(o)), length=n, **kw)
-    return magnitude.astype(np.float32), phase.astype(np.float32)
+    return tuple(librosa.istft(s, length=n, **kw).astype(np.float32) for s in spectra)
 
 
 def variant_names(method: str, against: str, spectral_oracle: bool = False) -> list[str]:
-    hows = ("oracle", against) + (("oracle magnitude", "oracle phase") if spectral_oracle else ())
+    hows = ("oracle", against) + (SPECTRAL_HYBRIDS if spectral_oracle else ())
     return [method] + [f"{kind}: {how}" for kind in CLASSES for how in hows]
 
 
@@ -150,7 +172,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--method", default="neural", help="the concealer to break down (default neural)")
     p.add_argument("--against", default="neteq", help="the concealer each class is also tried with (default neteq)")
     p.add_argument("--spectral-oracle", action="store_true",
-                   help="also put right only the STFT magnitude, or only the phase, of each class")
+                   help="also put right only the STFT magnitude, the phase, the spectral envelope or the "
+                        "fine structure of each class")
     args = p.parse_args(argv)
     pcm_methods = [m for m in available_methods() if m not in DECODER_METHODS]
     for name in (args.method, args.against):
