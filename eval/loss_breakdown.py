@@ -190,8 +190,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     counts = np.sum([r[1] for r in results], axis=0)
     print("losses: " + ", ".join(f"{kind} {n}" for kind, n in zip(CLASSES, counts))
           + f"  ({len(rows)} clips, {args.loss})")
-    for name, r in zip(variant_names(args.method, args.against, args.spectral_oracle), paired_scores(rows, 0)):
-        print(paired_line(f"{name:33s}", r, args.method))
+    names = variant_names(args.method, args.against, args.spectral_oracle)
+    width = max(len(name) for name in names)
+    for name, r in zip(names, paired_scores(rows, 0)):
+        print(paired_line(f"{name:{width}s}", r, args.method))
     return 0
 
 
