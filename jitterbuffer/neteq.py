@@ -808,14 +808,16 @@ class JitterBuffer:
         (:class:`~jitterbuffer.rtp.SequenceLossCounter`: a sequence number jump is a restart
         or a stray, not thousands of losses; duplicates not counted twice). ``fallbackFrames``
         counts frames made by classic concealment instead of the configured
-        concealer, ``fallbackReason`` says why (the latest reason; ``None`` if none).
+        concealer, ``fallbackReason`` says why (the latest reason, or why the concealer's model
+        could not be loaded; ``None`` if none).
         """
         n = self._n
         discarded = (n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
                      + n.packets_off_timeline)
         inner = self.guard.concealer
         own_fallback = inner.stats.fallback_frames
-        reason = getattr(inner, "fallback_reason", None) if own_fallback else None
+        # a model that could not be loaded says so before the first loss too
+        reason = getattr(inner, "fallback_reason", None) if own_fallback else getattr(inner, "load_error", None)
         if self.guard.errors:
             reason = self.guard.errors[-1]
         return {
