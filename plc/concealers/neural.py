@@ -28,8 +28,12 @@ where the generated continuation matches the real audio best.
 
 Real-time safety: if the model is missing or corrupt, raises, or would miss
 ``deadline_ms``, that frame is concealed by the classic ``neteq`` concealer
-instead and ``stats.fallback_frames`` counts it. Received frames cost only a
-copy into the history.
+instead and ``stats.fallback_frames`` counts it (``fallback_reason`` says why).
+A model is checked before it is trusted: its description and hash
+(:mod:`plc.neural.description`) and a self-test on a synthetic vowel at load;
+then every frame it makes must be finite and no louder than the level bound
+(:meth:`NeuralConcealer._frame_problem`). Received frames cost only a copy
+into the history.
 """
 
 from __future__ import annotations
@@ -513,10 +517,10 @@ class NeuralConcealer(Concealer):
             gains = self._fade_gains[key] = fade_gains(t_ms, self._fade).astype(np.float32)
         return gains
 
-    def _start_loss(self, force_model: bool = False) -> np.ndarray:
+    def _start_loss(self) -> np.ndarray:
         """The first lost frame: pitch, voicing and level of the last real audio, then one
         ``start.onnx`` call (conditioning over the context, warm-up, the frame itself), or the
-        noise continuation after unvoiced audio (unless ``force_model``)."""
+        noise continuation after unvoiced audio."""
         m = self.model
         assert m is not None and self._mel_history is not None
         fc, ctx = m.features, m.context_frames
@@ -526,7 +530,7 @@ class NeuralConcealer(Concealer):
         self._fade = ((self.fade_start_ms, self.fade_end_ms) if voiced
                       else (self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms))
         self._loss_started = True
-        if not voiced and self.unvoiced == "noise" and not force_model:
+        if not voiced and self.unvoiced == "noise":
             self._noise = NoiseContinuation(history, self._rng, self.frame_samples, self.sample_rate)
             return self._noise.next_frame() * self._gain(0)
         self._noise = None
