@@ -164,7 +164,7 @@ class NeuralModel:
         except ModelUnavailable:
             raise
         except ModelDescriptionError as exc:
-            raise ModelUnavailable(f"neural model in {model_dir} refused: {exc}") from exc
+            raise ModelUnavailable(f"neural model in {model_dir} unusable: {exc}") from exc
         except Exception as exc:  # missing files, bad JSON, corrupt ONNX, graphs that do not fit...
             raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
 
