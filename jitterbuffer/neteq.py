@@ -144,6 +144,8 @@ class JitterBufferConfig:
         An arrival time further than this from the playout clock (the last ``get_audio`` time)
         cannot be right (packets arrive in real time); it is replaced by the clock
         (``arrivalTimesCorrected``), so it cannot poison the delay estimates and statistics.
+        Packets given before the first ``get_audio`` with arrival times that far from its time
+        are on another clock: they are flushed (``timelineRestarts``, ``packetsFlushed``).
     """
 
     mode: str = "adaptive"
