@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from plc import argtypes
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the built-in demonstration",
@@ -35,7 +37,7 @@ def _add_offline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
     p.add_argument("--methods", help="comma-separated methods (default: every PCM method)")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default out/demo)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--jobs", type=argtypes.jobs, default=os.cpu_count() or 1, help="worker processes")
 
 
 def run_offline(args: argparse.Namespace) -> int:
@@ -47,7 +49,9 @@ def run_offline(args: argparse.Namespace) -> int:
 
     from .default_input import librivox_clips, write_manifest
 
-    out = Path(args.out)
+    from plc.outputs import check_output_folder
+
+    out = check_output_folder("--out", args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.input:
         if not Path(args.input).is_file():

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from plc import argtypes
 from plc.cli import UserError
 
+from .network import MAX_TRANSIT_MS
+
 HELP = "simulate a network and the jitter buffer on an audio file"
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Packetize INPUT into 20 ms RTP packets, send them through a network model
 (--network) or a recorded trace (--arrivals), feed the jitter buffer at the
-arrival times and play out every 10 ms into OUTPUT (INPUT's length plus the
-buffering delay, at INPUT's rate, mono).
+arrival times and play out every 10 ms into OUTPUT, at INPUT's rate, mono:
+from the first packet's send time until the last packet that arrived has been
+played, and never shorter than INPUT (lost packets at the end are concealed).
+So OUTPUT is INPUT's length plus the buffering delay. Packets that arrive more
+than {MAX_TRANSIT_MS / 1000:g} s after the last one was sent are not waited for; they count as late.
 
 --network SPEC: key=value pairs (commas or spaces), a preset, or a .toml file
 with the same keys, e.g. 'delay=40ms jitter=30ms spike=300ms spike_every=10s
@@ -30,6 +34,9 @@ their order), spike (height), spike_every (mean interval, s), spike_at (s,
 ';'-separated), loss (Gilbert-Elliott mean rate), burst (mean burst, packets),
 loss_good, loss_bad, reorder, reorder_delay, dup, drift (sender clock, within
 +-5%), seed. Presets: clean, heavy, spike500, wifi (e.g. 'heavy,seed=3').
+Limits: delay, jitter and reorder_delay up to 10 s, spike up to 60 s,
+spike_every 0 or at least 0.1 s, burst up to 10000 packets, shape 2..100
+(pareto) or 0.01..3 (lognormal).
 
 --arrivals CSV: columns seq,send_ms,arrival_ms (seq = packet index from 0; an
 empty arrival_ms = never arrived; a seq listed twice = duplicated).

@@ -35,14 +35,11 @@ from plc.concealers import Concealer, make_concealer
 from .concealment import CodecPlcConcealer
 from .decision_logic import Operation
 from .neteq import FRAME_MS, JitterBuffer, JitterBufferConfig
-from .network import MAX_DRIFT, Arrival, NetworkSpec
+from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
 from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
 from .rtp import RtpPacket
 
 PACKET_MS = 20
-#: Packets arriving later than this after the last one could have been sent (at the slowest
-#: sender clock) are not waited for, ms: above any delay plus spike a network SPEC can set.
-MAX_TRANSIT_MS = 75_000.0
 #: Band around the target in which the delay counts as recovered, ms.
 RECOVERY_BAND_MS = 20.0
 #: How long it must stay in the band, ms.
@@ -259,7 +256,7 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     received = e2e_arr[~np.isnan(e2e_arr)]
     playing = np.asarray(ops) != Operation.SILENCE.value
     played = stats["totalSamplesReceived"]
-    spike = largest_spike(arrivals, spec)
+    spike = largest_spike([a for a in arrivals if a.arrival_ms is None or a.arrival_ms <= horizon_ms], spec)
     recovery = None
     if spike is not None:
         recovery = recovery_time(tick_ms, delay, target, spike[1])

@@ -38,6 +38,11 @@ key (default)             meaning
 ``seed`` (0)              random seed
 ========================  =============================================================
 
+Limits (:meth:`NetworkSpec.validate`; beyond them a SPEC describes no network): ``delay``,
+``jitter`` and ``reorder_delay`` up to 10 s, ``spike`` up to 60 s, ``spike_every`` 0 or at
+least 0.1 s, ``burst`` up to 10000 packets, ``shape`` within (2, 100] for Pareto and
+(0.01, 3] for lognormal, ``seed`` from 0 to 2**32 - 1.
+
 Presets: ``clean`` (40 ms, no jitter), ``heavy`` (the README's heavy-tailed
 network: 40 ms base, 30 ms Pareto jitter, 300 ms spikes every 10 s on
 average, 5% loss in bursts of 3, 0.5% reordering and duplication),
@@ -68,6 +73,9 @@ MAX_DRIFT = 0.05
 #: Limits of the times a SPEC may set, ms: above them it no longer describes a network.
 MAX_DELAY_MS = 10_000.0
 MAX_SPIKE_MS = 60_000.0
+#: Packets arriving later than this after the last one could have been sent (at the slowest
+#: sender clock) are not waited for by ``plc netsim``, ms: above any delay plus spike a SPEC sets.
+MAX_TRANSIT_MS = 75_000.0
 #: Spikes come at most this often on average, s (more often is jitter, not spikes).
 MIN_SPIKE_EVERY_S = 0.1
 #: The longest mean loss burst, packets.
