@@ -116,12 +116,6 @@ class StagedOutputs:
         self._staged[output] = Path(tmp)
         return Path(tmp)
 
-    def discard(self, output: PathLike) -> None:
-        """Do not write ``output`` after all (its temporary file is removed)."""
-        tmp = self._staged.pop(Path(output), None)
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-
     def __enter__(self) -> "StagedOutputs":
         return self
 
