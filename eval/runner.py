@@ -21,6 +21,8 @@ import numpy as np
 from .loss_models import LossModel, burst_lengths
 
 SAMPLE_RATE = 16000
+#: The shortest clip the metrics score (PESQ's minimum), s.
+MIN_CLIP_S = 0.25
 #: The condition label of the no-loss reference rows (the codec alone).
 NO_LOSS = "none"
 
@@ -48,11 +50,14 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> l
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: no such manifest")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary, or not CSV
+        raise ManifestError(f"{csv_path}: not a CSV text file ({' '.join(str(exc).split())[:80]})") from None
     if not rows:
         raise ManifestError(f"{csv_path}: manifest has no rows")
     if limit is not None and 0 < limit < len(rows):
@@ -60,6 +65,8 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> l
         rows = [rows[i] for i in idx]
     clips = []
     for i, row in enumerate(rows):
+        if not (row.get("path") or "").strip():
+            raise ManifestError(f"{csv_path}: row {i + 2}: no path")
         path = (csv_path.parent / row["path"]).resolve()
         if not path.is_file():
             raise ManifestError(f"{csv_path}: row {i + 2}: {row['path']} does not exist")
@@ -128,16 +135,21 @@ def run_job(job: Job) -> list[dict]:
 
     from .metrics import compute_all
 
-    ref = load_clip_16k(job.clip.path)
-    lost = job_trace(job, len(ref))
-    bursts = burst_lengths(lost)
     condition = NO_LOSS if job.condition is None else job.condition.spec
+    base = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition, "codec": job.codec}
+    try:
+        ref = load_clip_16k(job.clip.path)
+        if len(ref) < MIN_CLIP_S * SAMPLE_RATE:
+            raise ValueError(f"the clip lasts {len(ref) / SAMPLE_RATE:.3f} s; scoring needs at least {MIN_CLIP_S} s")
+        lost = job_trace(job, len(ref))
+    except Exception as exc:  # an unreadable or unusable clip: its rows say why, and the run goes on
+        return [dict(base, method=method, error=_error_text(exc)) for method in job.methods]
+    bursts = burst_lengths(lost)
     asr = _WORKER.get("asr") if job.use_asr and job.clip.transcript else None
     rows = []
     for method in job.methods:
-        row = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition,
-               "method": method, "codec": job.codec, "loss_rate": float(lost.mean()) if len(lost) else 0.0,
-               "max_burst": int(bursts.max()) if len(bursts) else 0}
+        row = dict(base, method=method, loss_rate=float(lost.mean()) if len(lost) else 0.0,
+                   max_burst=int(bursts.max()) if len(bursts) else 0)
         try:
             # The reference has no loss: any concealer returns the (coded) input.
             result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method,
@@ -149,9 +161,13 @@ def run_job(job: Job) -> list[dict]:
             row["fallback_frames"] = result.stats.get("fallback_frames", 0)
             row["error"] = ""
         except Exception as exc:  # one bad clip must not end a long run; it is reported
-            row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            row["error"] = _error_text(exc)
         rows.append(row)
     return rows
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str], codec: str,
