@@ -63,9 +63,11 @@ def run_offline(args: argparse.Namespace) -> int:
         manifest = write_manifest(clips, out / "manifest.csv")
     methods = args.methods or ",".join(m for m in available_methods() if m not in DECODER_METHODS)
     print(f"Concealing {args.loss} packet loss with {methods}; scoring PESQ, STOI, PLCMOS v2 and WER...")
-    eval_args = argparse.Namespace(
-        manifest=str(manifest), methods=methods, loss=[args.loss], codec="pcm", bitrate=24000, packet_ms=20,
-        out=str(out), limit=None, jobs=args.jobs, seed=0, asr="auto", no_reference=False, quiet=False)
+    # plc eval's own parser fills in every option's default
+    parser = argparse.ArgumentParser(prog="plc")
+    eval_cli.add_parser(parser.add_subparsers())
+    eval_args = parser.parse_args(["eval", "--manifest", str(manifest), "--methods", methods, "--loss", args.loss,
+                                   "--out", str(out), "--jobs", str(args.jobs)])
     rc = eval_cli.run(eval_args)
     _write_listening_files(manifest, methods.split(","), args.loss, out)
     print(f"Listen: {out}/listen_*.wav (same clip, same losses, each method)")
