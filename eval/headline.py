@@ -98,9 +98,44 @@ def corpus_matrix(by_corpus: dict, method: str, baseline: str) -> str:
     return "\n".join(lines)
 
 
-def headline(paths: list[str], method: str = "neural", seed: int = 0) -> str:
-    """The Markdown of :func:`headline_table` pooled and per corpus, and the corpus matrices."""
+def plot_differences(conditions: dict, method: str, path: Path, baselines: tuple[str, ...] = BASELINES) -> None:
+    """A forest plot: the method's paired PLCMOS difference to each baseline, one row per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [label for label, cond in conditions.items() if method in cond]
+    fig, ax = plt.subplots(figsize=(8.5, 0.45 * len(labels) + 1.2))
+    for j, base in enumerate(baselines):
+        for i, label in enumerate(labels):
+            d = conditions[label][method].get("diff_vs_" + base, {}).get("plcmos")
+            if not d or d.get("mean") is None:
+                continue
+            y = i + (j - (len(baselines) - 1) / 2) * 0.3
+            lo, hi = d["ci95"]
+            ax.errorbar(d["mean"], y, xerr=[[d["mean"] - lo], [hi - d["mean"]]], fmt="o", capsize=3,
+                        color=f"C{j}", label=f"{method} − {base}")
+    ax.axvline(0.0, color="k", lw=0.8)
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("paired PLCMOS v2 difference (95% bootstrap interval)")
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def headline(paths: list[str], method: str = "neural", seed: int = 0, plot: Optional[Path] = None) -> str:
+    """The Markdown of :func:`headline_table` pooled and per corpus, and the corpus matrices
+    (and with ``plot``, :func:`plot_differences` of the pooled clips there)."""
     summary = summarize(read_rows(paths), seed=seed)
+    if plot is not None:
+        plot_differences(summary["conditions"], method, plot)
     parts = ["### All held-out clips pooled\n\n" + headline_table(summary["conditions"], method)]
     by_corpus = summary.get("by_corpus", {})
     for base in BASELINES:
@@ -118,12 +153,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--method", default="neural", help="the method to pair against the baselines (default neural)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", metavar="MD", help="also write the tables to this file")
+    p.add_argument("--plot", metavar="PNG", help="also plot the pooled differences (a forest plot) to this file")
     args = p.parse_args(argv)
     missing = [r for r in args.results if not Path(r).is_file()]
     if missing:
         print(f"eval.headline: error: {missing[0]}: no such results file", file=sys.stderr)
         return 2
-    text = headline(args.results, args.method, args.seed)
+    text = headline(args.results, args.method, args.seed, Path(args.plot) if args.plot else None)
     if args.out:
         Path(args.out).write_text(text)
     print(text)

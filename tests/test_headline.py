@@ -52,6 +52,7 @@ def test_headline_labels_paths_pools_live_seeds_and_splits_by_corpus(tmp_path, c
     assert opus_line[6].startswith("0.10") and opus_line[7].startswith("-0.20")   # neural - neteq, neural - opus
     assert lines["| PCM | gilbert:0.1,3"].split(" | ")[7] == "—"                  # no libopus PLC in PCM
     assert "### prompts" in text and "### read" in text
-    assert main([pcm, opus, "--out", str(tmp_path / "h.md")]) == 0 and (tmp_path / "h.md").read_text()
+    assert main([pcm, opus, "--out", str(tmp_path / "h.md"), "--plot", str(tmp_path / "h.png")]) == 0
+    assert (tmp_path / "h.md").read_text() and (tmp_path / "h.png").stat().st_size > 5000
     capsys.readouterr()
     assert main([str(tmp_path / "missing.csv")]) == 2
