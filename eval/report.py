@@ -183,6 +183,8 @@ def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Opti
         + "".join(" " + n for n in notes or [])
         + (f" {summary['reused_rows']} rows were reused from {', '.join(f'`{p}`' for p in summary['reused_from'])} "
            "(same seeds, same code for those methods) instead of recomputed." if summary.get("reused_rows") else "")
+        + (f" **{summary['failed_rows']} rows failed** and are left out of every figure: their reasons are in "
+           "the `error` column of results.csv." if summary.get("failed_rows") else "")
         + "\n\n"
         + body + "\n\n## Plots\n\n" + "\n\n".join(f"![{Path(i).stem}]({i})" for i in images) + "\n"
     )

@@ -21,6 +21,8 @@ import numpy as np
 from .loss_models import LossModel, burst_lengths
 
 SAMPLE_RATE = 16000
+#: The shortest clip the metrics score (PESQ's minimum), s.
+MIN_CLIP_S = 0.25
 #: The condition label of the no-loss reference rows (the codec alone).
 NO_LOSS = "none"
 
@@ -52,11 +54,14 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, spli
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: no such manifest")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary, or not CSV
+        raise ManifestError(f"{csv_path}: not a CSV text file ({' '.join(str(exc).split())[:80]})") from None
     if not rows:
         raise ManifestError(f"{csv_path}: manifest has no rows")
     if split is not None:
@@ -75,6 +80,8 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, spli
     rows = spread(spread_per_corpus(rows, limit_per_corpus), limit)
     clips = []
     for i, row in enumerate(rows):
+        if not (row.get("path") or "").strip():
+            raise ManifestError(f"{csv_path}: row {i + 2}: no path")
         path = (csv_path.parent / row["path"]).resolve()
         if not path.is_file():
             raise ManifestError(f"{csv_path}: row {i + 2}: {row['path']} does not exist")
@@ -174,14 +181,19 @@ def run_job(job: Job) -> list[dict]:
     """
     from .metrics import compute_all
 
-    ref = load_clip_16k(job.clip.path)
-    render = getattr(job.condition, "render", None)
     condition = NO_LOSS if job.condition is None else job.condition.spec
+    base = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition, "codec": job.codec}
+    try:
+        ref = load_clip_16k(job.clip.path)
+        if len(ref) < MIN_CLIP_S * SAMPLE_RATE:
+            raise ValueError(f"the clip lasts {len(ref) / SAMPLE_RATE:.3f} s; scoring needs at least {MIN_CLIP_S} s")
+    except Exception as exc:  # an unreadable or unusable clip: its rows say why, and the run goes on
+        return [dict(base, method=method, error=_error_text(exc)) for method in job.methods]
+    render = getattr(job.condition, "render", None)
     asr = _WORKER.get("asr") if job.use_asr and job.clip.transcript else None
     rows = []
     for method in job.methods:
-        row = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition,
-               "method": method, "codec": job.codec}
+        row = dict(base, method=method)
         try:
             out = render(ref, method, job) if render is not None else render_trace(job, ref, method)
             row.update({"loss_rate": out.loss_rate, "max_burst": out.max_burst})
@@ -193,9 +205,13 @@ def run_job(job: Job) -> list[dict]:
             row["delay_ms"] = out.delay_ms
             row["error"] = ""
         except Exception as exc:  # one bad clip must not end a long run; it is reported
-            row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            row["error"] = _error_text(exc)
         rows.append(row)
     return rows
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str], codec: str,
