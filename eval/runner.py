@@ -41,10 +41,14 @@ class Clip:
     transcript: str
 
 
-def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> list[Clip]:
+def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, split: Optional[str] = None,
+                  train_manifests: Optional[list[str]] = None, limit_per_corpus: Optional[int] = None) -> list[Clip]:
     """Read a manifest in the format of ``shared/data/dev.csv`` (paths relative to the CSV).
 
-    With ``limit``, take that many clips spread evenly over the manifest (so every
+    With ``split`` (``tune`` or ``report``), keep that side of the speaker split
+    (:mod:`eval.splits`; speakers of ``train_manifests``, by default the ``train*.csv``
+    beside the manifest, count as tune). With ``limit_per_corpus``, take at most that many
+    clips of each corpus, and with ``limit`` that many clips in all, spread evenly (so every
     corpus is represented), in a deterministic order.
     """
     csv_path = Path(csv_path)
@@ -60,9 +64,20 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> l
         raise ManifestError(f"{csv_path}: not a CSV text file ({' '.join(str(exc).split())[:80]})") from None
     if not rows:
         raise ManifestError(f"{csv_path}: manifest has no rows")
-    if limit is not None and 0 < limit < len(rows):
-        idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
-        rows = [rows[i] for i in idx]
+    if split is not None:
+        from .splits import SplitError, default_training_manifests, select_split, training_speakers
+
+        try:
+            trained = training_speakers(default_training_manifests(csv_path) if train_manifests is None
+                                        else train_manifests)
+            rows = select_split(rows, split, trained, str(csv_path))
+        except SplitError as exc:
+            raise ManifestError(str(exc)) from None
+        if not rows:
+            raise ManifestError(f"{csv_path}: no clips in the {split} split")
+    from .splits import spread, spread_per_corpus
+
+    rows = spread(spread_per_corpus(rows, limit_per_corpus), limit)
     clips = []
     for i, row in enumerate(rows):
         if not (row.get("path") or "").strip():
@@ -129,10 +144,41 @@ def job_trace(job: Job, n_samples: int) -> np.ndarray:
     return job.condition.generate(n, rng)
 
 
-def run_job(job: Job) -> list[dict]:
-    """Conceal one clip under one condition with every method and score each output."""
+@dataclass
+class Rendered:
+    """What a condition made of one clip with one method: the played audio (16 kHz) and its counts.
+
+    ``aligned`` is False when the audio is delayed or time-stretched against the clip (a jitter
+    buffer, a live call): then only the non-intrusive PLCMOS and the WER are scored.
+    """
+
+    audio: np.ndarray
+    loss_rate: float
+    max_burst: int
+    fallback_frames: int = 0
+    delay_ms: Optional[float] = None
+    aligned: bool = True
+
+
+def render_trace(job: Job, ref: np.ndarray, method: str) -> Rendered:
+    """A loss-trace condition (or the no-loss reference): conceal the seeded trace offline."""
     from plc.offline import conceal_audio
 
+    lost = job_trace(job, len(ref))
+    bursts = burst_lengths(lost)
+    # The reference has no loss: any concealer returns the (coded) input.
+    result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method, codec=job.codec,
+                           packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
+    return Rendered(result.audio, float(lost.mean()) if len(lost) else 0.0, int(bursts.max()) if len(bursts) else 0,
+                    result.stats.get("fallback_frames", 0))
+
+
+def run_job(job: Job) -> list[dict]:
+    """Conceal one clip under one condition with every method and score each output.
+
+    A condition with a ``render(ref, method, job) -> Rendered`` method (``--network``,
+    ``--live-call``) makes the audio itself; a loss model's trace is concealed offline.
+    """
     from .metrics import compute_all
 
     condition = NO_LOSS if job.condition is None else job.condition.spec
@@ -141,24 +187,22 @@ def run_job(job: Job) -> list[dict]:
         ref = load_clip_16k(job.clip.path)
         if len(ref) < MIN_CLIP_S * SAMPLE_RATE:
             raise ValueError(f"the clip lasts {len(ref) / SAMPLE_RATE:.3f} s; scoring needs at least {MIN_CLIP_S} s")
-        lost = job_trace(job, len(ref))
     except Exception as exc:  # an unreadable or unusable clip: its rows say why, and the run goes on
         return [dict(base, method=method, error=_error_text(exc)) for method in job.methods]
-    bursts = burst_lengths(lost)
+    render = getattr(job.condition, "render", None)
     asr = _WORKER.get("asr") if job.use_asr and job.clip.transcript else None
     rows = []
     for method in job.methods:
-        row = dict(base, method=method, loss_rate=float(lost.mean()) if len(lost) else 0.0,
-                   max_burst=int(bursts.max()) if len(bursts) else 0)
+        row = dict(base, method=method)
         try:
-            # The reference has no loss: any concealer returns the (coded) input.
-            result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method,
-                                   codec=job.codec,
-                                   packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
-            metrics = compute_all(ref, result.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
-                                  asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed))
+            out = render(ref, method, job) if render is not None else render_trace(job, ref, method)
+            row.update({"loss_rate": out.loss_rate, "max_burst": out.max_burst})
+            metrics = compute_all(ref, out.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
+                                  asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed),
+                                  metrics=("pesq", "stoi", "plcmos") if out.aligned else ("plcmos",))
             row.update({k: v for k, v in metrics.to_dict().items() if k != "reference_text"})
-            row["fallback_frames"] = result.stats.get("fallback_frames", 0)
+            row["fallback_frames"] = out.fallback_frames
+            row["delay_ms"] = out.delay_ms
             row["error"] = ""
         except Exception as exc:  # one bad clip must not end a long run; it is reported
             row["error"] = _error_text(exc)

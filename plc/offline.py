@@ -59,6 +59,14 @@ def check_packet_ms(packet_ms: int, codec: str = "pcm") -> int:
     return packet_ms
 
 
+def offline_concealer(method: str, sample_rate: int = NATIVE_RATE, frame_ms: int = FRAME_MS) -> Concealer:
+    """The concealer ``method`` for offline use: ``neural`` without its real-time deadline
+    (offline there is none to fall back on, and a busy machine must not change the output)."""
+    if method == "neural":
+        return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms, deadline_ms=None)
+    return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms)
+
+
 def packets_in(n_samples: int, sample_rate: int, packet_ms: int) -> int:
     """Number of ``packet_ms`` packets needed to carry ``n_samples`` samples."""
     packet_samples = sample_rate * packet_ms / 1000.0
@@ -119,9 +127,7 @@ def conceal_audio(
             return None
         if concealer_factory is not None:
             return concealer_factory()
-        if method == "neural":  # offline there is no real-time deadline to fall back on
-            return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS, deadline_ms=None)
-        return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS)
+        return offline_concealer(method)
 
     outputs, stats, reasons = [], {}, []
     for ch in range(channels.shape[1]):
