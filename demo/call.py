@@ -589,7 +589,7 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
         except TraceError as exc:
             raise UserError(f"--loss: {exc}") from None
     try:
-        from jitterbuffer.neteq import JitterBufferConfig
+        from jitterbuffer.jitter_buffer import JitterBufferConfig
 
         JitterBufferConfig.from_spec(args.buffer)
     except ValueError as exc:

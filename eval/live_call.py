@@ -116,7 +116,7 @@ def parse_live_call(text: str) -> LiveCallCondition:
             except ValueError:
                 raise LiveCallSpecError(f"live call seed={value!r}: not an integer") from None
         elif key == "buffer":
-            from jitterbuffer.neteq import JitterBufferConfig
+            from jitterbuffer.jitter_buffer import JitterBufferConfig
 
             try:
                 JitterBufferConfig.from_spec(value)

@@ -45,7 +45,7 @@ class NetworkCondition:
         return parse_network(self.text, seed=trace_seed(clip_id, self.spec, seed))
 
     def render(self, ref: np.ndarray, method: str, job: Job) -> Rendered:
-        from jitterbuffer.neteq import JitterBufferConfig
+        from jitterbuffer.jitter_buffer import JitterBufferConfig
         from jitterbuffer.netsim import simulate
         from plc.concealers import DECODER_METHODS
         from plc.offline import offline_concealer

@@ -10,7 +10,7 @@ Modules, one per protocol part:
 * :mod:`~jitterbuffer.sync_buffer`: audio prepared for playout.
 * :mod:`~jitterbuffer.concealment`: the pluggable concealer, guarded (fallback, de-click).
 * :mod:`~jitterbuffer.payload`: PCM and Opus payload decoders.
-* :mod:`~jitterbuffer.neteq`: :class:`JitterBuffer`, putting it all together.
+* :mod:`~jitterbuffer.jitter_buffer`: :class:`JitterBuffer`, putting it all together.
 * :mod:`~jitterbuffer.network`, :mod:`~jitterbuffer.netsim`, :mod:`~jitterbuffer.cli`: ``plc netsim``.
 * :mod:`~jitterbuffer.bench_network`: the benchmark behind ``RESULTS.md``.
 
@@ -23,7 +23,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "JitterBuffer": "neteq", "JitterBufferConfig": "neteq", "TickInfo": "neteq",
+    "JitterBuffer": "jitter_buffer", "JitterBufferConfig": "jitter_buffer", "TickInfo": "jitter_buffer",
     "Operation": "decision_logic", "RtpPacket": "rtp", "parse_rtp": "rtp", "RtpError": "rtp",
     "NetworkSpec": "network", "parse_network": "network", "simulate": "netsim",
 }

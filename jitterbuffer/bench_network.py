@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from .neteq import JitterBufferConfig
+from .jitter_buffer import JitterBufferConfig
 from .netsim import simulate
 from .network import Arrival, parse_network
 from .payload import SAMPLE_RATE

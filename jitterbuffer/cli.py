@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from plc.concealers import DECODER_METHODS, available_methods
     from plc.outputs import StagedOutputs, check_outputs
 
-    from .neteq import JitterBufferConfig, default_method
+    from .jitter_buffer import JitterBufferConfig, default_method
     from .netsim import PACKET_MS, simulate
     from .network import NetworkError, parse_network, read_arrivals_csv, write_arrivals_csv
     from .payload import SAMPLE_RATE

@@ -2,7 +2,7 @@
 
 :func:`simulate` is the engine of ``plc netsim``: the 16 kHz input is cut
 into 20 ms packets with real RTP headers (PCM or Opus), each packet reaches
-the :class:`~jitterbuffer.neteq.JitterBuffer` at its arrival time (from
+the :class:`~jitterbuffer.jitter_buffer.JitterBuffer` at its arrival time (from
 :mod:`jitterbuffer.network` or a recorded trace), and the buffer is asked for
 10 ms of audio every 10 ms of the receiver's clock, from the first send until
 everything that arrived has been played.
@@ -34,7 +34,7 @@ from plc.concealers import Concealer, make_concealer
 
 from .concealment import CodecPlcConcealer
 from .decision_logic import Operation
-from .neteq import FRAME_MS, JitterBuffer, JitterBufferConfig
+from .jitter_buffer import FRAME_MS, JitterBuffer, JitterBufferConfig
 from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
 from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
 from .rtp import RtpPacket

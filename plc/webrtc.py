@@ -32,7 +32,7 @@ touched:
 1. the receiver's private aiortc jitter buffer object is replaced by a tap
    that timestamps each packet (after aiortc's own SSRC bookkeeping, RTCP
    statistics and RTX unwrapping, which keep running) and hands it to this
-   project's NetEQ-style :class:`jitterbuffer.neteq.JitterBuffer` with the
+   project's NetEQ-style :class:`jitterbuffer.jitter_buffer.JitterBuffer` with the
    chosen concealer; aiortc's decoder thread then receives nothing (it still
    ends the track when the receiver stops);
 2. a playout clock, started by the first packet, ticks every 20 ms: it asks
@@ -225,7 +225,7 @@ def _method_names() -> list[str]:
 
 
 def _make_jitter_buffer(method: str, buffer: str, concealer_options: dict):
-    from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+    from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
     from plc.concealers import make_concealer
 
     name = "zero" if method == "none" else method
@@ -268,7 +268,7 @@ class ReceiverConcealment:
     ----------
     receiver : aiortc.RTCRtpReceiver
     method : str
-    jitter_buffer : jitterbuffer.neteq.JitterBuffer
+    jitter_buffer : jitterbuffer.jitter_buffer.JitterBuffer
     frames_emitted : int
         20 ms frames put into the remote track so far.
     timeline : collections.deque or None
@@ -620,7 +620,7 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
         ``none`` (silence in the gaps).
     **options
         ``buffer`` (``"adaptive"``, default, or ``"fixed:MS"``, or a
-        :class:`jitterbuffer.neteq.JitterBufferConfig`); ``layout``
+        :class:`jitterbuffer.jitter_buffer.JitterBufferConfig`); ``layout``
         (``"stereo"``, default, as aiortc's Opus decoder, or ``"mono"``);
         ``threaded`` (default True: the jitter buffer and concealer run in a
         worker thread per receiver, off the event loop); ``max_catchup_ms``
@@ -655,7 +655,7 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(allowed))}")
     if "buffer" in options and isinstance(options["buffer"], str):
-        from jitterbuffer.neteq import JitterBufferConfig
+        from jitterbuffer.jitter_buffer import JitterBufferConfig
 
         JitterBufferConfig.from_spec(options["buffer"])  # raises ValueError on a bad spec
     if isinstance(pc_or_receiver, RTCPeerConnection):

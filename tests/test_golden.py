@@ -62,7 +62,7 @@ def _to_int16(x: np.ndarray) -> np.ndarray:
 
 
 def _compute(audio: np.ndarray) -> dict[str, np.ndarray]:
-    from jitterbuffer.neteq import JitterBufferConfig
+    from jitterbuffer.jitter_buffer import JitterBufferConfig
     from jitterbuffer.netsim import simulate
     from jitterbuffer.network import parse_network
     from plc.concealers import make_concealer

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
 from jitterbuffer.rtp import parse_rtp
 from plc.concealers import make_concealer
 

@@ -21,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from jitterbuffer.bench_network import synthetic_speech
-from jitterbuffer.neteq import JitterBufferConfig
+from jitterbuffer.jitter_buffer import JitterBufferConfig
 from jitterbuffer.netsim import packetize, recovery_time, simulate
 from jitterbuffer.network import parse_network
 from jitterbuffer.rtp import parse_rtp

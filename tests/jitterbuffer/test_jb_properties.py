@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
 from jitterbuffer.payload import OPUS_PAYLOAD_TYPE, PCM_PAYLOAD_TYPE
 from jitterbuffer.rtp import MAX_REORDERING_THRESHOLD, RtpPacket
 from plc.concealers import make_concealer

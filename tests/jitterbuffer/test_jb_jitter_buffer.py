@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jitterbuffer.concealment import CodecPlcConcealer
-from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
 from jitterbuffer.payload import OPUS_PAYLOAD_TYPE, encode_pcm
 from jitterbuffer.rtp import RtpPacket
 from plc.concealers import Concealer, available_methods, make_concealer
