@@ -90,7 +90,7 @@ def replace_losses(concealed: np.ndarray, other: np.ndarray, events: list[LossEv
                    merge_samples: int) -> np.ndarray:
     """``concealed`` with the losses of class ``kind`` (and ``merge_samples`` after each) taken from
     ``other``, cross-faded back into ``concealed`` over ``merge_samples`` more."""
-    from plc.concealers.base import raised_cosine_fade
+    from plc.dsp import raised_cosine_fade
 
     out = concealed.copy()
     ramp = raised_cosine_fade(merge_samples)

@@ -62,7 +62,7 @@ def splice_concealment(clean: np.ndarray, concealed: np.ndarray, lost_packets: n
                        fade: bool = True) -> np.ndarray:
     """``clean`` with ``concealed`` in the lost packets, faded as ``neural`` fades (unless not
     ``fade``), merged back over 10 ms."""
-    from plc.concealers.base import raised_cosine_fade
+    from plc.dsp import raised_cosine_fade
     from plc.concealers.neural import (DEFAULT_UNVOICED_FADE_MS, DEFAULT_VOICED_FADE_MS, DEFAULT_VOICED_THRESHOLD,
                                        fade_gains)
     from plc.neural.features import FeatureConfig, pitch_lag

@@ -28,9 +28,8 @@ from typing import Optional
 
 import numpy as np
 
-from plc.concealers.base import Concealer, raised_cosine_fade
-
-from .time_stretch import _coarse_lag
+from plc.concealers.base import Concealer
+from plc.dsp import coarse_lag, raised_cosine_fade
 
 
 def declick(frame: np.ndarray, previous: np.ndarray, ramp: int) -> tuple[np.ndarray, bool]:
@@ -94,7 +93,7 @@ class ClassicFallback:
         """One lost frame, continuing ``history`` (the played samples)."""
         if self._cycle is None:
             pmin, pmax = int(0.0025 * self.sample_rate), int(0.015 * self.sample_rate)
-            lag = _coarse_lag(history[::-1], pmin, pmax) if len(history) >= 2 * pmax else None
+            lag = coarse_lag(history[::-1], pmin, pmax) if len(history) >= 2 * pmax else None
             period = lag if lag else self.frame_samples
             self._cycle = history[-period:].astype(np.float32).copy()
             self._phase = 0

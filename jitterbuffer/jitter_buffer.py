@@ -52,7 +52,8 @@ from typing import Optional
 
 import numpy as np
 
-from plc.concealers import Concealer, available_methods, make_concealer, raised_cosine_fade
+from plc.concealers import Concealer, available_methods, make_concealer
+from plc.dsp import raised_cosine_fade
 
 from .concealment import CodecPlcConcealer, GuardedConcealer
 from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from plc.concealers.base import raised_cosine_fade
+from plc.dsp import COARSE_DECIMATION, coarse_lags, raised_cosine_fade
 
 MIN_PITCH_MS = 2.5
 MAX_PITCH_MS = 15.0
@@ -38,10 +37,8 @@ MAX_PITCH_MS = 15.0
 CORRELATION_THRESHOLD = 0.9
 #: Most audio one fast accelerate removes, ms (NetEQ: 15 ms out of 30).
 MAX_FAST_REMOVAL_MS = 15.0
-_DECIMATION = 4
 #: Lags whose correlation is this close to the best count as equally good.
 _PERIOD_TIE = 0.02
-_COARSE_WINDOW_MS = 12.5
 
 
 @dataclass
@@ -113,50 +110,10 @@ class BackgroundNoise:
         self.power = None
 
 
-def _norm_corr(a: np.ndarray, b: np.ndarray) -> float:
-    a = a.astype(np.float64, copy=False)
-    b = b.astype(np.float64, copy=False)
-    den = np.sqrt(np.dot(a, a) * np.dot(b, b))
-    if den <= 1e-20:
-        return 0.0
-    return float(np.dot(a, b) / den)
-
-
 def _corr64(a: np.ndarray, b: np.ndarray) -> float:
     """Normalised correlation of two float64 vectors of equal length."""
     den = (a @ a) * (b @ b)
     return float(a @ b / np.sqrt(den)) if den > 1e-40 else 0.0
-
-
-def _coarse_lags(seg: np.ndarray, min_lag: int, max_lag: int, count: int = 3) -> list[int]:
-    """The ``count`` best local maxima (full-rate lags) of the normalised correlation of
-    ``seg[0:W]`` and ``seg[lag:lag+W]``, searched on ``seg`` decimated to a quarter of its rate."""
-    n4 = len(seg) // _DECIMATION
-    if n4 < 4:
-        return []
-    s4 = seg[: n4 * _DECIMATION].astype(np.float64).reshape(n4, _DECIMATION).mean(axis=1)
-    lo = max(1, int(np.ceil(min_lag / _DECIMATION)))
-    hi = int(max_lag // _DECIMATION)
-    window = min(int(round(_COARSE_WINDOW_MS * 4)), n4 - hi)
-    if hi < lo or window < 4:
-        return []
-    rows = sliding_window_view(s4, window)[lo:hi + 1]
-    ref = s4[:window]
-    num = rows @ ref
-    c = num / (np.sqrt(np.einsum("ij,ij->i", rows, rows) * np.dot(ref, ref)) + 1e-20)
-    padded = np.concatenate([[-np.inf], c, [-np.inf]])
-    peaks = np.flatnonzero((padded[1:-1] >= padded[:-2]) & (padded[1:-1] >= padded[2:]))
-    if len(peaks) == 0:
-        peaks = np.array([int(np.argmax(c))])
-    best = peaks[np.argsort(c[peaks])[::-1][:count]]
-    return [(lo + int(i)) * _DECIMATION for i in best]
-
-
-def _coarse_lag(seg: np.ndarray, min_lag: int, max_lag: int) -> Optional[int]:
-    """Lag (full-rate samples) maximising the normalised correlation of ``seg[0:W]`` and
-    ``seg[lag:lag+W]``, searched on ``seg`` decimated to a quarter of its rate."""
-    lags = _coarse_lags(seg, min_lag, max_lag, count=1)
-    return lags[0] if lags else None
 
 
 def _pitch_limits(sample_rate: int) -> tuple[int, int]:
@@ -217,11 +174,11 @@ def accelerate(future: np.ndarray, sample_rate: int = 16000, fast: bool = False,
     pmax = min(pmax, n // 2)
     if pmax < pmin:
         return _no_stretch(future)
-    cands = _coarse_lags(future, pmin, pmax)
+    cands = coarse_lags(future, pmin, pmax)
     if not cands:
         return _no_stretch(future)
     f64 = future.astype(np.float64)
-    period, corr = _refine(lambda p: _corr64(f64[:p], f64[p:2 * p]), cands, pmin, pmax, _DECIMATION)
+    period, corr = _refine(lambda p: _corr64(f64[:p], f64[p:2 * p]), cands, pmin, pmax, COARSE_DECIMATION)
     power = float(np.mean(np.square(future[:2 * period], dtype=np.float64)))
     active = power > passive_power
     if active and corr < threshold:
@@ -257,11 +214,11 @@ def preemptive_expand(history: np.ndarray, future: np.ndarray, sample_rate: int 
     pmax = min(pmax, n, L)
     if pmax < pmin:
         return _no_stretch(future)
-    cands = _coarse_lags(history[::-1], pmin, pmax)
+    cands = coarse_lags(history[::-1], pmin, pmax)
     if not cands:
         return _no_stretch(future)
     h64, f64 = history.astype(np.float64), future.astype(np.float64)
-    period, corr = _refine(lambda p: _corr64(h64[L - p:], f64[:p]), cands, pmin, pmax, _DECIMATION)
+    period, corr = _refine(lambda p: _corr64(h64[L - p:], f64[:p]), cands, pmin, pmax, COARSE_DECIMATION)
     seg = np.concatenate([history[L - period:], future[:period]])
     power = float(np.mean(np.square(seg, dtype=np.float64)))
     active = power > passive_power

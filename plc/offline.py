@@ -24,7 +24,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from .audio_io import resample
-from .concealers import DECODER_METHODS, Concealer, make_concealer, raised_cosine_fade
+from .concealers import DECODER_METHODS, Concealer, make_concealer
+from .dsp import raised_cosine_fade
 
 NATIVE_RATE = 16000
 FRAME_MS = 10

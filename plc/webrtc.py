@@ -85,6 +85,8 @@ import numpy as np
 
 from jitterbuffer.payload import OpusPayloadDecoder, PayloadDecoder, PayloadFormat
 
+from .dsp import StreamUpsampler
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -116,43 +118,6 @@ _PEERS: "weakref.WeakKeyDictionary[Any, ConcealmentHandle]" = weakref.WeakKeyDic
 
 def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
-
-
-# ----------------------------------------------------------------- resampling
-class StreamUpsampler:
-    """Integer-factor upsampling of a stream in chunks, filter state kept across chunks.
-
-    A windowed-sinc low-pass FIR (Kaiser window) applied to the zero-stuffed
-    input with ``scipy.signal.lfilter`` and its state, so consecutive chunks
-    join seamlessly and every chunk of ``n`` samples gives exactly
-    ``n * factor`` samples. Delay: ``(taps - 1) / 2`` output samples.
-    """
-
-    def __init__(self, factor: int, taps_per_phase: int = 48, cutoff: float = 0.92) -> None:
-        from scipy.signal import firwin
-
-        self.factor = int(factor)
-        if self.factor < 1:
-            raise ValueError("factor must be at least 1")
-        n = self.factor * int(taps_per_phase) + 1
-        self._h = (firwin(n, cutoff / self.factor, window=("kaiser", 8.0)) * self.factor) if self.factor > 1 else None
-        self._zi = np.zeros(n - 1) if self._h is not None else None
-
-    @property
-    def delay_samples(self) -> int:
-        """Group delay in output samples."""
-        return 0 if self._h is None else (len(self._h) - 1) // 2
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        from scipy.signal import lfilter
-
-        x = np.asarray(x, dtype=np.float64).reshape(-1)
-        if self._h is None:
-            return x.astype(np.float32)
-        up = np.zeros(len(x) * self.factor)
-        up[:: self.factor] = x
-        y, self._zi = lfilter(self._h, 1.0, up, zi=self._zi)
-        return y.astype(np.float32)
 
 
 # ------------------------------------------------------------ payload decoders

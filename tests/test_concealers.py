@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from plc.concealers import available_methods, make_concealer, raised_cosine_fade
+from plc.concealers import available_methods, make_concealer
+from plc.dsp import raised_cosine_fade
 from plc.concealers.simple import RepeatConcealer
 
 from .conftest import harmonic

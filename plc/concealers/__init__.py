@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import Concealer, ConcealerStats, raised_cosine_fade
+from .base import Concealer, ConcealerStats
 from .simple import RepeatConcealer, ZeroConcealer
 
 _FACTORIES: dict[str, Callable[..., Concealer]] = {
@@ -55,6 +55,6 @@ def make_concealer(method: str, sample_rate: int = 16000, **kwargs) -> Concealer
 
 
 __all__ = [
-    "Concealer", "ConcealerStats", "ZeroConcealer", "RepeatConcealer", "raised_cosine_fade",
+    "Concealer", "ConcealerStats", "ZeroConcealer", "RepeatConcealer",
     "make_concealer", "available_methods", "DECODER_METHODS",
 ]

@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..dsp import sanitize_frame
+
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_FRAME_MS = 10
 
@@ -113,7 +115,7 @@ class Concealer(abc.ABC):
                 self.stats.concealment_events += 1
             out = self._conceal()
             self.lost_frames += 1
-            out = _sanitize(out, self.frame_samples)
+            out = sanitize_frame(out, self.frame_samples)
             self.stats.concealed_frames += 1
             self.stats.concealed_samples += self.frame_samples
             if not np.any(out):
@@ -124,9 +126,9 @@ class Concealer(abc.ABC):
                 raise ValueError(
                     f"{self.name}: expected a frame of {self.frame_samples} samples, got shape {frame.shape}"
                 )
-            frame = _sanitize(frame, self.frame_samples)
+            frame = sanitize_frame(frame, self.frame_samples)
             if self.lost_frames > 0:
-                out = _sanitize(self._resume(frame), self.frame_samples)
+                out = sanitize_frame(self._resume(frame), self.frame_samples)
                 self.stats.merged_frames += 1
             else:
                 self._on_received(frame)
@@ -147,24 +149,3 @@ class Concealer(abc.ABC):
 
     def _on_received(self, frame: np.ndarray) -> None:
         """Hook for cheap state updates on normal received frames."""
-
-
-def _sanitize(samples: np.ndarray, n: int) -> np.ndarray:
-    """Exactly ``n`` finite float32 samples clipped to [-1, 1]."""
-    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-    if len(samples) != n:
-        raise RuntimeError(f"concealer produced {len(samples)} samples instead of {n}")
-    if not np.all(np.isfinite(samples)):
-        samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(samples, -1.0, 1.0)
-
-
-def raised_cosine_fade(n: int) -> np.ndarray:
-    """Fade-in window of ``n`` samples rising from ~0 to ~1 (its mirror fades out).
-
-    Sums to one with its time-reverse, so ``a * (1 - w) + b * w`` keeps the level.
-    """
-    if n <= 0:
-        return np.zeros(0, dtype=np.float32)
-    t = (np.arange(n, dtype=np.float64) + 0.5) / n
-    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)

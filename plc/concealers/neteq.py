@@ -92,6 +92,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter, lfiltic
 
+from ..dsp import levinson_durbin
 from .base import Concealer
 
 # --------------------------------------------------------------------- tables
@@ -270,30 +271,6 @@ def min_distortion(x: np.ndarray, pos: int, min_lag: int, max_lag: int,
     dist = np.abs(seg[None, :] - windows).sum(axis=1)
     best = int(np.argmin(dist))  # first minimum, like the strict '<' in C
     return int(lags[best]), float(dist[best])
-
-
-def levinson_durbin(r: np.ndarray, order: int) -> np.ndarray | None:
-    """Levinson-Durbin recursion; ``A(z) = 1 + a1 z^-1 + ...`` or None if unstable.
-
-    Mirrors ``WebRtcSpl_LevinsonDurbin``, which reports instability when a
-    reflection coefficient reaches 32750 / 32768 in magnitude.
-    """
-    a = np.zeros(order + 1)
-    a[0] = 1.0
-    err = float(r[0])
-    if err <= 0.0:
-        return None
-    for i in range(1, order + 1):
-        acc = float(r[i] + np.dot(a[1:i], r[i - 1:0:-1]))
-        k = -acc / err
-        if abs(k) > 32750.0 / 32768.0:
-            return None
-        a[1:i] = a[1:i] + k * a[i - 1:0:-1]
-        a[i] = k
-        err *= 1.0 - k * k
-        if err <= 0.0:
-            return None
-    return a
 
 
 def _q14_mul(gain_q14: int, x: np.ndarray) -> np.ndarray:

@@ -49,7 +49,8 @@ import numpy as np
 
 from ..neural.description import ModelDescriptionError, audio_needed, check_model_description, read_graphs
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
-from .base import Concealer, ConcealerStats, raised_cosine_fade
+from ..dsp import raised_cosine_fade
+from .base import Concealer, ConcealerStats
 from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3

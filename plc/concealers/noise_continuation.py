@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter, lfiltic
 
-from .neteq import levinson_durbin
+from ..dsp import levinson_durbin
 
 #: LPC order (SILK uses 16 at 16 kHz).
 LPC_ORDER = 16
