@@ -1,4 +1,4 @@
-"""Tests of the NetEQ Expand/Merge port (plc/concealers/neteq.py)."""
+"""Tests of the NetEQ Expand/Merge port (plc/concealers/neteq/)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ import numpy as np
 import pytest
 
 from plc.concealers import make_concealer
-from plc.concealers.neteq import (
-    RANDOM_TABLE,
-    NetEqConcealer,
-    levinson_durbin,
-    min_distortion,
-    peak_detection,
-)
+from plc.concealers.neteq import NetEqConcealer
+from plc.concealers.neteq.dsp_helper import min_distortion, peak_detection
+from plc.concealers.neteq.random_vector import RANDOM_TABLE
+from plc.dsp import levinson_durbin
 
 FS = 16000
 N = 160  # 10 ms
@@ -54,7 +51,7 @@ def test_registered_and_constructible():
     assert c.name == "neteq"
     assert c.frame_samples == 160
     c2 = make_concealer("neteq", frame_ms=10, sample_rate=16000)
-    assert c2.overlap_length == 10 and c2.fs_mult == 2
+    assert c2.expand.overlap_length == 10 and c2.expand.fs_mult == 2
     with pytest.raises(ValueError):
         NetEqConcealer(sample_rate=22050)
 
@@ -107,12 +104,12 @@ def test_deterministic_repeat_runs_and_reset():
 # ------------------------------------------------------------ NetEQ pieces
 def test_random_vector_follows_neteq_table_stepping():
     c = NetEqConcealer()
-    c._seed_increment = 1  # as after InitializeForAnExpandPeriod
-    v = c._generate_random_vector(2, 5)
+    c.random_vector.seed_increment = 1  # as after InitializeForAnExpandPeriod
+    v = c.expand.generate_random_vector(2, 5)
     # seed 777, increment becomes 3: positions (777 + 3k) & 255.
     expected = RANDOM_TABLE[[(777 + 3 * k) & 255 for k in range(1, 6)]]
     np.testing.assert_array_equal(v, expected)
-    assert c._seed == 777 + 15
+    assert c.random_vector.seed == 777 + 15
 
 
 def test_helpers_min_distortion_and_levinson():
@@ -146,14 +143,14 @@ def test_analysis_finds_pitch_and_voicing(f0):
     run(x[:29 * N], set(), concealer=c)
     c.process(None)
     period = FS / f0
-    lag0 = c._expand_lags[0]
+    lag0 = c.expand.expand_lags[0]
     # The lag is the period or, for high pitch, possibly two periods.
     assert min(abs(lag0 - period), abs(lag0 - 2 * period)) <= 1.5
-    assert c._voice_mix_factor > 0.9 * 16384
+    assert c.expand.voice_mix_factor > 0.9 * 16384
     c2 = NetEqConcealer()
     run(white(30 * N), {29}, concealer=c2)
-    assert c2._voice_mix_factor == 0
-    assert c2._mute_slope >= 5243 // 2  # unvoiced: at least 0.005 / fs_mult in Q20
+    assert c2.expand.voice_mix_factor == 0
+    assert c2.expand.mute_slope >= 5243 // 2  # unvoiced: at least 0.005 / fs_mult in Q20
 
 
 # ------------------------------------------------------------ behaviour
@@ -244,10 +241,10 @@ def test_onset_first_period_not_muted():
     x = (env * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
     c = NetEqConcealer()
     y = run(x, {29}, concealer=c)
-    assert c._onset and c._mute_slope > 0
+    assert c.expand.onset and c.expand.mute_slope > 0
     assert np.all(np.isfinite(y)) and np.max(np.abs(y)) <= 1.0
     # The first period is played at full level (no muting on an onset).
-    lag = c._expand_lags[1]
+    lag = c.expand.expand_lags[1]
     assert np.max(np.abs(y[29 * N + 10:29 * N + lag])) > 0.3
 
 
