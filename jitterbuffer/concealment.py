@@ -214,9 +214,6 @@ class CodecPlcConcealer(Concealer):
         """Queue concealment samples made by the decoder."""
         self._queue = np.concatenate([self._queue, np.asarray(samples, dtype=np.float32)])[-4 * self.frame_samples:]
 
-    def needs_samples(self) -> bool:
-        return len(self._queue) < self.frame_samples
-
     def _conceal(self) -> np.ndarray:
         if len(self._queue) < self.frame_samples:
             self._queue = np.concatenate([self._queue, np.zeros(self.frame_samples - len(self._queue), np.float32)])

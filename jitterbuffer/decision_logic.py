@@ -52,7 +52,6 @@ class Operation(enum.Enum):
 
 #: Operations after which a received frame is a merge.
 CONCEALING = (Operation.EXPAND,)
-TIME_STRETCHING = (Operation.ACCELERATE, Operation.FAST_ACCELERATE, Operation.PREEMPTIVE_EXPAND)
 
 
 @dataclass

@@ -62,7 +62,7 @@ from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
 from .payload import DEFAULT_PAYLOAD_TYPES, FRAME_SAMPLES, SAMPLE_RATE, PayloadDecoder, PayloadFormat
 from .sync_buffer import SyncBuffer
 from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
-from .time_stretch import BackgroundNoise, accelerate, preemptive_expand
+from .time_stretch import NoiseFloorTracker, accelerate, preemptive_expand
 
 FRAME_MS = 10
 #: Audio prepared ahead for an accelerate (NetEQ works on 30 ms).
@@ -308,7 +308,7 @@ class JitterBuffer:
                                       c.min_stretch_interval_ticks, c.max_gap_wait_ms, c.allow_time_stretch)
         self.arrivals = PacketArrivalHistory()
         self.skew = ClockSkewEstimator()
-        self.noise = BackgroundNoise()
+        self.noise_floor = NoiseFloorTracker()
         self._n = _Counters()
         self._decoders: dict[int, PayloadDecoder] = {}
         self._ssrc: Optional[int] = None
@@ -676,7 +676,7 @@ class JitterBuffer:
         if not self._ever_played:  # the very first audio of the call fades in over 2 ms (no click)
             out = out.copy()
             out[:_FADE_IN.size] *= _FADE_IN
-        self.noise.update(frame)
+        self.noise_floor.update(frame)
         self._append(out, ts, self._rtp_per_sample(), arrival, True)
         self._target_ts = ts + self._frame_rtp
         self._ever_played = True
@@ -727,7 +727,7 @@ class JitterBuffer:
         self._prepare(_ACCELERATE_SAMPLES)
         if len(self._sync) < FRAME_SAMPLES // 2:
             return False
-        res = accelerate(self._sync.audio, SAMPLE_RATE, fast=fast, passive_power=self.noise.passive_threshold(),
+        res = accelerate(self._sync.audio, SAMPLE_RATE, fast=fast, passive_power=self.noise_floor.passive_threshold(),
                          threshold=self.config.fast_stretch_correlation if fast else self.config.stretch_correlation)
         if res.change == 0:
             return False
@@ -740,7 +740,7 @@ class JitterBuffer:
         if len(self._sync) < FRAME_SAMPLES // 2:
             return False
         res = preemptive_expand(self._played, self._sync.audio, SAMPLE_RATE,
-                                passive_power=self.noise.passive_threshold(), threshold=self.config.stretch_correlation)
+                                passive_power=self.noise_floor.passive_threshold(), threshold=self.config.stretch_correlation)
         if res.change == 0:
             return False
         self._apply(res.audio, res.source_index)

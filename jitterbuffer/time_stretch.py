@@ -71,8 +71,9 @@ class StretchResult:
     active: bool
 
 
-class BackgroundNoise:
-    """Background noise power tracker for the time-stretch VAD.
+class NoiseFloorTracker:
+    """The noise floor's power, for the time-stretch VAD (not NetEQ's LPC noise model, which is
+    :class:`plc.concealers.neteq.background_noise.BackgroundNoise`).
 
     Follows the quietest received frames: drops to a quieter frame at once and
     rises by at most ``rise_db_per_s`` otherwise.
@@ -162,7 +163,7 @@ def accelerate(future: np.ndarray, sample_rate: int = 16000, fast: bool = False,
         Remove as many whole periods as fit in 15 ms instead of one.
     passive_power : float
         Mean-square power at or below which the segment is not active speech
-        (stretched whatever its correlation); see :class:`BackgroundNoise`.
+        (stretched whatever its correlation); see :class:`NoiseFloorTracker`.
     threshold : float
         Least normalised correlation for active speech.
     max_removal : int, optional

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jitterbuffer.time_stretch import BackgroundNoise, accelerate, preemptive_expand
+from jitterbuffer.time_stretch import NoiseFloorTracker, accelerate, preemptive_expand
 
 SR = 16000
 
@@ -66,7 +66,7 @@ def test_too_little_audio_is_left_alone():
 
 
 def test_background_noise_tracker():
-    bn = BackgroundNoise()
+    bn = NoiseFloorTracker()
     assert bn.passive_threshold() == bn.floor_power
     bn.update(np.full(160, 0.01, np.float32))
     assert bn.power == pytest.approx(1e-4, rel=1e-3)
