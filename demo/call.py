@@ -53,7 +53,7 @@ class NetworkImpairment:
     Parameters
     ----------
     loss_spec : str or None
-        ``bernoulli:P`` or ``gilbert:P,BURST`` (:func:`eval.loss_models.parse_loss_spec`).
+        ``bernoulli:P`` or ``gilbert:P,BURST`` (:func:`plc.loss_models.parse_loss_spec`).
     jitter_ms : float
         Mean extra one-way delay; each packet's delay is drawn from an
         exponential distribution with this mean, so packets whose delays
@@ -72,7 +72,7 @@ class NetworkImpairment:
         self.seed = int(seed)
         self.lost = np.zeros(capacity, dtype=bool)
         if loss_spec:
-            from eval.loss_models import parse_loss_spec
+            from plc.loss_models import parse_loss_spec
 
             self.lost |= parse_loss_spec(loss_spec).generate(capacity, np.random.default_rng([self.seed, 1]))
         for i in lost or ():
@@ -582,7 +582,7 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
 
     loss = None if args.loss.strip().lower() in ("", "none", "0") else args.loss
     if loss:
-        from eval.loss_models import TraceError, parse_loss_spec
+        from plc.loss_models import TraceError, parse_loss_spec
 
         try:
             parse_loss_spec(loss)

@@ -77,7 +77,7 @@ def run_offline(args: argparse.Namespace) -> int:
 
 
 def _write_listening_files(manifest: Path, methods: list[str], loss_spec: str, out: Path) -> None:
-    from eval.loss_models import parse_loss_spec
+    from plc.loss_models import parse_loss_spec
     from eval.runner import Job, job_trace, load_clip_16k, read_manifest
     from plc.audio_io import write_audio
     from plc.offline import conceal_audio

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from plc.outputs import check_output_folder
 
     from .live_call import parse_live_call
-    from .loss_models import parse_loss_spec
+    from plc.loss_models import parse_loss_spec
     from .network_eval import parse_network_condition
     from .runner import plan_jobs, read_manifest, run_jobs
 
@@ -197,7 +197,7 @@ def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> s
     from plc.offline import conceal_audio
 
     from . import report
-    from .loss_models import burst_lengths
+    from plc.loss_models import burst_lengths
     from .runner import SAMPLE_RATE, Job, job_trace, load_clip_16k
 
     for clip in clips[:50]:

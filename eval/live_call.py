@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from .loss_models import TraceError, burst_lengths, parse_loss_spec
+from plc.loss_models import TraceError, burst_lengths, parse_loss_spec
 from .runner import Job, Rendered, run_jobs, trace_seed
 
 #: Condition labels of live-call rows start with this.

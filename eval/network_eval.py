@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .loss_models import burst_lengths
+from plc.loss_models import burst_lengths
 from .runner import Job, Rendered, trace_seed
 
 #: Condition labels of network rows start with this.

@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from .loss_models import LossModel, burst_lengths
+from plc.loss_models import LossModel, burst_lengths
 
 SAMPLE_RATE = 16000
 #: The shortest clip the metrics score (PESQ's minimum), s.

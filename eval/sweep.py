@@ -41,7 +41,7 @@ def sweep_paths(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[st
 
 def loss_trace(n_samples: int, sample_rate: int, loss_spec: str, index: int) -> np.ndarray:
     """Lost flags of the 20 ms packets covering ``n_samples``: clip ``index``'s trace."""
-    from .loss_models import parse_loss_spec
+    from plc.loss_models import parse_loss_spec
 
     n_packets = -(-n_samples * 1000 // (sample_rate * PACKET_MS))
     return parse_loss_spec(loss_spec).generate(n_packets, np.random.default_rng(1000 + index))

@@ -62,6 +62,8 @@ from typing import Optional
 
 import numpy as np
 
+from plc.loss_models import gilbert_elliott_states
+
 
 class NetworkError(ValueError):
     """A malformed SPEC, TOML file or arrivals CSV (one line for the user)."""
@@ -231,12 +233,8 @@ class NetworkSpec:
         p = min(p, 1.0)
         u = rng.random(n)
         v = rng.random(n)
-        lost = np.zeros(n, dtype=bool)
-        bad = rng.random() < p_bad
-        for i in range(n):
-            lost[i] = v[i] < (h if bad else k)
-            bad = (u[i] >= r) if bad else (u[i] < p)
-        return lost
+        bad = gilbert_elliott_states(u, p, r, rng.random() < p_bad)[:-1]
+        return v < np.where(bad, h, k)
 
 
 # ------------------------------------------------------------------- parsing

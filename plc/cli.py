@@ -63,10 +63,9 @@ def _run_conceal(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from eval.loss_models import TraceError, parse_loss_spec, read_trace, write_trace
-
     from .audio_io import AudioError, audio_subtype, check_output_path, load_audio, write_audio
     from .concealers import available_methods
+    from .loss_models import TraceError, parse_loss_spec, read_trace, write_trace
     from .offline import check_packet_ms, conceal_audio, packets_in
     from .outputs import StagedOutputs, check_outputs
 
@@ -157,7 +156,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_conceal,
     _add_methods,
     _lazy("eval.cli", "eval", "evaluate concealment methods on a speech manifest"),
-    _lazy("plc.bench", "bench", "measure a concealer's real-time cost"),
+    _lazy("eval.bench", "bench", "measure a concealer's real-time cost"),
     _lazy("training.train", "train", "train the neural concealer"),
     _lazy("training.export", "export", "export a checkpoint to ONNX for the runtime"),
     _lazy("demo.cli", "demo", "run the built-in demonstration"),

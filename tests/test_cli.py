@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from eval.loss_models import read_trace
+from plc.loss_models import read_trace
 from plc.cli import main
 
 from .conftest import harmonic, shared_data_or_skip

@@ -110,7 +110,7 @@ def test_conceal_output_that_cannot_be_written_is_refused_up_front(wav, tmp_path
 def test_conceal_failing_while_writing_leaves_the_old_outputs(wav, tmp_path, capsys, monkeypatch):
     """All outputs go through temporary files renamed at the end: a failure after the audio was
     written (here: the trace) leaves the old output and no temporary files."""
-    import eval.loss_models
+    import plc.loss_models
 
     out = tmp_path / "out.wav"
     out.write_bytes(PRECIOUS)
@@ -119,7 +119,7 @@ def test_conceal_failing_while_writing_leaves_the_old_outputs(wav, tmp_path, cap
     def broken(path, lost):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(eval.loss_models, "write_trace", broken)
+    monkeypatch.setattr(plc.loss_models, "write_trace", broken)
     assert main(["conceal", str(wav), str(out), "--loss", "bernoulli:0.1", "--stats", str(tmp_path / "s.json")]) == 1
     assert "No space left" in capsys.readouterr().err
     assert files_in(tmp_path) == before

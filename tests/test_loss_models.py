@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from eval.loss_models import TraceError, burst_lengths, parse_loss_spec, read_trace, write_trace
+from plc.loss_models import TraceError, burst_lengths, parse_loss_spec, read_trace, write_trace
 
 
 @pytest.mark.parametrize("rate", [0.05, 0.1, 0.3])

@@ -112,7 +112,7 @@ def test_training_losses_are_bursty():
     rng = np.random.default_rng(0)
     lost = gilbert_frames(rng, 100_000, cfg)
     assert abs(lost.mean() - cfg.loss_rate) < 0.02
-    from eval.loss_models import burst_lengths
+    from plc.loss_models import burst_lengths
 
     assert abs(burst_lengths(lost).mean() - cfg.mean_burst_packets * cfg.packet_frames) < 1.0
     lengths = np.array([loss_length(rng, cfg) for _ in range(5000)])

@@ -29,6 +29,7 @@ import soundfile as sf
 from scipy.signal import butter, sosfilt
 
 from plc.audio_io import resample
+from plc.loss_models import gilbert_elliott_states
 from plc.neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
 
 
@@ -97,12 +98,7 @@ def gilbert_frames(rng: np.random.Generator, n_frames: int, cfg: DataConfig) -> 
     """Per-frame lost mask from a Gilbert-Elliott model over 20 ms packets."""
     n_packets = -(-n_frames // cfg.packet_frames)
     p, b = cfg.loss_rate, cfg.mean_burst_packets
-    leave, enter = 1.0 / b, p / (b * (1.0 - p))
-    lost = np.zeros(n_packets, dtype=bool)
-    bad = False
-    for i in range(n_packets):
-        bad = (rng.random() >= leave) if bad else (rng.random() < enter)
-        lost[i] = bad
+    lost = gilbert_elliott_states(rng.random(n_packets), p / (b * (1.0 - p)), 1.0 / b)[1:]
     return np.repeat(lost, cfg.packet_frames)[:n_frames]
 
 

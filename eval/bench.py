@@ -15,7 +15,7 @@ import resource
 import time
 from pathlib import Path
 
-from . import argtypes
+from plc import argtypes
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +38,10 @@ def run(args: argparse.Namespace) -> int:
     os.environ["OMP_NUM_THREADS"] = "1"
     import numpy as np
 
-    from eval.loss_models import TraceError, parse_loss_spec
-
-    from .audio_io import AudioError, load_audio, resample
-    from .cli import UserError
-    from .concealers import DECODER_METHODS, available_methods, make_concealer
+    from plc.audio_io import AudioError, load_audio, resample
+    from plc.cli import UserError
+    from plc.concealers import DECODER_METHODS, available_methods, make_concealer
+    from plc.loss_models import TraceError, parse_loss_spec
 
     if args.method not in available_methods() or args.method in DECODER_METHODS:
         raise UserError(f"cannot bench {args.method!r}; choose from "
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model_dir is not None:
         if args.method != "neural":
             raise UserError(f"--model-dir is for --method neural, not {args.method}")
-        from .concealers.neural import check_model_dir
+        from plc.concealers.neural import check_model_dir
 
         try:  # a folder that does not load would time the classic fallback under the name neural
             check_model_dir(args.model_dir)
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 def _default_speech() -> list[Path]:
     from demo.default_input import librivox_clips
 
-    from .cli import UserError
+    from plc.cli import UserError
 
     clips = [p for p, _ in librivox_clips()]
     if not clips:

@@ -57,12 +57,25 @@ class LossModel:
             return np.zeros(n_packets, dtype=bool)
         leave_bad = 1.0 / b
         enter_bad = p * leave_bad / (1.0 - p)
-        lost = np.empty(n_packets, dtype=bool)
         bad = rng.random() < p  # start in the stationary distribution
-        for i in range(n_packets):
-            lost[i] = bad
-            bad = (u[i] >= leave_bad) if bad else (u[i] < enter_bad)
-        return lost
+        return gilbert_elliott_states(u, enter_bad, leave_bad, bad)[:-1]
+
+
+def gilbert_elliott_states(u: np.ndarray, enter_bad: float, leave_bad: float, bad: bool = False) -> np.ndarray:
+    """The states of the Gilbert-Elliott two-state Markov chain, ``True`` = bad: ``len(u) + 1`` of them.
+
+    ``states[0]`` is ``bad``; from each state the next is drawn with one uniform number of ``u``:
+    the good state enters the bad one when it is below ``enter_bad``, the bad state stays bad
+    when it is at least ``leave_bad`` (so its sojourn averages ``1 / leave_bad`` steps). The one
+    chain behind every bursty loss of the project: :class:`LossModel`, ``plc netsim``'s network
+    (:mod:`jitterbuffer.network`, with loss probabilities per state) and the training losses.
+    """
+    states = np.empty(len(u) + 1, dtype=bool)
+    states[0] = bad
+    for i, x in enumerate(u):
+        bad = (x >= leave_bad) if bad else (x < enter_bad)
+        states[i + 1] = bad
+    return states
 
 
 def parse_loss_spec(spec: str) -> LossModel:
