@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from plc import argtypes
+from plc.codecs import codec_names
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="live call condition (repeatable, needs --codec opus): each clip through a real aiortc call "
                         "over plc demo call's lossy UDP relay, in real time, one call at a time; SPEC is "
                         "'loss=gilbert:0.1,3 jitter=20ms seed=1' (keys loss, jitter, seed, buffer); PLCMOS and WER")
-    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm")
+    p.add_argument("--codec", choices=codec_names(), default="pcm",
+                   help="pipeline (default pcm: the received audio; opus: coded with libopus, see plc conceal --help)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate (default 24000)")
     p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,

@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 
 from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD, check_model_dir
-from plc.offline import CODECS
+from plc.codecs import codec_names
 
 from .sweep import add_clip_arguments, loss_trace, map_clips, sweep_paths
 
@@ -152,7 +152,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--variant", type=Fade.parse, action="append", required=True,
                    help="VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model] (ms); "
                         "repeat; the first is the reference")
-    p.add_argument("--codec", choices=CODECS, default="pcm",
+    p.add_argument("--codec", choices=codec_names(), default="pcm",
                    help="pipeline: pcm, or opus (the concealer replaces libopus' PLC in the decoded audio)")
     p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
     args = p.parse_args(argv)

@@ -9,7 +9,6 @@ Modules, one per protocol part:
 * :mod:`~jitterbuffer.time_stretch`: accelerate / preemptive expand by whole pitch periods.
 * :mod:`~jitterbuffer.sync_buffer`: audio prepared for playout.
 * :mod:`~jitterbuffer.concealment`: the pluggable concealer, guarded (fallback, de-click).
-* :mod:`~jitterbuffer.payload`: PCM and Opus payload decoders.
 * :mod:`~jitterbuffer.jitter_buffer`: :class:`JitterBuffer`, putting it all together.
 * :mod:`~jitterbuffer.network`, :mod:`~jitterbuffer.netsim`, :mod:`~jitterbuffer.cli`: ``plc netsim``.
 * :mod:`~jitterbuffer.bench_network`: the benchmark behind ``RESULTS.md``.

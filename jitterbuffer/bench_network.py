@@ -31,10 +31,11 @@ from typing import Optional
 
 import numpy as np
 
+from plc.codecs import SAMPLE_RATE
+
 from .jitter_buffer import JitterBufferConfig
 from .netsim import simulate
 from .network import Arrival, parse_network
-from .payload import SAMPLE_RATE
 
 SPEECH_GLOB = "/work/shared/data/dev/ljspeech/*.flac"
 HEAVY = "heavy"

@@ -10,6 +10,7 @@ import argparse
 import json
 
 from plc import argtypes
+from plc.codecs import codec_names
 from plc.cli import UserError
 
 from .network import MAX_TRANSIT_MS
@@ -62,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--buffer", default="adaptive", metavar="adaptive|fixed:MS",
                    help="jitter buffer: adaptive (NetEQ-like, default) or fixed:MS (constant prefetch, "
                         "like aiortc's; fixed:80 = aiortc's 4 packets)")
-    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
+    p.add_argument("--codec", choices=codec_names(), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
@@ -81,13 +82,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from plc.audio_io import AudioError, audio_subtype, check_output_path, load_audio, resample, write_audio
+    from plc.codecs import SAMPLE_RATE
     from plc.concealers import DECODER_METHODS, available_methods
     from plc.outputs import StagedOutputs, check_outputs
 
     from .jitter_buffer import JitterBufferConfig, default_method
     from .netsim import PACKET_MS, simulate
     from .network import NetworkError, parse_network, read_arrivals_csv, write_arrivals_csv
-    from .payload import SAMPLE_RATE
 
     method = args.method or default_method()
     if method not in available_methods():

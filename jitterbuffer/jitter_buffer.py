@@ -11,7 +11,7 @@ arrives; ``get_audio()`` every 10 ms. Inside:
 * :mod:`~jitterbuffer.delay_manager` turns arrival times into the target delay.
 * :mod:`~jitterbuffer.decision_logic` picks each tick's operation: normal,
   expand, merge, accelerate, fast accelerate or preemptive expand.
-* :mod:`~jitterbuffer.payload` decodes (PCM or Opus); the pluggable concealer
+* :mod:`plc.codecs` decodes (PCM, Opus...); the pluggable concealer
   (any :class:`plc.concealers.Concealer`, guarded by
   :class:`~jitterbuffer.concealment.GuardedConcealer`) makes expand and merge;
   :mod:`~jitterbuffer.time_stretch` accelerates and expands by pitch periods.
@@ -52,6 +52,7 @@ from typing import Optional
 
 import numpy as np
 
+from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, default_payload_types
 from plc.concealers import Concealer, available_methods, make_concealer
 from plc.dsp import raised_cosine_fade
 
@@ -59,7 +60,6 @@ from .concealment import CodecPlcConcealer, GuardedConcealer
 from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
 from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
 from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
-from .payload import DEFAULT_PAYLOAD_TYPES, FRAME_SAMPLES, SAMPLE_RATE, PayloadDecoder, PayloadFormat
 from .sync_buffer import SyncBuffer
 from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
 from .time_stretch import NoiseFloorTracker, accelerate, preemptive_expand
@@ -272,7 +272,7 @@ class JitterBuffer:
     config : JitterBufferConfig, optional
         Mode and settings.
     payload_types : dict, optional
-        Payload type -> :class:`~jitterbuffer.payload.PayloadFormat`
+        Payload type -> :class:`plc.codecs.Codec`
         (default: 96 = PCM, 111 = Opus).
 
     Notes
@@ -286,7 +286,7 @@ class JitterBuffer:
     frame_samples = FRAME_SAMPLES
 
     def __init__(self, concealer: Optional[Concealer] = None, config: Optional[JitterBufferConfig] = None,
-                 payload_types: Optional[dict[int, PayloadFormat]] = None) -> None:
+                 payload_types: Optional[dict[int, Codec]] = None) -> None:
         self.config = config or JitterBufferConfig()
         c = self.config
         if concealer is None:
@@ -296,7 +296,7 @@ class JitterBuffer:
         self.concealer = concealer
         self._codec_plc = isinstance(concealer, CodecPlcConcealer)
         self.guard = GuardedConcealer(concealer)
-        self.payload_types = dict(payload_types or DEFAULT_PAYLOAD_TYPES)
+        self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
         self.packets = PacketBuffer(c.capacity_packets, overflow)
         self.delay_manager = DelayManager(
@@ -418,21 +418,21 @@ class JitterBuffer:
         except RtpError:
             self._n.packets_malformed += 1
             return False
-        fmt = self.payload_types.get(pkt.payload_type)
-        if fmt is None:
+        codec = self.payload_types.get(pkt.payload_type)
+        if codec is None:
             self._n.packets_unknown_payload += 1
             return False
-        decoder = self._decoder(pkt.payload_type, fmt)
+        decoder = self._decoder(pkt.payload_type, codec)
         duration = decoder.duration(pkt.payload) if decoder is not None else None
         if duration is None:
             self._n.packets_malformed += 1
             return False
         arrival_ms = self._checked_arrival(arrival_ms)
-        if pkt.ssrc != self._ssrc or fmt.clock_rate != self._clock_rate:
+        if pkt.ssrc != self._ssrc or codec.clock_rate != self._clock_rate:
             if self._ssrc is not None:
                 self._n.stream_resets += 1
             self._ssrc = pkt.ssrc
-            self._clock_rate = fmt.clock_rate
+            self._clock_rate = codec.clock_rate
             self._new_stream()
         self._n.packets_received += 1
         self._loss.update(pkt.sequence_number)
@@ -519,11 +519,11 @@ class JitterBuffer:
             self._start_at_ms = arrival_ms + delay
         return result not in (InsertResult.DROPPED_DUPLICATE, InsertResult.DROPPED_OVERFLOW)
 
-    def _decoder(self, payload_type: int, fmt: PayloadFormat) -> Optional[PayloadDecoder]:
+    def _decoder(self, payload_type: int, codec: Codec) -> Optional[PayloadDecoder]:
         dec = self._decoders.get(payload_type)
         if dec is None:
             try:
-                dec = fmt.factory()
+                dec = codec.decoder()
             except Exception:  # noqa: BLE001 - e.g. libopus missing: treat as undecodable
                 return None
             self._decoders[payload_type] = dec

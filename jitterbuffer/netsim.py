@@ -30,13 +30,13 @@ from typing import Optional
 
 import numpy as np
 
+from plc.codecs import SAMPLE_RATE, codec_names, get_codec
 from plc.concealers import Concealer, make_concealer
 
 from .concealment import CodecPlcConcealer
 from .decision_logic import Operation
 from .jitter_buffer import FRAME_MS, JitterBuffer, JitterBufferConfig
 from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
-from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
 from .rtp import RtpPacket
 
 PACKET_MS = 20
@@ -67,19 +67,14 @@ def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS,
     n = int(np.ceil(len(audio) / per))
     padded = np.zeros(n * per, dtype=np.float32)
     padded[:len(audio)] = audio
-    if codec == "pcm":
-        clock = SAMPLE_RATE
-        payloads = [encode_pcm(padded[k * per:(k + 1) * per]) for k in range(n)]
-    elif codec == "opus":
-        from plc.codecs.opus import OpusEncoder
-
-        clock = 48000
-        enc = OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms)
-        payloads = [enc.encode(padded[k * per:(k + 1) * per]) for k in range(n)]
-    else:
-        raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
+    spec = get_codec(codec)
+    if spec.encoder is None or spec.payload_type is None:
+        raise ValueError(f"codec {codec!r} is received only; send {' or '.join(codec_names())}")
+    encoder = spec.encoder(bitrate_bps, packet_ms)
+    payloads = [encoder.encode(padded[k * per:(k + 1) * per]) for k in range(n)]
+    clock = spec.clock_rate
     step = clock * packet_ms // 1000
-    pt = PAYLOAD_TYPE_OF[codec]
+    pt = spec.payload_type
     packets = [RtpPacket(pt, (seq0 + k) & 0xFFFF, (ts0 + k * step) & 0xFFFFFFFF, ssrc, payloads[k],
                          marker=k == 0).serialize() for k in range(n)]
     return Packetized(packets, ts0, step, clock)

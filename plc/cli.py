@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Optional
 
 from . import __version__, argtypes
+from .codecs import codec_names
 from .errors import UserError  # re-exported: sub-commands raise plc.cli.UserError
 
 
@@ -47,7 +48,7 @@ def _add_conceal(sub: argparse._SubParsersAction) -> None:
                            "the trace used is written next to OUTPUT")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the loss model (default 0)")
     p.add_argument("--method", default="neteq", help="concealment method (default neteq); see `plc methods`")
-    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="pipeline (default pcm)")
+    p.add_argument("--codec", choices=codec_names(), default="pcm", help="pipeline (default pcm)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,

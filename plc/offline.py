@@ -6,9 +6,9 @@ Two pipelines:
   ignored whatever they hold; the concealer is told "lost" for them. Received
   samples pass through unchanged except where the concealer cross-fades back
   into them.
-* ``opus``: the input is the *sender's* audio. It is encoded with libopus
-  (20 ms packets, VOIP, wideband), lost packets are dropped, the rest decoded,
-  and the lost ones concealed (by libopus itself with ``method="opus"``).
+* a lossy codec of :mod:`plc.codecs` (``opus``): the input is the *sender's* audio. It is
+  encoded (libopus: 20 ms packets, VOIP, wideband), lost packets are dropped, the rest
+  decoded, and the lost ones concealed (by the codec itself with ``method="opus"``).
 
 Concealers run at their native rate (16 kHz); the pipeline resamples around
 them. At other input rates the received samples are still passed through
@@ -24,12 +24,12 @@ from typing import Callable, Optional
 import numpy as np
 
 from .audio_io import resample
+from .codecs import Codec, codec_names, get_codec
 from .concealers import DECODER_METHODS, Concealer, make_concealer
 from .dsp import raised_cosine_fade
 
 NATIVE_RATE = 16000
 FRAME_MS = 10
-CODECS = ("pcm", "opus")
 #: The longest packet the pipelines take, ms (Opus' longest frame).
 MAX_PACKET_MS = 120
 
@@ -48,16 +48,13 @@ class ConcealResult:
 def check_packet_ms(packet_ms: int, codec: str = "pcm") -> int:
     """``packet_ms`` if ``codec`` can carry packets that long, else ``ValueError`` (one line).
 
-    Whole 10 ms frames up to :data:`MAX_PACKET_MS`; with Opus, a frame size libopus encodes.
+    Whole 10 ms frames up to :data:`MAX_PACKET_MS`, and a packet duration the codec carries
+    (:attr:`plc.codecs.Codec.packet_ms`: with Opus, a frame size libopus encodes).
     """
-    from .codecs.opus import OPUS_FRAME_MS
-
     if not (isinstance(packet_ms, (int, np.integer)) and 0 < packet_ms <= MAX_PACKET_MS and packet_ms % FRAME_MS == 0):
         raise ValueError(f"packet duration must be a multiple of {FRAME_MS} ms from {FRAME_MS} to "
                          f"{MAX_PACKET_MS} ms, got {packet_ms}")
-    if codec == "opus" and packet_ms not in OPUS_FRAME_MS:
-        raise ValueError(f"Opus packets last {', '.join(map(str, OPUS_FRAME_MS))} ms, got {packet_ms}")
-    return packet_ms
+    return get_codec(codec).check_packet_ms(packet_ms)
 
 
 def offline_concealer(method: str, sample_rate: int = NATIVE_RATE, frame_ms: int = FRAME_MS) -> Concealer:
@@ -94,8 +91,9 @@ def conceal_audio(
         One entry per ``packet_ms`` packet, ``True`` = lost. Must cover the audio.
     method : str
         A concealer name (see :func:`plc.concealers.available_methods`).
-    codec : {"pcm", "opus"}
-        Pipeline, see the module docstring.
+    codec : str
+        A codec of :mod:`plc.codecs` that this project sends (``pcm``, ``opus``): the pipeline,
+        see the module docstring.
     concealer_factory : callable, optional
         Builds the concealer instead of ``make_concealer(method)`` (one per channel).
 
@@ -104,8 +102,9 @@ def conceal_audio(
     ConcealResult
         Audio with the input's shape and rate, and summed concealer statistics.
     """
-    if codec not in CODECS:
-        raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
+    spec = get_codec(codec)
+    if spec.encoder is None:
+        raise ValueError(f"codec {codec!r} is received only; choose from {', '.join(codec_names())}")
     check_packet_ms(packet_ms, codec)
     if method in DECODER_METHODS and codec != "opus":
         raise ValueError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
@@ -134,10 +133,10 @@ def conceal_audio(
     for ch in range(channels.shape[1]):
         concealer = new_concealer()
         x = channels[:, ch]
-        if codec == "pcm":
+        if not spec.lossy:
             y = _conceal_pcm_channel(x, sample_rate, lost_packets, packet_ms, concealer)
         else:
-            y = _conceal_opus_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer)
+            y = _conceal_coded_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer, spec)
         outputs.append(y)
         if concealer is not None:
             for key, value in concealer.stats.as_dict().items():
@@ -213,13 +212,11 @@ def _splice(original: np.ndarray, replacement: np.ndarray, use_replacement: np.n
     return (original * (1.0 - weight) + replacement * weight).astype(np.float32)
 
 
-def _conceal_opus_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
-                          bitrate_bps: int, concealer: Optional[Concealer]) -> np.ndarray:
-    from .codecs.opus import OpusDecoder, OpusEncoder
-
+def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
+                           bitrate_bps: int, concealer: Optional[Concealer], codec: Codec) -> np.ndarray:
     native = resample(x, sample_rate, NATIVE_RATE)
-    encoder = OpusEncoder(NATIVE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms)
-    decoder = OpusDecoder(NATIVE_RATE, frame_ms=packet_ms)
+    encoder = codec.encoder(bitrate_bps, packet_ms)
+    decoder = codec.decoder(packet_ms)
     packet = encoder.frame_samples
     # Pad so that the encoder's lookahead is flushed out at the end.
     n_packets = max(len(lost_packets), int(np.ceil((len(native) + encoder.lookahead) / packet)))
@@ -232,7 +229,10 @@ def _conceal_opus_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndar
         payload = encoder.encode(signal[p * packet:(p + 1) * packet])
         # On a loss the decoder always runs its own PLC so that its state stays
         # continuous; other methods replace that output below.
-        decoded[p * packet:(p + 1) * packet] = decoder.decode(None if lost[p] else payload)
+        out = decoder.conceal(packet) if lost[p] else decoder.decode(payload)
+        if out is None:  # no concealment of its own, or a payload it cannot decode: silence
+            out = np.zeros(packet, dtype=np.float32)
+        decoded[p * packet:(p + 1) * packet] = out
     if concealer is not None:
         lost_frames = np.repeat(lost, packet // frame)
         decoded = run_concealer(decoded, lost_frames, concealer)

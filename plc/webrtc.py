@@ -56,8 +56,9 @@ WebRTC's (``jitterBufferDelay``, ``jitterBufferTargetDelay``,
 ``packetsDiscarded``, ``packetsLost``, ...); sample counts are at the jitter
 buffer's 16 kHz and the delays are sums in seconds, as in WebRTC.
 
-Codecs: Opus is decoded with libopus at 16 kHz (mono); PCMU, PCMA and G.722
-go through aiortc's own decoders and are resampled to 16 kHz. Packets must
+Codecs: those of :mod:`plc.codecs`, found by the negotiated MIME type (as aiortc
+finds its decoders): Opus is decoded with libopus at 16 kHz (mono); PCMU, PCMA and
+G.722 go through aiortc's own decoders and are resampled to 16 kHz. Packets must
 carry whole 10 ms frames (all of aiortc's audio codecs do).
 
 Methods: any concealer name of :func:`plc.concealers.make_concealer`
@@ -83,8 +84,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from jitterbuffer.payload import OpusPayloadDecoder, PayloadDecoder, PayloadFormat
-
+from .codecs import codec_for_mime
 from .dsp import StreamUpsampler
 
 logger = logging.getLogger(__name__)
@@ -118,68 +118,6 @@ _PEERS: "weakref.WeakKeyDictionary[Any, ConcealmentHandle]" = weakref.WeakKeyDic
 
 def _monotonic_ms() -> float:
     return time.monotonic() * 1000.0
-
-
-# ------------------------------------------------------------ payload decoders
-def _payload_format(codec) -> Optional[PayloadFormat]:
-    """The jitter buffer's :class:`~jitterbuffer.payload.PayloadFormat` for an aiortc codec; None if unsupported."""
-    mime = str(getattr(codec, "mimeType", "")).lower()
-    if mime == "audio/opus":
-        return PayloadFormat("opus", 48000, OpusPayloadDecoder)
-    if mime in ("audio/pcmu", "audio/pcma", "audio/g722"):
-        return PayloadFormat(mime.split("/")[1], int(codec.clockRate), lambda: AiortcPayloadDecoder(codec))
-    return None
-
-
-class AiortcPayloadDecoder(PayloadDecoder):
-    """PCMU, PCMA or G.722 decoded by aiortc's own decoder, resampled to 16 kHz.
-
-    All three use an 8000 Hz RTP clock; one payload byte is one RTP timestamp
-    unit (G.722 packs two 16 kHz samples into each byte).
-    """
-
-    def __init__(self, codec) -> None:
-        self.codec = codec
-        self.name = str(codec.mimeType).split("/")[1].lower()
-        self.clock_rate = int(codec.clockRate)
-        self._native_rate = 16000 if self.name == "g722" else 8000
-        self.reset()
-
-    def reset(self) -> None:
-        from aiortc.codecs import get_decoder
-
-        self._decoder = get_decoder(self.codec)
-        self._up = StreamUpsampler(_JB_RATE // self._native_rate) if self._native_rate != _JB_RATE else None
-
-    def duration(self, payload: bytes) -> Optional[int]:
-        n = len(payload)
-        if n == 0 or n % (self.clock_rate // 100) or n > self.clock_rate * 120 // 1000:
-            return None
-        return n
-
-    def decode(self, payload: bytes) -> Optional[np.ndarray]:
-        from aiortc.jitterbuffer import JitterFrame
-
-        n = self.duration(payload)
-        if n is None:
-            return None
-        try:
-            frames = self._decoder.decode(JitterFrame(bytes(payload), 0))
-        except Exception:  # noqa: BLE001 - an av error: the jitter buffer conceals the packet
-            return None
-        parts = []
-        for f in frames:
-            a = f.to_ndarray().astype(np.float32)
-            channels = len(f.layout.channels)
-            if channels > 1:
-                a = a.reshape(channels, -1).mean(axis=0) if f.format.is_planar else a.reshape(-1, channels).mean(axis=1)
-            parts.append(a.reshape(-1) / 32768.0)
-        x = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        native = n * self._native_rate // self.clock_rate
-        x = np.pad(x, (0, max(0, native - len(x))))[:native]
-        if self._up is not None:
-            x = self._up(x)
-        return x.astype(np.float32)
 
 
 # ------------------------------------------------------------------ concealers
@@ -430,9 +368,9 @@ class ReceiverConcealment:
                     pt = data[1] & 0x7F
                     if pt not in self._known_pt:
                         self._known_pt.add(pt)
-                        fmt = _payload_format(codec) if codec is not None else None
-                        if fmt is not None:
-                            jb.payload_types[pt] = fmt
+                        known = codec_for_mime(codec.mimeType) if codec is not None else None
+                        if known is not None:
+                            jb.payload_types[pt] = known
                     jb.insert_packet(data, arrival)
                 parts.append(jb.get_audio(tick))
                 if self.timeline is not None:

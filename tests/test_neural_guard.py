@@ -218,7 +218,7 @@ def test_a_bad_model_never_stops_the_jitter_buffer_or_a_call(tmp_path):
     aiortc = pytest.importorskip("aiortc")
     import asyncio
 
-    from jitterbuffer.payload import DEFAULT_PAYLOAD_TYPES, PCM_PAYLOAD_TYPE
+    from plc.codecs import get_codec
     from plc.webrtc import enable_concealment
 
     bad = rewrite(copy_model(tmp_path), model__subframe=0)
@@ -229,7 +229,8 @@ def test_a_bad_model_never_stops_the_jitter_buffer_or_a_call(tmp_path):
         handle = enable_concealment(pc, method="neural", concealer_options={"model_dir": str(bad)}, threaded=False)
         assert "model.subframe" in handle.stats["fallbackReason"] and handle.stats["fallbackFrames"] == 0
         jb = handle.receivers[0].jitter_buffer
-        jb.payload_types[PCM_PAYLOAD_TYPE] = DEFAULT_PAYLOAD_TYPES[PCM_PAYLOAD_TYPE]
+        pcm = get_codec("pcm")
+        jb.payload_types[pcm.payload_type] = pcm
         x = harmonic(seconds=1.0)
         arrivals = [(20.0 * k + 40, p) for k, p in enumerate(pcm_packets(x)) if k % 10 != 5]
         y = play_jitter_buffer(jb, arrivals, 120)

@@ -384,11 +384,11 @@ def test_g711_and_g722_payloads_decode_to_16k_through_aiortc_decoders(mime):
     from aiortc.codecs import get_encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    from plc.webrtc import _payload_format
+    from plc.codecs import codec_for_mime
 
     codec = RTCRtpCodecParameters(mimeType=mime, clockRate=8000, channels=1, payloadType=0)
-    encoder, fmt = get_encoder(codec), _payload_format(codec)
-    decoder = fmt.factory()
+    encoder, fmt = get_encoder(codec), codec_for_mime(codec.mimeType)
+    decoder = fmt.decoder()
     x = (0.3 * np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * 32767).astype(np.int16)
     out = []
     for i in range(50):

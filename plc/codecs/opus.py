@@ -1,4 +1,4 @@
-"""Opus encoder and decoder on libopus, through ctypes.
+"""Opus encoder and decoder on libopus, through ctypes, and Opus RTP payloads (RFC 7587).
 
 The decoder exposes libopus' own packet loss concealment (``decode(None)``),
 which PyAV's wrapper cannot reach. libopus is the one PyAV (a dependency of
@@ -16,6 +16,8 @@ from functools import lru_cache
 from typing import Optional
 
 import numpy as np
+
+from .payload import MAX_PACKET_MS, SAMPLE_RATE, PayloadDecoder
 
 OPUS_APPLICATION_VOIP = 2048
 OPUS_SET_BITRATE_REQUEST = 4002
@@ -182,3 +184,75 @@ class OpusDecoder:
         if state:
             self._lib.opus_decoder_destroy(ctypes.c_void_p(state))
             self._state = None
+
+
+# ---------------------------------------------------------------- RTP payloads
+#: Opus frame durations in 48 kHz samples by TOC configuration (RFC 6716 section 3.1).
+_OPUS_FRAME_48K = (
+    [480, 960, 1920, 2880] * 3     # SILK-only, NB/MB/WB: 10, 20, 40, 60 ms
+    + [480, 960] * 2               # Hybrid SWB/FB: 10, 20 ms
+    + [120, 240, 480, 960] * 4     # CELT-only: 2.5, 5, 10, 20 ms
+)
+
+
+def opus_packet_samples_48k(payload: bytes) -> Optional[int]:
+    """Duration of an Opus packet in 48 kHz samples from its TOC byte, None if malformed."""
+    if not payload:
+        return None
+    toc = payload[0]
+    per_frame = _OPUS_FRAME_48K[toc >> 3]
+    code = toc & 0x03
+    if code == 0:
+        frames = 1
+    elif code in (1, 2):
+        frames = 2
+    else:
+        if len(payload) < 2:
+            return None
+        frames = payload[1] & 0x3F
+        if frames == 0:
+            return None
+    total = frames * per_frame
+    if total > 48 * MAX_PACKET_MS:
+        return None
+    return total
+
+
+class OpusPayloadDecoder(PayloadDecoder):
+    """Opus through libopus, decoded at 16 kHz; ``conceal`` is libopus' own PLC, ``frame_ms`` at a time."""
+
+    name = "opus"
+    clock_rate = 48000
+
+    def __init__(self, frame_ms: int = 20) -> None:
+        self.frame_ms = frame_ms
+        self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=frame_ms)
+
+    def duration(self, payload: bytes) -> Optional[int]:
+        n48 = opus_packet_samples_48k(payload)
+        if n48 is None or n48 % 480:  # whole 10 ms frames only
+            return None
+        return n48
+
+    def decode(self, payload: bytes) -> Optional[np.ndarray]:
+        n48 = self.duration(payload)
+        if n48 is None:
+            return None
+        try:
+            out = self._decoder.decode(bytes(payload))
+        except (OpusError, ValueError):
+            return None
+        want = n48 // 3
+        if len(out) != want:
+            out = np.pad(out, (0, max(0, want - len(out))))[:want]
+        return np.asarray(out, dtype=np.float32)
+
+    def conceal(self, n_samples: int) -> Optional[np.ndarray]:
+        try:
+            out = self._decoder.decode(None)  # frame_ms of libopus PLC
+        except (OpusError, ValueError):
+            return None
+        return np.asarray(out, dtype=np.float32)
+
+    def reset(self) -> None:
+        self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=self.frame_ms)

@@ -9,8 +9,11 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from jitterbuffer.payload import PCM_PAYLOAD_TYPE, encode_pcm  # noqa: E402
 from jitterbuffer.rtp import RtpPacket  # noqa: E402
+from plc.codecs import get_codec  # noqa: E402
+from plc.codecs.pcm import encode_pcm  # noqa: E402
+
+PCM_PAYLOAD_TYPE = get_codec("pcm").payload_type
 
 SR = 16000
 PACKET = 320

@@ -8,9 +8,12 @@ import pytest
 
 from jitterbuffer.concealment import CodecPlcConcealer
 from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
-from jitterbuffer.payload import OPUS_PAYLOAD_TYPE, encode_pcm
 from jitterbuffer.rtp import RtpPacket
+from plc.codecs import get_codec
+from plc.codecs.pcm import encode_pcm
 from plc.concealers import Concealer, available_methods, make_concealer
+
+OPUS_PT = get_codec("opus").payload_type
 
 GETSTATS = ("jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferEmittedCount", "concealedSamples",
             "silentConcealedSamples", "concealmentEvents", "insertedSamplesForDeceleration",
@@ -214,7 +217,7 @@ def _opus_packets(x: np.ndarray) -> list[bytes]:
     from plc.codecs.opus import OpusEncoder
 
     enc = OpusEncoder(16000, 24000, 20)
-    return [RtpPacket(OPUS_PAYLOAD_TYPE, k, 480000 + 960 * k, 77, enc.encode(x[k * 320:(k + 1) * 320])).serialize()
+    return [RtpPacket(OPUS_PT, k, 480000 + 960 * k, 77, enc.encode(x[k * 320:(k + 1) * 320])).serialize()
             for k in range(len(x) // 320)]
 
 
@@ -236,7 +239,7 @@ def test_corrupt_opus_payload_is_concealed(helpers):
     pytest.importorskip("plc.codecs.opus")
     x = helpers.harmonic(1.0)
     pk = _opus_packets(x)
-    bad = RtpPacket(OPUS_PAYLOAD_TYPE, 10, 480000 + 9600, 77, bytes([0x78]) + b"\xff" * 3).serialize()
+    bad = RtpPacket(OPUS_PT, 10, 480000 + 9600, 77, bytes([0x78]) + b"\xff" * 3).serialize()
     arrivals = [(20.0 * k + 40, p) for k, p in enumerate(pk) if k != 10] + [(240.0, bad)]
     jb = JitterBuffer(make_concealer("g711"), JitterBufferConfig.from_spec("fixed:60"))
     y = helpers.play(jb, arrivals, 120)

@@ -15,9 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
-from jitterbuffer.payload import OPUS_PAYLOAD_TYPE, PCM_PAYLOAD_TYPE
 from jitterbuffer.rtp import MAX_REORDERING_THRESHOLD, RtpPacket
+from plc.codecs import get_codec
 from plc.concealers import make_concealer
+
+PCM_PAYLOAD_TYPE = get_codec("pcm").payload_type
+OPUS_PAYLOAD_TYPE = get_codec("opus").payload_type
 
 CAPACITY = 16
 SETTINGS = settings(derandomize=True, deadline=None, max_examples=80,

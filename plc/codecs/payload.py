@@ -1,0 +1,64 @@
+"""What every codec of the registry (:mod:`plc.codecs`) provides: payload bytes to samples and back.
+
+Decoders turn one RTP payload into float32 mono samples at :data:`SAMPLE_RATE` (the concealers'
+native rate, whatever the codec's own), and may conceal a lost packet themselves; encoders make
+one payload per packet from samples at that rate. A payload carries whole 10 ms frames (the
+jitter buffer's decision interval), at most :data:`MAX_PACKET_MS`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Optional, Protocol
+
+import numpy as np
+
+#: Output rate of every decoder and input rate of every encoder (the concealers' native rate), Hz.
+SAMPLE_RATE = 16000
+#: Samples per 10 ms frame at :data:`SAMPLE_RATE`.
+FRAME_SAMPLES = SAMPLE_RATE // 100
+#: The longest packet accepted, ms (Opus' maximum).
+MAX_PACKET_MS = 120
+
+
+class PayloadDecoder(abc.ABC):
+    """Decode one payload format to :data:`SAMPLE_RATE` Hz float32 mono.
+
+    Attributes
+    ----------
+    name : str
+        The codec's name (``pcm``, ``opus``, ``pcmu``...).
+    clock_rate : int
+        RTP timestamp rate of the format, Hz.
+    """
+
+    name = "base"
+    clock_rate = SAMPLE_RATE
+
+    @abc.abstractmethod
+    def duration(self, payload: bytes) -> Optional[int]:
+        """Duration of the payload in RTP timestamp units, or None if it is malformed."""
+
+    @abc.abstractmethod
+    def decode(self, payload: bytes) -> Optional[np.ndarray]:
+        """Decode into ``duration * SAMPLE_RATE / clock_rate`` samples; None if undecodable."""
+
+    def conceal(self, n_samples: int) -> Optional[np.ndarray]:
+        """The codec's own concealment of the next lost samples (``n_samples`` asked for; a codec
+        conceals in its own packet length), or None if it has none."""
+        return None
+
+    def reset(self) -> None:
+        """Forget decoder state (a new stream)."""
+
+
+class PayloadEncoder(Protocol):
+    """Makes one payload of ``frame_samples`` samples at :data:`SAMPLE_RATE`."""
+
+    #: Samples per packet.
+    frame_samples: int
+    #: Encoder delay in samples: the decoded audio lags the input by this much.
+    lookahead: int
+
+    def encode(self, samples: np.ndarray) -> bytes:
+        """One packet's payload from exactly ``frame_samples`` float samples in [-1, 1]."""
