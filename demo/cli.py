@@ -45,7 +45,7 @@ def run_offline(args: argparse.Namespace) -> int:
 
     from eval import cli as eval_cli
     from plc.cli import UserError, build_parser
-    from plc.concealers import DECODER_METHODS, available_methods
+    from plc.concealers import available_methods
 
     from .default_input import librivox_clips, write_manifest
 
@@ -65,7 +65,7 @@ def run_offline(args: argparse.Namespace) -> int:
             raise UserError("the built-in demo speech is missing: run `make setup` (installs Debian's "
                             "pocketsphinx-testdata) or pass --input AUDIO")
         manifest = write_manifest(clips, out / "manifest.csv")
-    methods = args.methods or ",".join(m for m in available_methods() if m not in DECODER_METHODS)
+    methods = args.methods or ",".join(available_methods(codec="pcm"))
     print(f"Concealing {args.loss} packet loss with {methods}; scoring PESQ, STOI, PLCMOS v2 and WER...")
     # `plc eval`'s own parser, so that every option it has gets its default
     eval_args = build_parser().parse_args(["eval", "--manifest", str(manifest), "--methods", methods,

@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from plc.cli import UserError
-    from plc.concealers import DECODER_METHODS, available_methods
+    from plc.concealers import available_methods, check_method
     from plc.offline import check_packet_ms
     from plc.outputs import check_output_folder
 
@@ -90,8 +90,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not methods:
         raise UserError(f"unknown method(s) {', '.join(unknown) or '(none)'}; "
                         f"choose from {', '.join(available_methods())}")
-    if args.codec != "opus" and any(m in DECODER_METHODS for m in methods):
-        raise UserError("method 'opus' is Opus' own concealment: add --codec opus")
+    try:
+        for m in methods:
+            check_method(m, args.codec)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if (args.network or args.live_call) and args.packet_ms != 20:
         raise UserError("--network and --live-call send 20 ms packets: leave --packet-ms at 20")
     if args.live_call and args.codec != "opus":

@@ -165,7 +165,7 @@ def _score_clip(args: tuple[str, int, str, str, str, bool]) -> tuple[list[tuple[
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from plc.concealers import DECODER_METHODS, available_methods
+    from plc.concealers import available_methods
 
     p = argparse.ArgumentParser(prog="python -m eval.loss_breakdown", description=__doc__.split("\n\n")[0])
     add_clip_arguments(p, clips=40)
@@ -175,7 +175,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="also put right only the STFT magnitude, the phase, the spectral envelope or the "
                         "fine structure of each class")
     args = p.parse_args(argv)
-    pcm_methods = [m for m in available_methods() if m not in DECODER_METHODS]
+    pcm_methods = available_methods(codec="pcm")
     for name in (args.method, args.against):
         if name not in pcm_methods:
             p.error(f"unknown PCM method {name!r} (choose from {', '.join(pcm_methods)})")

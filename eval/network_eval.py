@@ -47,15 +47,13 @@ class NetworkCondition:
     def render(self, ref: np.ndarray, method: str, job: Job) -> Rendered:
         from jitterbuffer.jitter_buffer import JitterBufferConfig
         from jitterbuffer.netsim import simulate
-        from plc.concealers import DECODER_METHODS
-        from plc.offline import offline_concealer
+        from plc.concealers import make_concealer
 
         net = self.network(job.clip.clip_id, job.seed)
         n_packets = int(np.ceil(len(ref) / (16000 * PACKET_MS / 1000)))
         arrivals = net.simulate(n_packets, PACKET_MS)
-        # A simulation, not a call: no real-time deadline, so a busy machine does not change the output
-        # (libopus' PLC is the decoder's, which the buffer drives itself).
-        concealer = None if method in DECODER_METHODS else offline_concealer(method)
+        # A simulation, not a call: no real-time deadline, so a busy machine does not change the output.
+        concealer = make_concealer(method, realtime=False)
         result = simulate(ref, arrivals, JitterBufferConfig(), method=method, codec=job.codec, seed=job.seed,
                           spec=net, concealer=concealer, bitrate_bps=job.bitrate_bps)
         got = np.zeros(n_packets, dtype=bool)

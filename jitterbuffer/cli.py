@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
     from plc.audio_io import AudioError, audio_subtype, check_output_path, load_audio, resample, write_audio
     from plc.codecs import SAMPLE_RATE
-    from plc.concealers import DECODER_METHODS, available_methods
+    from plc.concealers import check_method
     from plc.outputs import StagedOutputs, check_outputs
 
     from .jitter_buffer import JitterBufferConfig, default_method
@@ -91,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from .network import NetworkError, parse_network, read_arrivals_csv, write_arrivals_csv
 
     method = args.method or default_method()
-    if method not in available_methods():
-        raise UserError(f"unknown method {method!r}; choose from {', '.join(available_methods())}")
-    if method in DECODER_METHODS and args.codec != "opus":
-        raise UserError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
+    try:
+        check_method(method, args.codec)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     try:
         output = check_output_path(args.output)
     except AudioError as exc:

@@ -16,9 +16,6 @@ goes silent or crashes:
   slope (a concealer that drops straight to silence, say) is smoothed away
   over ``declick_ms`` (:func:`declick`), so the output stays continuous
   whatever concealer is plugged in.
-
-:class:`CodecPlcConcealer` makes the codec's own concealment (libopus PLC)
-look like a concealer, for ``--method opus``.
 """
 
 from __future__ import annotations
@@ -194,35 +191,3 @@ class GuardedConcealer:
             self.concealer.process(out)
         except Exception:  # noqa: BLE001 - it is broken already; the fallback covers it
             pass
-
-
-class CodecPlcConcealer(Concealer):
-    """The codec's own concealment as a concealer: plays what :meth:`feed` queued.
-
-    The jitter buffer feeds it the decoder's PLC output (libopus) before asking
-    for a lost frame; received frames pass through (the codec itself makes the
-    transition back).
-    """
-
-    name = "codec-plc"
-
-    def reset(self) -> None:
-        super().reset()
-        self._queue = np.zeros(0, dtype=np.float32)
-
-    def feed(self, samples: np.ndarray) -> None:
-        """Queue concealment samples made by the decoder."""
-        self._queue = np.concatenate([self._queue, np.asarray(samples, dtype=np.float32)])[-4 * self.frame_samples:]
-
-    def _conceal(self) -> np.ndarray:
-        if len(self._queue) < self.frame_samples:
-            self._queue = np.concatenate([self._queue, np.zeros(self.frame_samples - len(self._queue), np.float32)])
-        out, self._queue = self._queue[:self.frame_samples], self._queue[self.frame_samples:]
-        return out
-
-    def _on_received(self, frame: np.ndarray) -> None:
-        self._queue = self._queue[:0]
-
-    def _resume(self, frame: np.ndarray) -> np.ndarray:
-        self._queue = self._queue[:0]
-        return frame

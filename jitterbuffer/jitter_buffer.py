@@ -56,7 +56,7 @@ from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, defaul
 from plc.concealers import Concealer, available_methods, make_concealer
 from plc.dsp import raised_cosine_fade
 
-from .concealment import CodecPlcConcealer, GuardedConcealer
+from .concealment import GuardedConcealer
 from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
 from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
 from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
@@ -266,9 +266,10 @@ class JitterBuffer:
     ----------
     concealer : Concealer, optional
         Makes expand and merge; 16 kHz, 10 ms frames. Default: the best
-        installed (:func:`default_method`). A
-        :class:`~jitterbuffer.concealment.CodecPlcConcealer` plays the codec's
-        own concealment instead.
+        installed (:func:`default_method`). A concealer that declares
+        ``uses_codec_concealment`` is fed the codec's own concealment (libopus'
+        PLC) of each lost frame before it is asked for it;
+        :class:`~plc.concealers.codec_plc.CodecPlcConcealer` (``opus``) plays it as is.
     config : JitterBufferConfig, optional
         Mode and settings.
     payload_types : dict, optional
@@ -294,7 +295,6 @@ class JitterBuffer:
         if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
             raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
         self.concealer = concealer
-        self._codec_plc = isinstance(concealer, CodecPlcConcealer)
         self.guard = GuardedConcealer(concealer)
         self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
@@ -700,8 +700,8 @@ class JitterBuffer:
                 plc = decoder.conceal(2 * FRAME_SAMPLES)
                 if plc is not None:
                     self._plc_debt += len(plc)
-                    if self._codec_plc:
-                        self.concealer.feed(plc)
+                    if self.concealer.uses_codec_concealment:
+                        self.concealer.feed_codec_concealment(plc)
             self._plc_debt -= FRAME_SAMPLES
         out = self.guard.process(None)
         ts0 = self._target_ts if self._target_ts is not None else 0

@@ -31,9 +31,8 @@ from typing import Optional
 import numpy as np
 
 from plc.codecs import SAMPLE_RATE, codec_names, get_codec
-from plc.concealers import Concealer, make_concealer
+from plc.concealers import Concealer, check_method, make_concealer
 
-from .concealment import CodecPlcConcealer
 from .decision_logic import Operation
 from .jitter_buffer import FRAME_MS, JitterBuffer, JitterBufferConfig
 from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
@@ -81,11 +80,8 @@ def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS,
 
 
 def make_method_concealer(method: str, codec: str) -> Concealer:
-    """The concealer for ``--method`` (``opus``: libopus' own PLC, only with the Opus codec)."""
-    if method == "opus":
-        if codec != "opus":
-            raise ValueError("method 'opus' is the codec's own concealment: use it with --codec opus")
-        return CodecPlcConcealer(sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
+    """The concealer for ``--method`` with the ``codec`` payload (``ValueError`` if it cannot run with it)."""
+    check_method(method, codec)
     return make_concealer(method, sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
 
 

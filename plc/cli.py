@@ -65,14 +65,13 @@ def _run_conceal(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .audio_io import AudioError, audio_subtype, check_output_path, load_audio, write_audio
-    from .concealers import available_methods
+    from .concealers import check_method
     from .loss_models import TraceError, parse_loss_spec, read_trace, write_trace
     from .offline import check_packet_ms, conceal_audio, packets_in
     from .outputs import StagedOutputs, check_outputs
 
-    if args.method not in available_methods():
-        raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
     try:
+        check_method(args.method, args.codec)
         check_packet_ms(args.packet_ms, args.codec)
         model = parse_loss_spec(args.loss) if args.loss else None
         output = check_output_path(args.output)
@@ -122,15 +121,23 @@ def _run_conceal(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------- methods
 def _add_methods(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list the concealment methods",
-                       description="List the concealment methods --method accepts.")
+                       description="List the concealment methods --method accepts, what each is, and what it "
+                                   "needs (a codec with its own concealment, a module that is not installed).")
     p.set_defaults(func=_run_methods)
 
 
 def _run_methods(args: argparse.Namespace) -> int:
-    from .concealers import DECODER_METHODS, available_methods
+    from .codecs import concealing_codecs
+    from .concealers import registered_methods
 
-    for m in available_methods():
-        print(m + ("  (with --codec opus)" if m in DECODER_METHODS else ""))
+    for info in registered_methods():
+        notes = []
+        if info.needs_codec:
+            notes.append(f"with --codec {' or '.join(concealing_codecs())}")
+        missing = info.missing()
+        if missing:
+            notes.append(f"unavailable: {missing}")
+        print(f"{info.name:8s} {info.summary}" + (f"  ({'; '.join(notes)})" if notes else ""))
     return 0
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .audio_io import resample
 from .codecs import Codec, codec_names, get_codec
-from .concealers import DECODER_METHODS, Concealer, make_concealer
+from .concealers import Concealer, check_method, make_concealer
 from .dsp import raised_cosine_fade
 
 NATIVE_RATE = 16000
@@ -55,14 +55,6 @@ def check_packet_ms(packet_ms: int, codec: str = "pcm") -> int:
         raise ValueError(f"packet duration must be a multiple of {FRAME_MS} ms from {FRAME_MS} to "
                          f"{MAX_PACKET_MS} ms, got {packet_ms}")
     return get_codec(codec).check_packet_ms(packet_ms)
-
-
-def offline_concealer(method: str, sample_rate: int = NATIVE_RATE, frame_ms: int = FRAME_MS) -> Concealer:
-    """The concealer ``method`` for offline use: ``neural`` without its real-time deadline
-    (offline there is none to fall back on, and a busy machine must not change the output)."""
-    if method == "neural":
-        return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms, deadline_ms=None)
-    return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms)
 
 
 def packets_in(n_samples: int, sample_rate: int, packet_ms: int) -> int:
@@ -106,8 +98,7 @@ def conceal_audio(
     if spec.encoder is None:
         raise ValueError(f"codec {codec!r} is received only; choose from {', '.join(codec_names())}")
     check_packet_ms(packet_ms, codec)
-    if method in DECODER_METHODS and codec != "opus":
-        raise ValueError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
+    check_method(method, codec)
     audio = np.asarray(audio, dtype=np.float32)
     mono = audio.ndim == 1
     channels = audio[:, None] if mono else audio
@@ -122,33 +113,21 @@ def conceal_audio(
         )
     lost_packets = lost_packets[:needed]
 
-    def new_concealer() -> Optional[Concealer]:
-        if method in DECODER_METHODS:
-            return None
-        if concealer_factory is not None:
-            return concealer_factory()
-        return offline_concealer(method)
-
     outputs, stats, reasons = [], {}, []
     for ch in range(channels.shape[1]):
-        concealer = new_concealer()
+        # Offline there is no real-time deadline: a busy machine must not change the output.
+        concealer = concealer_factory() if concealer_factory is not None else make_concealer(method, realtime=False)
         x = channels[:, ch]
         if not spec.lossy:
             y = _conceal_pcm_channel(x, sample_rate, lost_packets, packet_ms, concealer)
         else:
             y = _conceal_coded_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer, spec)
         outputs.append(y)
-        if concealer is not None:
-            for key, value in concealer.stats.as_dict().items():
-                stats[key] = stats.get(key, 0) + value
-            reason = getattr(concealer, "fallback_reason", None)
-            if reason and reason not in reasons:
-                reasons.append(reason)
-    if method in DECODER_METHODS:  # the codec concealed: count it the same way
-        frames = int(lost_packets.sum()) * (packet_ms // FRAME_MS) * channels.shape[1]
-        bursts = int(np.count_nonzero(np.diff(np.concatenate([[0], lost_packets.astype(np.int8)])) == 1))
-        stats = {"concealed_frames": frames, "concealed_samples": frames * NATIVE_RATE * FRAME_MS // 1000,
-                 "concealment_events": bursts * channels.shape[1]}
+        for key, value in concealer.stats.as_dict().items():
+            stats[key] = stats.get(key, 0) + value
+        reason = getattr(concealer, "fallback_reason", None)
+        if reason and reason not in reasons:
+            reasons.append(reason)
     out = np.stack(outputs, axis=1)
     stats["lost_packets"] = int(lost_packets.sum())
     stats["packets"] = int(len(lost_packets))
@@ -162,11 +141,20 @@ def lost_sample_mask(n_samples: int, sample_rate: int, lost_packets: np.ndarray,
     return np.asarray(lost_packets, dtype=bool)[idx]
 
 
-def run_concealer(x: np.ndarray, lost_frames: np.ndarray, concealer: Concealer) -> np.ndarray:
-    """Feed ``x`` (native rate, whole frames) to ``concealer`` frame by frame."""
+def run_concealer(x: np.ndarray, lost_frames: np.ndarray, concealer: Concealer,
+                  codec_concealment: Optional[np.ndarray] = None) -> np.ndarray:
+    """Feed ``x`` (native rate, whole frames) to ``concealer`` frame by frame.
+
+    ``codec_concealment`` (same length as ``x``) holds the codec's own concealment in the lost
+    frames; a concealer that declares ``uses_codec_concealment`` is fed each lost frame's before
+    it is asked for it.
+    """
     n = concealer.frame_samples
+    feed = codec_concealment is not None and concealer.uses_codec_concealment
     out = np.empty_like(x)
     for f, lost in enumerate(lost_frames):
+        if lost and feed:
+            concealer.feed_codec_concealment(codec_concealment[f * n:(f + 1) * n])
         out[f * n:(f + 1) * n] = concealer.process(None if lost else x[f * n:(f + 1) * n])
     return out
 
@@ -213,7 +201,7 @@ def _splice(original: np.ndarray, replacement: np.ndarray, use_replacement: np.n
 
 
 def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
-                           bitrate_bps: int, concealer: Optional[Concealer], codec: Codec) -> np.ndarray:
+                           bitrate_bps: int, concealer: Concealer, codec: Codec) -> np.ndarray:
     native = resample(x, sample_rate, NATIVE_RATE)
     encoder = codec.encoder(bitrate_bps, packet_ms)
     decoder = codec.decoder(packet_ms)
@@ -228,13 +216,13 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
     for p in range(n_packets):
         payload = encoder.encode(signal[p * packet:(p + 1) * packet])
         # On a loss the decoder always runs its own PLC so that its state stays
-        # continuous; other methods replace that output below.
+        # continuous; other methods replace that output below (those that use the
+        # codec's concealment are given it).
         out = decoder.conceal(packet) if lost[p] else decoder.decode(payload)
         if out is None:  # no concealment of its own, or a payload it cannot decode: silence
             out = np.zeros(packet, dtype=np.float32)
         decoded[p * packet:(p + 1) * packet] = out
-    if concealer is not None:
-        lost_frames = np.repeat(lost, packet // frame)
-        decoded = run_concealer(decoded, lost_frames, concealer)
+    lost_frames = np.repeat(lost, packet // frame)
+    decoded = run_concealer(decoded, lost_frames, concealer, codec_concealment=decoded)
     aligned = decoded[encoder.lookahead:encoder.lookahead + len(native)]
     return resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]

@@ -132,12 +132,7 @@ def _make_jitter_buffer(method: str, buffer: str, concealer_options: dict):
     from plc.concealers import make_concealer
 
     name = "zero" if method == "none" else method
-    if name == "opus":
-        from jitterbuffer.concealment import CodecPlcConcealer
-
-        concealer = CodecPlcConcealer(sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS)
-    else:
-        concealer = make_concealer(name, sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS, **concealer_options)
+    concealer = make_concealer(name, sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS, **concealer_options)
     config = buffer if isinstance(buffer, JitterBufferConfig) else JitterBufferConfig.from_spec(str(buffer))
     return JitterBuffer(concealer=concealer, config=config, payload_types={})
 

@@ -1,15 +1,18 @@
-"""The contract every PCM concealer keeps (see plc/concealers/base.py)."""
+"""The contract every PCM concealer keeps (see plc/concealers/base.py), and the registry's capabilities."""
 
 import numpy as np
 import pytest
 
-from plc.concealers import available_methods, make_concealer
-from plc.dsp import raised_cosine_fade
+from plc.concealers import (
+    MethodInfo, available_methods, check_method, make_concealer, method_info, register, registered_methods,
+)
 from plc.concealers.simple import RepeatConcealer
+from plc.dsp import raised_cosine_fade
 
 from .conftest import harmonic
 
-PCM_METHODS = ["zero", "repeat", "g711", "neteq", "neural"]
+#: Every concealer that runs without a codec's own concealment: the registry's, not a list kept here.
+PCM_METHODS = available_methods(codec="pcm")
 FRAME = 160
 
 
@@ -21,7 +24,40 @@ def run(method, x, lost_frames, **kw):
 
 
 def test_all_methods_registered():
-    assert set(PCM_METHODS + ["opus"]) <= set(available_methods())
+    assert {"zero", "repeat", "g711", "neteq", "neural"} <= set(PCM_METHODS)
+    assert set(available_methods()) == set(PCM_METHODS) | {"opus"}
+    assert [i.name for i in registered_methods() if i.needs_codec] == ["opus"]
+
+
+def test_capabilities_not_names_decide():
+    """``opus`` plays the codec's concealment: it is built like any method, and refused without a codec
+    that conceals; ``neural`` has a deadline, which offline use drops."""
+    opus = make_concealer("opus")
+    assert opus.uses_codec_concealment and opus.process(None).shape == (FRAME,)
+    assert "opus" not in available_methods(codec="pcm") and "opus" in available_methods(codec="opus")
+    with pytest.raises(ValueError, match="codec's own concealment: use it with --codec opus"):
+        check_method("opus", "pcm")
+    assert method_info("neural").realtime_deadline and not method_info("neteq").realtime_deadline
+    assert make_concealer("neural", realtime=False).deadline_ms is None
+    assert make_concealer("neural").deadline_ms is not None
+
+
+def test_a_method_that_cannot_be_used_says_why(monkeypatch):
+    """An optional concealer whose dependency is missing is listed as unavailable with the reason,
+    and building it is a clear error (it used to vanish from the registry without a word)."""
+    from plc.concealers import _METHODS
+
+    info = MethodInfo("needs-nothing-here", "a test entry", ".simple:ZeroConcealer", requires=("no_such_module_x",))
+    monkeypatch.setitem(_METHODS, info.name, info)
+    assert info.name not in available_methods()
+    assert "no_such_module_x" in info.missing()
+    with pytest.raises(ValueError, match="unavailable: needs no_such_module_x"):
+        make_concealer(info.name)
+    broken = MethodInfo("broken-import", "a test entry", ".no_such_module:Concealer")
+    monkeypatch.setitem(_METHODS, broken.name, broken)
+    assert "ModuleNotFoundError" in broken.missing()
+    with pytest.raises(ValueError, match="registered already"):
+        register(MethodInfo("neteq", "again", ".neteq:NetEqConcealer"))
 
 
 def test_unknown_method_is_a_clear_error():

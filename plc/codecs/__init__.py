@@ -62,6 +62,8 @@ class Codec:
         input is the received audio itself (``plc conceal --codec pcm``).
     packet_ms : tuple of int
         Packet durations it carries, ms.
+    label : str
+        Its name in messages and reports (``Opus``, ``G.722``); default: ``name``.
     """
 
     name: str
@@ -73,11 +75,16 @@ class Codec:
     conceals: bool = False
     lossy: bool = True
     packet_ms: tuple[int, ...] = TEN_MS_PACKETS
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
     def check_packet_ms(self, packet_ms: int) -> int:
         """``packet_ms`` if this codec carries packets that long, else ``ValueError`` (one line)."""
         if packet_ms not in self.packet_ms:
-            raise ValueError(f"{self.name} packets last {_ms_list(self.packet_ms)} ms, got {packet_ms}")
+            raise ValueError(f"{self.label} packets last {_ms_list(self.packet_ms)} ms, got {packet_ms}")
         return packet_ms
 
 
@@ -137,11 +144,12 @@ def _aiortc_decoder(mime_type: str) -> Callable[..., PayloadDecoder]:
     return lambda frame_ms=20: AiortcPayloadDecoder(mime_type, 8000, frame_ms)
 
 
-register(Codec("pcm", "audio/x-plc-pcm16", SAMPLE_RATE, PcmDecoder, PcmEncoder, payload_type=96, lossy=False))
+register(Codec("pcm", "audio/x-plc-pcm16", SAMPLE_RATE, PcmDecoder, PcmEncoder, payload_type=96, lossy=False,
+               label="PCM"))
 register(Codec("opus", "audio/opus", 48000, OpusPayloadDecoder, _opus_encoder, payload_type=111, conceals=True,
-               packet_ms=OPUS_FRAME_MS))
-for _mime in ("audio/PCMU", "audio/PCMA", "audio/G722"):
-    register(Codec(_mime.split("/")[1].lower(), _mime, 8000, _aiortc_decoder(_mime)))
+               packet_ms=OPUS_FRAME_MS, label="Opus"))
+for _mime, _label in (("audio/PCMU", "G.711 µ-law"), ("audio/PCMA", "G.711 A-law"), ("audio/G722", "G.722")):
+    register(Codec(_mime.split("/")[1].lower(), _mime, 8000, _aiortc_decoder(_mime), label=_label))
 
 __all__ = [
     "Codec", "register", "get_codec", "codec_for_mime", "codec_names", "concealing_codecs",

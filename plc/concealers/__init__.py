@@ -1,60 +1,157 @@
-"""Concealers: every method behind one streaming interface (:class:`Concealer`).
+"""Concealers: every method behind one streaming interface (:class:`Concealer`), in one registry.
 
-Use :func:`make_concealer` to build one by its ``--method`` name.
+Each ``--method`` is a :class:`MethodInfo`: where its class lives and what it can do or needs.
+The callers (``plc conceal``, ``plc netsim``, ``plc eval``, the jitter buffer, an aiortc call)
+ask the registry, never a method's name:
+
+* ``needs_codec``: it plays the codec's own concealment (``opus``), so it works only where a
+  codec that conceals is decoding (``--codec opus``, an Opus call); callers feed it through
+  :meth:`Concealer.feed_codec_concealment`.
+* ``realtime_deadline``: it has a real-time deadline (``deadline_ms``); offline pipelines build
+  it without one (:func:`make_concealer` with ``realtime=False``), since a busy machine must not
+  change what a file or a simulation gives.
+* ``trained_model``: it runs a trained model, which ``model_dir`` selects (``--neural-model``).
+* ``requires``: what must be installed for it; where that is missing the method is listed as
+  unavailable with the reason (``plc methods``), not silently left out.
+
+A new concealer is a module with a :class:`Concealer` subclass and one :func:`register` call
+below; the contract every concealer keeps is pinned by ``tests/test_concealers.py``, which reads
+its list of methods from here.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from typing import Optional
 
 from .base import Concealer, ConcealerStats
-from .simple import RepeatConcealer, ZeroConcealer
-
-_FACTORIES: dict[str, Callable[..., Concealer]] = {
-    "zero": ZeroConcealer,
-    "repeat": RepeatConcealer,
-}
 
 
-def _register_optional() -> None:
-    """Register the concealers that live in their own modules."""
-    try:
-        from .g711 import G711Concealer
-        _FACTORIES["g711"] = G711Concealer
-    except ImportError:
-        pass
-    try:
-        from .neteq import NetEqConcealer
-        _FACTORIES["neteq"] = NetEqConcealer
-        from .neural import NeuralConcealer
-        _FACTORIES["neural"] = NeuralConcealer
-    except ImportError:
-        pass
+@dataclass(frozen=True)
+class MethodInfo:
+    """One ``--method`` of the registry.
+
+    Attributes
+    ----------
+    name : str
+        The ``--method`` name.
+    summary : str
+        One line for ``plc methods``.
+    target : str
+        ``"module:Class"`` of its :class:`Concealer` (imported when first used).
+    needs_codec : bool
+        It plays the codec's own concealment: only with a codec whose decoder conceals.
+    realtime_deadline : bool
+        It takes ``deadline_ms``, the real-time budget per frame (``None`` offline).
+    trained_model : bool
+        It runs a trained model; ``model_dir`` selects one.
+    requires : tuple of str
+        Python modules it needs that an installation may lack.
+    """
+
+    name: str
+    summary: str
+    target: str
+    needs_codec: bool = False
+    realtime_deadline: bool = False
+    trained_model: bool = False
+    requires: tuple[str, ...] = ()
+
+    def missing(self) -> Optional[str]:
+        """Why the method cannot be used here (a module it needs is not installed), or None."""
+        absent = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if absent:
+            return f"needs {', '.join(absent)}, which is not installed"
+        try:
+            self.concealer_class()
+        except ImportError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def concealer_class(self) -> type[Concealer]:
+        module, _, cls = self.target.partition(":")
+        return getattr(importlib.import_module(module, __name__), cls)
 
 
-_register_optional()
-
-#: Methods that need the codec's own decoder (only with ``--codec opus``).
-DECODER_METHODS = ("opus",)
+_METHODS: dict[str, MethodInfo] = {}
 
 
-def available_methods() -> list[str]:
-    """All ``--method`` names, PCM concealers first."""
-    return sorted(_FACTORIES) + list(DECODER_METHODS)
+def register(info: MethodInfo) -> MethodInfo:
+    """Add a method to the registry (a name registered twice is an error)."""
+    if info.name in _METHODS:
+        raise ValueError(f"concealment method {info.name!r} is registered already")
+    _METHODS[info.name] = info
+    return info
 
 
-def make_concealer(method: str, sample_rate: int = 16000, **kwargs) -> Concealer:
-    """Build the concealer called ``method`` at its native ``sample_rate``."""
-    try:
-        factory = _FACTORIES[method]
-    except KeyError:
-        raise ValueError(
-            f"unknown concealment method {method!r}; choose from {', '.join(available_methods())}"
-        ) from None
-    return factory(sample_rate=sample_rate, **kwargs)
+register(MethodInfo("zero", "silence, what a receiver without concealment plays", ".simple:ZeroConcealer"))
+register(MethodInfo("repeat", "the last packet again, 3 dB quieter each 10 ms", ".simple:RepeatConcealer"))
+register(MethodInfo("g711", "ITU-T G.711 Appendix I pitch-waveform replication", ".g711:G711Concealer"))
+register(MethodInfo("neteq", "WebRTC NetEQ's expand and merge (the default)", ".neteq:NetEqConcealer"))
+register(MethodInfo("neural", "WaveRNN-style model in onnxruntime, neteq when it fails or runs late",
+                    ".neural:NeuralConcealer", realtime_deadline=True, trained_model=True, requires=("onnxruntime",)))
+register(MethodInfo("opus", "the codec's own concealment (libopus' PLC)", ".codec_plc:CodecPlcConcealer",
+                    needs_codec=True))
+
+
+def method_info(method: str) -> MethodInfo:
+    """The registry entry of ``method``; ``ValueError`` if it is unknown or cannot be used here."""
+    info = _METHODS.get(method)
+    if info is None:
+        raise ValueError(f"unknown concealment method {method!r}; choose from {', '.join(available_methods())}")
+    missing = info.missing()
+    if missing:
+        raise ValueError(f"concealment method {method!r} is unavailable: {missing}")
+    return info
+
+
+def registered_methods() -> list[MethodInfo]:
+    """Every registered method, usable here or not (see :meth:`MethodInfo.missing`)."""
+    return list(_METHODS.values())
+
+
+def available_methods(codec: Optional[str] = None) -> list[str]:
+    """The ``--method`` names usable here, PCM concealers first (sorted), then those that need a
+    codec; with ``codec``, only those usable with it (``pcm``: no codec concealment)."""
+    usable = [i for i in _METHODS.values() if i.missing() is None]
+    if codec is not None:
+        usable = [i for i in usable if not i.needs_codec or _codec_conceals(codec)]
+    return sorted(i.name for i in usable if not i.needs_codec) + [i.name for i in usable if i.needs_codec]
+
+
+def check_method(method: str, codec: Optional[str] = None) -> MethodInfo:
+    """:func:`method_info`, and with ``codec`` also that the method can run with that codec
+    (``ValueError`` with the reason, one line)."""
+    info = method_info(method)
+    if codec is not None and info.needs_codec and not _codec_conceals(codec):
+        from ..codecs import concealing_codecs
+
+        raise ValueError(f"method {method!r} is the codec's own concealment: use it with "
+                         f"--codec {' or '.join(concealing_codecs())}")
+    return info
+
+
+def _codec_conceals(codec: str) -> bool:
+    from ..codecs import get_codec
+
+    return get_codec(codec).conceals
+
+
+def make_concealer(method: str, sample_rate: int = 16000, realtime: bool = True, **kwargs) -> Concealer:
+    """Build the concealer called ``method`` at its native ``sample_rate``.
+
+    ``realtime=False`` builds a method that has a real-time deadline without one (offline
+    pipelines and simulations); other keyword arguments go to its class.
+    """
+    info = method_info(method)
+    if info.realtime_deadline and not realtime:
+        kwargs.setdefault("deadline_ms", None)
+    return info.concealer_class()(sample_rate=sample_rate, **kwargs)
 
 
 __all__ = [
-    "Concealer", "ConcealerStats", "ZeroConcealer", "RepeatConcealer",
-    "make_concealer", "available_methods", "DECODER_METHODS",
+    "Concealer", "ConcealerStats", "MethodInfo", "register", "method_info", "registered_methods",
+    "available_methods", "check_method", "make_concealer",
 ]

@@ -14,6 +14,17 @@ Contract, pinned by ``tests/test_concealers.py``:
 * A received frame that does not directly follow a loss is returned unchanged.
 * Only the first received frame after a loss may differ from its input (the
   merge / cross-fade back into real audio).
+
+Codec concealment (a declared capability): where the audio comes from a codec
+with its own packet loss concealment (libopus' PLC in the Opus path and in the
+jitter buffer), the decoder runs that concealment on every lost packet anyway,
+to keep its state continuous, and the packet after a loss is decoded from the
+state it left. A concealer whose class sets :attr:`Concealer.uses_codec_concealment`
+is given those samples through :meth:`Concealer.feed_codec_concealment` before it
+is asked for the lost frames they cover, and may play them, or hand over into
+them so that the resume is the codec's own. Callers feed only concealers that
+declare it, and only what the codec made; without a codec (the PCM path) nothing
+is fed and :attr:`Concealer.codec_concealment` stays ``None``.
 """
 
 from __future__ import annotations
@@ -66,6 +77,11 @@ class Concealer(abc.ABC):
 
     #: Short name used by ``--method``.
     name: str = "base"
+    #: Whether the concealer uses the codec's own concealment of the lost frames when the pipeline
+    #: has one (module docstring): only then do callers :meth:`feed_codec_concealment`.
+    uses_codec_concealment: bool = False
+    #: Most codec-concealment samples kept queued, in frames (the jitter buffer feeds 20 ms at a time).
+    CODEC_QUEUE_FRAMES = 4
 
     def __init__(
         self,
@@ -92,6 +108,38 @@ class Concealer(abc.ABC):
         self.lost_frames = 0
         #: Frames received since the call started (history is only valid once > 0).
         self.frames_seen = 0
+        self._codec_queue = np.zeros(0, dtype=np.float32)
+        #: While :meth:`_conceal` runs: the codec's concealment of this lost frame, taken off the
+        #: queue (``None`` if none was fed: no codec, or the concealer does not use it).
+        self.codec_concealment: Optional[np.ndarray] = None
+
+    # ------------------------------------------------------- codec concealment
+    def feed_codec_concealment(self, samples: np.ndarray) -> None:
+        """Queue the codec's own concealment of the next lost samples (at ``sample_rate``).
+
+        Called, before the lost frames they cover are asked for, only for concealers that
+        declare :attr:`uses_codec_concealment`; a received frame empties the queue (the codec
+        decoded real audio again). At most ``CODEC_QUEUE_FRAMES`` frames are kept (the newest).
+        """
+        if not self.uses_codec_concealment:
+            raise TypeError(f"{self.name}: this concealer does not use the codec's concealment")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        keep = self.CODEC_QUEUE_FRAMES * self.frame_samples
+        self._codec_queue = np.concatenate([self._codec_queue, samples])[-keep:]
+
+    def _take_codec_frame(self) -> Optional[np.ndarray]:
+        """One frame off the codec-concealment queue, or ``None`` if less than a frame is queued."""
+        if len(self._codec_queue) < self.frame_samples:
+            self._codec_queue = self._codec_queue[:0]
+            return None
+        out, self._codec_queue = self._codec_queue[:self.frame_samples], self._codec_queue[self.frame_samples:]
+        return np.nan_to_num(out).astype(np.float32, copy=False)
+
+    def _codec_leftover(self) -> np.ndarray:
+        """The codec's concealment fed but not played (in :meth:`_resume`: the decoder ran ahead of
+        the playout, as when the jitter buffer asks libopus for 20 ms and plays 10 before the
+        packet comes; the decoded frame then continues from the end of it, not from what played)."""
+        return self._codec_queue
 
     def _push_history(self, samples: np.ndarray) -> None:
         n = len(samples)
@@ -113,6 +161,8 @@ class Concealer(abc.ABC):
         if frame is None:
             if self.lost_frames == 0:
                 self.stats.concealment_events += 1
+            # Taken whether or not _conceal plays it, so the queue stays in step with the frames.
+            self.codec_concealment = self._take_codec_frame() if self.uses_codec_concealment else None
             out = self._conceal()
             self.lost_frames += 1
             out = sanitize_frame(out, self.frame_samples)
@@ -136,6 +186,8 @@ class Concealer(abc.ABC):
             self.lost_frames = 0
             self.frames_seen += 1
             self.stats.received_frames += 1
+            self._codec_queue = self._codec_queue[:0]
+            self.codec_concealment = None
         self._push_history(out)
         return out
 

@@ -188,7 +188,7 @@ def test_cli_network_run_writes_audio_and_stats(wav, tmp_path):
     (["IN", "o.wav", "--network", "heavy", "--buffer", "elastic"], "adaptive or fixed"),
     (["IN", "o.wav", "--arrivals", "BADCSV"], "seq,send_ms,arrival_ms"),
     (["IN", "o.wav", "--arrivals", "SHORTCSV"], "covers 3 packets"),
-    (["IN", "o.wav", "--network", "heavy", "--method", "nope"], "unknown method"),
+    (["IN", "o.wav", "--network", "heavy", "--method", "nope"], "unknown concealment method"),
     (["IN", "o.wav", "--network", "heavy", "--method", "opus"], "--codec opus"),
     (["IN", "o.txt", "--network", "heavy"], "must end in"),
     (["IN", "o.wav", "--network", "heavy", "--quantile", "1.5"], "--quantile"),

@@ -1,0 +1,24 @@
+"""``opus``: the codec's own concealment (libopus' PLC) behind the concealer interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Concealer
+
+
+class CodecPlcConcealer(Concealer):
+    """The codec's own concealment as a concealer: plays what it was fed (:attr:`uses_codec_concealment`).
+
+    The jitter buffer (and the offline Opus path) feeds it the decoder's PLC output (libopus)
+    before asking for a lost frame; received frames pass through (the codec itself makes the
+    transition back). A lost frame with nothing fed is silent.
+    """
+
+    name = "codec-plc"
+    uses_codec_concealment = True
+
+    def _conceal(self) -> np.ndarray:
+        if self.codec_concealment is None:
+            return np.zeros(self.frame_samples, np.float32)
+        return self.codec_concealment
