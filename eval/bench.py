@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from plc.audio_io import AudioError, load_audio, resample
     from plc.cli import UserError
-    from plc.concealers import available_methods, make_concealer, method_info, registered_methods
+    from plc.concealers import FallbackConcealer, available_methods, make_concealer, method_info, registered_methods
     from plc.loss_models import TraceError, parse_loss_spec
 
     if args.method not in available_methods(codec="pcm"):  # a codec's own concealment has no cost of its own here
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     # No deadline: bench times every frame the method makes, not the fallback's.
     concealer = make_concealer(args.method, realtime=False,
                                **({"model_dir": args.model_dir} if args.model_dir is not None else {}))
+    # The method's own concealer, behind its fallback if it has one (its counters and model live there).
+    core = concealer.primary if isinstance(concealer, FallbackConcealer) else concealer
     frame = concealer.frame_samples
     n_frames = len(speech) // frame
     if n_frames < 2:
@@ -78,19 +80,19 @@ def run(args: argparse.Namespace) -> int:
         lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
         for i in range(n_frames):
             x = None if lost[i] else speech[i * frame:(i + 1) * frame]
-            noise_before = getattr(concealer, "noise_frames", 0)
+            noise_before = getattr(core, "noise_frames", 0)
             t = time.perf_counter()
             concealer.process(x)
             dt = (time.perf_counter() - t) * 1000.0
             (concealed_ms if x is None else received_ms).append(dt)
             if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
-                by_noise.append(getattr(concealer, "noise_frames", 0) > noise_before)
+                by_noise.append(getattr(core, "noise_frames", 0) > noise_before)
     if not concealed_ms or not received_ms:
         raise UserError(f"{'no' if not concealed_ms else 'every'} frame was lost under {args.loss} in "
                         f"{args.repeat} x {len(speech) / 16000:.2f} s of speech: give more speech, --repeat or "
                         "another --loss")
     c, r, noise = np.array(concealed_ms), np.array(received_ms), np.array(by_noise, dtype=bool)
-    info = getattr(getattr(concealer, "model", None), "info", None) or {}
+    info = getattr(getattr(core, "model", None), "info", None) or {}
     result = {
         "method": args.method,
         "speech_s": round(len(speech) / 16000, 2),
@@ -107,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         "not_noise_p50_ms": float(np.percentile(c[~noise], 50)) if (~noise).any() else 0.0,
         "threads": 1,
     }
-    if getattr(concealer, "load_error", None):
-        result["model_error"] = concealer.load_error
+    if core.unavailable_reason:
+        result["model_error"] = core.unavailable_reason
     if args.json:
         print(json.dumps(result))
     else:

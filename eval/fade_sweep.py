@@ -128,7 +128,7 @@ def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> l
     through the ``codec`` pipeline (PESQ against the original clip, as ``plc eval`` scores it)."""
     path, loss_spec, index, fades, model_dir, codec = args
     from plc.audio_io import load_audio
-    from plc.concealers.neural import NeuralConcealer
+    from plc.concealers import Concealer, make_concealer
     from plc.offline import conceal_audio
 
     from .metrics import pesq_wb, plcmos
@@ -138,8 +138,8 @@ def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> l
     lost = loss_trace(len(x), sr, loss_spec, index)
     scores = []
     for fade in fades:
-        def factory(fade: Fade = fade) -> NeuralConcealer:
-            return NeuralConcealer(model_dir=fade.model_dir or model_dir, deadline_ms=None, **fade.kwargs())
+        def factory(fade: Fade = fade) -> Concealer:
+            return make_concealer("neural", realtime=False, model_dir=fade.model_dir or model_dir, **fade.kwargs())
 
         y = conceal_audio(x, sr, lost, "neural", codec=codec, concealer_factory=factory).audio
         scores.append((plcmos(y, sr, seed=index), pesq_wb(x, y, sr)))

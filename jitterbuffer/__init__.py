@@ -8,7 +8,7 @@ Modules, one per protocol part:
 * :mod:`~jitterbuffer.decision_logic`: normal, expand, merge, accelerate, preemptive expand.
 * :mod:`~jitterbuffer.time_stretch`: accelerate / preemptive expand by whole pitch periods.
 * :mod:`~jitterbuffer.sync_buffer`: audio prepared for playout.
-* :mod:`~jitterbuffer.concealment`: the pluggable concealer, guarded (fallback, de-click).
+* :mod:`~jitterbuffer.declick`: de-clicking at the boundaries of expand and merge.
 * :mod:`~jitterbuffer.jitter_buffer`: :class:`JitterBuffer`, putting it all together.
 * :mod:`~jitterbuffer.network`, :mod:`~jitterbuffer.netsim`, :mod:`~jitterbuffer.cli`: ``plc netsim``.
 * :mod:`~jitterbuffer.bench_network`: the benchmark behind ``RESULTS.md``.

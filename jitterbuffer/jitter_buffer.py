@@ -12,8 +12,8 @@ arrives; ``get_audio()`` every 10 ms. Inside:
 * :mod:`~jitterbuffer.decision_logic` picks each tick's operation: normal,
   expand, merge, accelerate, fast accelerate or preemptive expand.
 * :mod:`plc.codecs` decodes (PCM, Opus...); the pluggable concealer
-  (any :class:`plc.concealers.Concealer`, guarded by
-  :class:`~jitterbuffer.concealment.GuardedConcealer`) makes expand and merge;
+  (any :class:`plc.concealers.Concealer`, behind :class:`plc.concealers.FallbackConcealer`
+  and de-clicked by :class:`~jitterbuffer.declick.Declicker`) makes expand and merge;
   :mod:`~jitterbuffer.time_stretch` accelerates and expands by pitch periods.
 
 Internally, decoded and concealed frames go into a *sync buffer* of audio
@@ -53,10 +53,10 @@ from typing import Optional
 import numpy as np
 
 from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, default_payload_types
-from plc.concealers import Concealer, available_methods, make_concealer
+from plc.concealers import Concealer, available_methods, make_concealer, with_fallback
 from plc.dsp import raised_cosine_fade
 
-from .concealment import GuardedConcealer
+from .declick import Declicker
 from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
 from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
 from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
@@ -294,8 +294,10 @@ class JitterBuffer:
             concealer = make_concealer(default_method(), sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
         if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
             raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
-        self.concealer = concealer
-        self.guard = GuardedConcealer(concealer)
+        #: The concealer, behind the fallback (:func:`plc.concealers.with_fallback`): a concealer that
+        #: raises, returns garbage or runs late never costs a frame.
+        self.concealer = with_fallback(concealer)
+        self.declicker = Declicker(SAMPLE_RATE)
         self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
         self.packets = PacketBuffer(c.capacity_packets, overflow)
@@ -573,7 +575,7 @@ class JitterBuffer:
 
     def _emergency_frame(self) -> np.ndarray:
         try:
-            out = self.guard.fallback.conceal(self._played)
+            out = self._conceal_frame(None)
         except Exception:  # noqa: BLE001
             out = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._sync.clear()
@@ -672,7 +674,7 @@ class JitterBuffer:
         if frame is None:  # undecodable: conceal it, the timeline moves on
             self._expand(advance=True)
             return True
-        out = self.guard.process(frame)
+        out = self._conceal_frame(frame)
         if not self._ever_played:  # the very first audio of the call fades in over 2 ms (no click)
             out = out.copy()
             out[:_FADE_IN.size] *= _FADE_IN
@@ -703,12 +705,16 @@ class JitterBuffer:
                     if self.concealer.uses_codec_concealment:
                         self.concealer.feed_codec_concealment(plc)
             self._plc_debt -= FRAME_SAMPLES
-        out = self.guard.process(None)
+        out = self._conceal_frame(None)
         ts0 = self._target_ts if self._target_ts is not None else 0
         self._append(out, ts0, self._rtp_per_sample() if advance else 0.0, math.nan, False, _is_silent(out))
         if advance and self._target_ts is not None:
             self._target_ts += self._frame_rtp
         self._generated += FRAME_SAMPLES
+
+    def _conceal_frame(self, frame: Optional[np.ndarray]) -> np.ndarray:
+        """The concealer's frame for a decoded ``frame`` (or ``None``: expand), de-clicked."""
+        return self.declicker.process(self.concealer.process(frame), frame is None)
 
     def _jump(self) -> None:
         """Move the timeline over a gap to the next packet (the gap is given up)."""
@@ -817,12 +823,6 @@ class JitterBuffer:
         n = self._n
         discarded = (n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
                      + n.packets_off_timeline)
-        inner = self.guard.concealer
-        own_fallback = inner.stats.fallback_frames
-        # a model that could not be loaded says so before the first loss too
-        reason = getattr(inner, "fallback_reason", None) if own_fallback else getattr(inner, "load_error", None)
-        if self.guard.errors:
-            reason = self.guard.errors[-1]
         return {
             "jitterBufferDelay": n.jitter_buffer_delay_s,
             "jitterBufferTargetDelay": n.jitter_buffer_target_delay_s,
@@ -844,11 +844,11 @@ class JitterBuffer:
             "packetsMalformed": n.packets_malformed,
             "packetsUnknownPayloadType": n.packets_unknown_payload,
             "decodeErrors": n.decode_errors,
-            # Frames the classic concealment made: the guard's (the concealer raised or gave garbage)
-            # and the concealer's own (e.g. the neural model missed its deadline or is missing).
-            "fallbackFrames": self.guard.fallback_frames + own_fallback,
-            "fallbackReason": reason,
-            "declickedFrames": self.guard.declicked_frames,
+            # Frames the classic concealment made: the concealer failed, gave garbage, missed its
+            # deadline or has no model (a model that did not load says so before the first loss too).
+            "fallbackFrames": self.concealer.stats.fallback_frames,
+            "fallbackReason": self.concealer.fallback_reason,
+            "declickedFrames": self.declicker.declicked_frames,
             "streamResets": n.stream_resets,
             "timestampJumps": n.timestamp_jumps,
             "arrivalTimesCorrected": n.arrival_times_corrected,

@@ -8,6 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from plc.concealers import make_concealer  # noqa: E402
 from plc.concealers.neural import NeuralConcealer  # noqa: E402
 from plc.neural.features import FeatureConfig  # noqa: E402
 from training.export import export_model  # noqa: E402
@@ -50,7 +51,7 @@ def test_runtime_conceals_exactly_as_the_torch_model_trains(model_dir):
     cfg, dcfg, fcfg = model.cfg, DataConfig(), FeatureConfig()
     x = harmonic(f0_hz=170.0, seconds=0.6, seed=3)
     n_before = 30
-    c = NeuralConcealer(model_dir=d, deadline_ms=None)
+    c = NeuralConcealer(model_dir=d)
     c._rng = np.random.default_rng(7)
     for i in range(n_before):
         c.process(x[i * FRAME:(i + 1) * FRAME])
@@ -83,7 +84,7 @@ def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):
     x = harmonic(seconds=1.0)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[30:55] = True  # 250 ms
-    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    c = make_concealer("neural", realtime=False, model_dir=model_dir[0])
     out = run(c, x, lost)
     assert np.array_equal(out[:30 * FRAME], x[:30 * FRAME])
     assert np.array_equal(out[57 * FRAME:], x[57 * FRAME:])
@@ -102,14 +103,14 @@ def test_unvoiced_audio_is_continued_by_noise_and_silent_by_120_ms(model_dir):
     voiced = harmonic(seconds=0.6)
     noise = (0.1 * np.random.default_rng(0).standard_normal(len(voiced))).astype(np.float32)
     for x, unvoiced, noise_frames in ((voiced, "noise", 0), (noise, "noise", 15), (noise, "model", 0)):
-        c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, unvoiced=unvoiced)
+        c = make_concealer("neural", realtime=False, model_dir=model_dir[0], unvoiced=unvoiced)
         out = run(c, x, lost)
         assert not np.any(out[42 * FRAME:45 * FRAME])
         assert np.any(out[41 * FRAME:42 * FRAME])
-        assert c.stats.fallback_frames == 0 and c.noise_frames == noise_frames
+        assert c.stats.fallback_frames == 0 and c.primary.noise_frames == noise_frames
         if noise_frames:  # the noise has the level of what was played, not the model's
             assert 0.5 < np.std(out[30 * FRAME:32 * FRAME]) / np.std(x[28 * FRAME:30 * FRAME]) < 1.4
-    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    c = NeuralConcealer(model_dir=model_dir[0])
     assert np.all(c._gain(5) == 1.0)  # voiced: full level to 60 ms
     c._fade = (c.unvoiced_fade_start_ms, c.unvoiced_fade_end_ms)
     assert c._gain(3)[-1] == 1.0 and c._gain(4)[-1] < 1.0  # unvoiced: fading from 40 ms
@@ -123,8 +124,8 @@ def test_deterministic(model_dir):
     x = harmonic(seconds=0.6)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:24] = True
-    a = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None), x, lost)
-    b = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None), x, lost)
+    a = run(NeuralConcealer(model_dir=model_dir[0]), x, lost)
+    b = run(NeuralConcealer(model_dir=model_dir[0]), x, lost)
     assert np.array_equal(a, b)
 
 
@@ -134,7 +135,7 @@ def test_noise_scale_zero_makes_the_seed_irrelevant(model_dir):
     lost[20:24] = True
 
     def conceal(seed, scale):
-        return run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, seed=seed, noise_scale=scale), x, lost)
+        return run(NeuralConcealer(model_dir=model_dir[0], seed=seed, noise_scale=scale), x, lost)
 
     assert np.array_equal(conceal(1, 0.0), conceal(2, 0.0))
     assert not np.array_equal(conceal(1, 1.0), conceal(2, 1.0))
@@ -148,13 +149,13 @@ def test_load_prewarms_the_loss_path_without_leaving_state(model_dir):
     from plc.neural import features
 
     features._mel_basis.cache_clear()
-    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    c = NeuralConcealer(model_dir=model_dir[0])
     assert features._mel_basis.cache_info().currsize == 1 and c.load_error is None
     x = harmonic(seconds=0.6)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:24] = True
     a = run(c, x, lost)
-    twice = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    twice = NeuralConcealer(model_dir=model_dir[0])
     twice._prewarm_loss_path()
     assert np.array_equal(a, run(twice, x, lost))
 
@@ -166,22 +167,22 @@ def test_missing_or_corrupt_model_falls_back_to_neteq(model_dir, tmp_path):
     from plc.concealers import make_concealer
 
     expected = run(make_concealer("neteq"), x, lost)
-    missing = NeuralConcealer(model_dir=tmp_path / "nothing-here")
-    assert "unusable" in missing.load_error
+    missing = make_concealer("neural", model_dir=tmp_path / "nothing-here")
+    assert "unusable" in missing.primary.load_error
     assert np.array_equal(run(missing, x, lost), expected)
-    assert missing.stats.fallback_frames == 4 and missing.fallback_reason == missing.load_error
+    assert missing.stats.fallback_frames == 4 and missing.fallback_reason == missing.primary.load_error
     corrupt = tmp_path / "corrupt"
     shutil.copytree(model_dir[0], corrupt)
     (corrupt / "generate.onnx").write_bytes(b"\x08\x01garbage")
-    broken = NeuralConcealer(model_dir=corrupt)
-    assert broken.model is None
+    broken = make_concealer("neural", model_dir=corrupt)
+    assert broken.primary.model is None
     assert np.array_equal(run(broken, x, lost), expected)
     older = tmp_path / "older"
     shutil.copytree(model_dir[0], older)
     info = json.loads((older / "model.json").read_text())
     (older / "model.json").write_text(json.dumps(dict(info, format_version=2)))
-    old = NeuralConcealer(model_dir=older)
-    assert "format 2" in old.load_error and "plc export" in old.load_error
+    old = make_concealer("neural", model_dir=older)
+    assert "format 2" in old.primary.load_error and "plc export" in old.primary.load_error
     assert np.array_equal(run(old, x, lost), expected)
 
 
@@ -191,13 +192,13 @@ def test_model_exception_mid_call_falls_back(model_dir, graph, fallback_frames):
     x = harmonic(seconds=0.6)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:24] = True
-    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=None)
+    c = make_concealer("neural", realtime=False, model_dir=model_dir[0])
 
     class Boom:
         def run(self, *a, **k):
             raise RuntimeError("boom")
 
-    setattr(c.model, graph, Boom())
+    setattr(c.primary.model, graph, Boom())
     out = run(c, x, lost)
     assert c.stats.fallback_frames == fallback_frames
     assert c.fallback_reason == "the model raised RuntimeError: boom"
@@ -211,7 +212,7 @@ def test_deadline_miss_falls_back_and_is_counted(model_dir):
     x = harmonic(seconds=1.0)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:26] = True
-    c = NeuralConcealer(model_dir=model_dir[0], deadline_ms=1e-6)  # no model can make this deadline
+    c = make_concealer("neural", model_dir=model_dir[0], deadline_ms=1e-6)  # no model can make this deadline
     out = run(c, x, lost)
     assert c.stats.fallback_frames == 5  # the first frame shows the model is too slow; the rest fall back
     assert "deadline" in c.fallback_reason
@@ -229,8 +230,8 @@ def test_shipped_model_stays_bounded_on_extreme_input(kind):
          "dc": np.full(n, 0.9)}[kind].astype(np.float32)
     lost = np.zeros(n // FRAME, dtype=bool)
     lost[30:34] = lost[50:70] = True
-    c = NeuralConcealer(deadline_ms=None)
-    assert c.load_error is None
+    c = make_concealer("neural", realtime=False)
+    assert c.primary.load_error is None
     out = run(c, x, lost)
     assert np.all(np.isfinite(out)) and np.abs(out).max() <= 1.0
     assert not np.any(out[62 * FRAME:70 * FRAME])
@@ -244,7 +245,7 @@ def test_resume_cross_fades_over_merge_samples_only(model_dir):
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[20:22] = True
     for merge in (40, 112):
-        out = run(NeuralConcealer(model_dir=model_dir[0], deadline_ms=None, merge_samples=merge), x, lost)
+        out = run(NeuralConcealer(model_dir=model_dir[0], merge_samples=merge), x, lost)
         resume = slice(22 * FRAME, 23 * FRAME)
         assert np.array_equal(out[resume][merge:], x[resume][merge:])
         assert not np.array_equal(out[resume][:merge], x[resume][:merge])

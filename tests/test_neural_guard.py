@@ -15,10 +15,9 @@ import shutil
 import numpy as np
 import pytest
 
-from plc.concealers import make_concealer
-from plc.concealers.neural import (
-    DEFAULT_MODEL_DIR, FRAME_TIMES_KEPT, MAX_LEVEL_RATIO, NeuralConcealer, check_model_dir,
-)
+from plc.concealers import FallbackConcealer, make_concealer
+from plc.concealers.fallback import FRAME_TIMES_KEPT
+from plc.concealers.neural import DEFAULT_MODEL_DIR, MAX_LEVEL_RATIO, NeuralConcealer, check_model_dir
 
 from .conftest import harmonic
 from .jitterbuffer.conftest import pcm_packets
@@ -95,7 +94,7 @@ def first_inf(w):
     return w
 
 
-def assert_falls_back_cleanly(c: NeuralConcealer, reason_has: str) -> None:
+def assert_falls_back_cleanly(c: FallbackConcealer, reason_has: str) -> None:
     """Every lost frame is the classic concealer's (counted, with the reason): never silent,
     never louder than the audio around it."""
     x = harmonic(seconds=1.0)
@@ -118,8 +117,8 @@ def test_poisoned_weights_are_refused_at_load_with_the_reason(tmp_path, transfor
     """NaN or inf weights used to play silence, weights scaled by 1e30 a constant loud tone, and
     the fallback count stayed 0."""
     d = poison(copy_model(tmp_path), transform)
-    c = NeuralConcealer(model_dir=d)
-    assert c.model is None and "self-test" in c.load_error and why in c.load_error
+    c = make_concealer("neural", model_dir=d)
+    assert c.primary.model is None and "self-test" in c.primary.load_error and why in c.primary.load_error
     assert_falls_back_cleanly(c, why)
     with pytest.raises(ValueError, match=why):
         check_model_dir(d)
@@ -146,8 +145,8 @@ def test_a_bad_frame_mid_call_goes_to_the_classic_concealer_and_is_counted(graph
     """A model that passes its self-test but makes a bad frame on the call's audio."""
     x = harmonic(seconds=1.0)
     lost = losses(len(x) // FRAME)
-    c = NeuralConcealer(deadline_ms=None)
-    setattr(c.model, graph, Rogue(getattr(c.model, graph), bad))
+    c = make_concealer("neural", realtime=False)
+    setattr(c.primary.model, graph, Rogue(getattr(c.primary.model, graph), bad))
     out = run(c, x, lost)
     assert c.stats.fallback_frames > 0 and why in c.fallback_reason
     assert np.all(np.isfinite(out))
@@ -159,7 +158,7 @@ def test_a_bad_frame_mid_call_goes_to_the_classic_concealer_and_is_counted(graph
 
 def test_the_frame_check_never_fires_on_real_speech(speech_16k):
     """The shipped model on real speech, long bursty losses: not one frame falls back."""
-    c = NeuralConcealer(deadline_ms=None)
+    c = make_concealer("neural", realtime=False)
     lost = losses(len(speech_16k) // FRAME, every=13, length=6)
     run(c, speech_16k[:len(lost) * FRAME], lost)
     assert c.stats.concealed_frames == lost.sum() and c.stats.fallback_frames == 0 and c.fallback_reason is None
@@ -196,8 +195,8 @@ def test_the_frame_check_never_fires_on_real_speech(speech_16k):
 def test_a_bad_model_description_is_refused_with_the_field(tmp_path, change, field):
     """``subframe: 0`` used to raise ZeroDivisionError out of the concealer's constructor."""
     d = rewrite(copy_model(tmp_path), **change)
-    c = NeuralConcealer(model_dir=d)
-    assert c.model is None and field in c.load_error
+    c = make_concealer("neural", model_dir=d)
+    assert c.primary.model is None and field in c.primary.load_error
     assert_falls_back_cleanly(c, field)
 
 
@@ -245,17 +244,18 @@ def test_a_bad_model_never_stops_the_jitter_buffer_or_a_call(tmp_path):
 
 def test_memory_stays_bounded_over_a_long_call():
     """``frame_times_ms`` grew by one entry per concealed frame forever, even across reset()."""
-    c = NeuralConcealer(deadline_ms=None)
+    c = make_concealer("neural", realtime=False)
     x = harmonic(seconds=1.0)
     pattern = losses(len(x) // FRAME, every=7, length=3)
 
     def sizes() -> dict:
         out = {}
-        for name, value in vars(c).items():
-            if isinstance(value, (list, dict, set, str, bytes)) or hasattr(value, "__len__"):
-                out[name] = len(value)
-            elif isinstance(value, np.ndarray):
-                out[name] = value.size
+        for owner in (c, c.primary, c.classic):
+            for name, value in vars(owner).items():
+                if isinstance(value, (list, dict, set, str, bytes)) or hasattr(value, "__len__"):
+                    out[type(owner).__name__, name] = len(value)
+                elif isinstance(value, np.ndarray):
+                    out[type(owner).__name__, name] = value.size
         return out
 
     long_loss = np.ones(FRAME_TIMES_KEPT + 200, dtype=bool)
@@ -277,4 +277,4 @@ def test_memory_stays_bounded_over_a_long_call():
 def test_make_concealer_with_a_bad_model_does_not_raise(tmp_path):
     d = rewrite(copy_model(tmp_path), model__subframe=0)
     c = make_concealer("neural", model_dir=d)
-    assert c.load_error and c.process(None).shape == (FRAME,)
+    assert c.primary.load_error and c.fallback_reason == c.primary.load_error and c.process(None).shape == (FRAME,)

@@ -366,7 +366,7 @@ def _dev_plcmos(out: Path, model: PLCModel, paths: list[Path], config: dict) -> 
     """Export the current weights and conceal a few dev clips through the real runtime."""
     try:
         from eval.metrics import plcmos
-        from plc.concealers.neural import NeuralConcealer
+        from plc.concealers import make_concealer
         from plc.offline import conceal_audio
 
         from .export import export_model
@@ -379,8 +379,8 @@ def _dev_plcmos(out: Path, model: PLCModel, paths: list[Path], config: dict) -> 
 
             x, sr = sf.read(str(p), dtype="float32")
             lost = np.random.default_rng(i).random(len(x) // 320 + 1) < 0.15
-            y = conceal_audio(x, sr, lost, "neural", concealer_factory=lambda: NeuralConcealer(
-                model_dir=export_dir, fallback_on_deadline=False)).audio
+            y = conceal_audio(x, sr, lost, "neural", concealer_factory=lambda: make_concealer(
+                "neural", realtime=False, model_dir=export_dir)).audio
             scores.append(plcmos(y, sr, seed=i))
             base.append(plcmos(conceal_audio(x, sr, lost, "neteq").audio, sr, seed=i))
         return {"dev_plcmos": round(float(np.mean(scores)), 3), "dev_plcmos_neteq": round(float(np.mean(base)), 3)}

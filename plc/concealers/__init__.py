@@ -7,9 +7,12 @@ ask the registry, never a method's name:
 * ``needs_codec``: it plays the codec's own concealment (``opus``), so it works only where a
   codec that conceals is decoding (``--codec opus``, an Opus call); callers feed it through
   :meth:`Concealer.feed_codec_concealment`.
-* ``realtime_deadline``: it has a real-time deadline (``deadline_ms``); offline pipelines build
-  it without one (:func:`make_concealer` with ``realtime=False``), since a busy machine must not
-  change what a file or a simulation gives.
+* ``fallback``: a classic method that takes over where it fails (:class:`FallbackConcealer`,
+  the one fallback mechanism); ``deadline_ms``: its real-time budget per frame, after which the
+  fallback takes over too. Offline pipelines build it without a deadline (:func:`make_concealer`
+  with ``realtime=False``), since a busy machine must not change what a file or a simulation
+  gives. The jitter buffer puts every other concealer behind :data:`CLASSIC_METHOD` the same
+  way (:func:`with_fallback`).
 * ``trained_model``: it runs a trained model, which ``model_dir`` selects (``--neural-model``).
 * ``requires``: what must be installed for it; where that is missing the method is listed as
   unavailable with the reason (``plc methods``), not silently left out.
@@ -26,7 +29,8 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Optional
 
-from .base import Concealer, ConcealerStats
+from .base import Concealer, ConcealerStats, ConcealmentError
+from .fallback import FallbackConcealer
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,10 @@ class MethodInfo:
         ``"module:Class"`` of its :class:`Concealer` (imported when first used).
     needs_codec : bool
         It plays the codec's own concealment: only with a codec whose decoder conceals.
-    realtime_deadline : bool
-        It takes ``deadline_ms``, the real-time budget per frame (``None`` offline).
+    fallback : str or None
+        The method that takes over where it fails or runs late.
+    deadline_ms : float or None
+        Its real-time budget per frame (dropped offline); None: no deadline.
     trained_model : bool
         It runs a trained model; ``model_dir`` selects one.
     requires : tuple of str
@@ -55,9 +61,15 @@ class MethodInfo:
     summary: str
     target: str
     needs_codec: bool = False
-    realtime_deadline: bool = False
+    fallback: Optional[str] = None
+    deadline_ms: Optional[float] = None
     trained_model: bool = False
     requires: tuple[str, ...] = ()
+
+    @property
+    def realtime_deadline(self) -> bool:
+        """It has a real-time deadline (which offline use drops)."""
+        return self.deadline_ms is not None
 
     def missing(self) -> Optional[str]:
         """Why the method cannot be used here (a module it needs is not installed), or None."""
@@ -91,7 +103,8 @@ register(MethodInfo("repeat", "the last packet again, 3 dB quieter each 10 ms", 
 register(MethodInfo("g711", "ITU-T G.711 Appendix I pitch-waveform replication", ".g711:G711Concealer"))
 register(MethodInfo("neteq", "WebRTC NetEQ's expand and merge (the default)", ".neteq:NetEqConcealer"))
 register(MethodInfo("neural", "WaveRNN-style model in onnxruntime, neteq when it fails or runs late",
-                    ".neural:NeuralConcealer", realtime_deadline=True, trained_model=True, requires=("onnxruntime",)))
+                    ".neural:NeuralConcealer", fallback="neteq", deadline_ms=5.0, trained_model=True,
+                    requires=("onnxruntime",)))
 register(MethodInfo("opus", "the codec's own concealment (libopus' PLC)", ".codec_plc:CodecPlcConcealer",
                     needs_codec=True))
 
@@ -142,16 +155,36 @@ def _codec_conceals(codec: str) -> bool:
 def make_concealer(method: str, sample_rate: int = 16000, realtime: bool = True, **kwargs) -> Concealer:
     """Build the concealer called ``method`` at its native ``sample_rate``.
 
-    ``realtime=False`` builds a method that has a real-time deadline without one (offline
-    pipelines and simulations); other keyword arguments go to its class.
+    A method with a ``fallback`` comes behind :class:`FallbackConcealer`, with its deadline
+    (``deadline_ms=`` sets another; ``realtime=False``: none, for offline pipelines and
+    simulations). Other keyword arguments go to its class.
     """
     info = method_info(method)
-    if info.realtime_deadline and not realtime:
-        kwargs.setdefault("deadline_ms", None)
-    return info.concealer_class()(sample_rate=sample_rate, **kwargs)
+    deadline_ms = kwargs.pop("deadline_ms", info.deadline_ms if realtime else None)
+    if info.fallback is None and deadline_ms is not None:
+        raise TypeError(f"{method} has no real-time deadline (no fallback to take over)")
+    concealer = info.concealer_class()(sample_rate=sample_rate, **kwargs)
+    if info.fallback is None:
+        return concealer
+    classic = make_concealer(info.fallback, sample_rate, frame_ms=concealer.frame_ms)
+    return FallbackConcealer(concealer, classic, deadline_ms=deadline_ms)
+
+
+#: The classic concealer behind every other one in the jitter buffer (:func:`with_fallback`).
+CLASSIC_METHOD = "neteq"
+
+
+def with_fallback(concealer: Concealer) -> FallbackConcealer:
+    """``concealer`` behind a :class:`FallbackConcealer` (itself if it is one already), with
+    :data:`CLASSIC_METHOD` taking over where it fails; no deadline beyond the one it has."""
+    if isinstance(concealer, FallbackConcealer):
+        return concealer
+    classic = make_concealer(CLASSIC_METHOD, concealer.sample_rate, frame_ms=concealer.frame_ms)
+    return FallbackConcealer(concealer, classic)
 
 
 __all__ = [
-    "Concealer", "ConcealerStats", "MethodInfo", "register", "method_info", "registered_methods",
-    "available_methods", "check_method", "make_concealer",
+    "Concealer", "ConcealerStats", "ConcealmentError", "FallbackConcealer", "MethodInfo", "register",
+    "method_info", "registered_methods", "available_methods", "check_method", "make_concealer", "with_fallback",
+    "CLASSIC_METHOD",
 ]

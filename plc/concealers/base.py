@@ -108,6 +108,7 @@ class Concealer(abc.ABC):
         self.lost_frames = 0
         #: Frames received since the call started (history is only valid once > 0).
         self.frames_seen = 0
+        self._frame_open = False  # a lost frame has begun (counted) and not yet been played
         self._codec_queue = np.zeros(0, dtype=np.float32)
         #: While :meth:`_conceal` runs: the codec's concealment of this lost frame, taken off the
         #: queue (``None`` if none was fed: no codec, or the concealer does not use it).
@@ -148,6 +149,11 @@ class Concealer(abc.ABC):
         else:
             self.history = np.concatenate([self.history[n:], samples]).astype(np.float32, copy=False)
 
+    @property
+    def unavailable_reason(self) -> Optional[str]:
+        """Why this concealer cannot conceal at all (a model that did not load), or None."""
+        return None
+
     # --------------------------------------------------------------- streaming
     def process(self, frame: Optional[np.ndarray]) -> np.ndarray:
         """Return the ``frame_samples`` samples to play for this frame.
@@ -157,19 +163,14 @@ class Concealer(abc.ABC):
         frame : np.ndarray or None
             The received samples (float, ``frame_samples`` long, nominally in
             [-1, 1]), or ``None`` if the frame was lost.
+
+        Raises :class:`ConcealmentError` (or anything else a broken concealer raises) when it
+        cannot make the frame; :class:`~plc.concealers.fallback.FallbackConcealer` then plays
+        its classic concealer's frame and keeps this one in step with :meth:`follow`.
         """
         if frame is None:
-            if self.lost_frames == 0:
-                self.stats.concealment_events += 1
-            # Taken whether or not _conceal plays it, so the queue stays in step with the frames.
-            self.codec_concealment = self._take_codec_frame() if self.uses_codec_concealment else None
-            out = self._conceal()
-            self.lost_frames += 1
-            out = sanitize_frame(out, self.frame_samples)
-            self.stats.concealed_frames += 1
-            self.stats.concealed_samples += self.frame_samples
-            if not np.any(out):
-                self.stats.silent_concealed_samples += self.frame_samples
+            self._begin_lost_frame()
+            out = sanitize_frame(self._conceal(), self.frame_samples)
         else:
             frame = np.asarray(frame, dtype=np.float32)
             if frame.shape != (self.frame_samples,):
@@ -179,17 +180,52 @@ class Concealer(abc.ABC):
             frame = sanitize_frame(frame, self.frame_samples)
             if self.lost_frames > 0:
                 out = sanitize_frame(self._resume(frame), self.frame_samples)
-                self.stats.merged_frames += 1
             else:
                 self._on_received(frame)
                 out = frame
+        self._end_frame(out, lost=frame is None)
+        return out
+
+    def follow(self, played: np.ndarray, lost: bool) -> None:
+        """Keep in step with a frame another concealer played in this one's place (a fallback):
+        counted, and kept as history, as if this one had made ``played``."""
+        if lost:
+            self._begin_lost_frame()
+        self._end_frame(sanitize_frame(played, self.frame_samples), lost)
+
+    def observe(self, samples: np.ndarray) -> None:
+        """Take ``samples`` that another concealer played as history, without counting a frame:
+        a loss this one takes over later continues from them (a fallback following its primary)."""
+        self._push_history(np.asarray(samples, dtype=np.float32))
+
+    def _begin_lost_frame(self) -> None:
+        if self._frame_open:  # a process(None) that raised: this frame has begun already
+            return
+        self._frame_open = True
+        if self.lost_frames == 0:
+            self.stats.concealment_events += 1
+        # Taken whether or not _conceal plays it, so the queue stays in step with the frames.
+        self.codec_concealment = self._take_codec_frame() if self.uses_codec_concealment else None
+
+    def _end_frame(self, out: np.ndarray, lost: bool) -> None:
+        """The bookkeeping of a played frame: counters, the loss run, the history."""
+        self._frame_open = False
+        if lost:
+            self.lost_frames += 1
+            self.stats.concealed_frames += 1
+            self.stats.concealed_samples += self.frame_samples
+            if not np.any(out):
+                self.stats.silent_concealed_samples += self.frame_samples
+        else:
+            if self.lost_frames > 0:
+                self.stats.merged_frames += 1
             self.lost_frames = 0
             self.frames_seen += 1
             self.stats.received_frames += 1
             self._codec_queue = self._codec_queue[:0]
             self.codec_concealment = None
         self._push_history(out)
-        return out
+        self._after_frame(out, lost)
 
     @abc.abstractmethod
     def _conceal(self) -> np.ndarray:
@@ -201,3 +237,10 @@ class Concealer(abc.ABC):
 
     def _on_received(self, frame: np.ndarray) -> None:
         """Hook for cheap state updates on normal received frames."""
+
+    def _after_frame(self, out: np.ndarray, lost: bool) -> None:
+        """Hook after every played frame (``out``, now the newest history), made here or followed."""
+
+
+class ConcealmentError(RuntimeError):
+    """A concealer cannot make this frame, or refuses to play what it made (the message says why)."""

@@ -1,4 +1,4 @@
-"""The neural concealer: WaveRNN-style generation in onnxruntime, with a classic fallback.
+"""The neural concealer: WaveRNN-style generation in onnxruntime.
 
 At the first lost frame of a loss it measures the pitch lag, voicing and
 level of the last real audio and makes one ``start.onnx`` call that
@@ -26,31 +26,33 @@ When packets resume it generates one frame more and cross-fades into the
 received audio (over ``merge_samples``) at the lag (within ``max_align_lag``)
 where the generated continuation matches the real audio best.
 
-Real-time safety: if the model is missing or corrupt, raises, or would miss
-``deadline_ms``, that frame is concealed by the classic ``neteq`` concealer
-instead and ``stats.fallback_frames`` counts it (``fallback_reason`` says why).
+Real-time safety: ``make_concealer("neural")`` wraps it in
+:class:`~plc.concealers.fallback.FallbackConcealer` with the classic ``neteq`` and a
+5 ms deadline: if the model is missing or corrupt, fails, or would miss the deadline,
+that frame is concealed by ``neteq`` instead and ``stats.fallback_frames`` counts it
+(``fallback_reason`` says why). Here the model only says so: a model that did not load
+makes :attr:`NeuralConcealer.unavailable_reason` say why, and a frame it cannot make or
+must not play raises :class:`~plc.concealers.base.ConcealmentError` with the reason.
 A model is checked before it is trusted: its description and hash
 (:mod:`plc.neural.description`) and a self-test on a synthetic vowel at load;
 then every frame it makes must be finite and no louder than the level bound
 (:meth:`NeuralConcealer._frame_problem`). Received frames cost only a copy
-into the history.
+into the history and the log-mel of the newest frame.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from collections import deque
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..dsp import raised_cosine_fade
 from ..neural.description import ModelDescriptionError, audio_needed, check_model_description, read_graphs
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
-from ..dsp import raised_cosine_fade
-from .base import Concealer, ConcealerStats
+from .base import Concealer, ConcealerStats, ConcealmentError
 from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3
@@ -69,8 +71,6 @@ DEFAULT_MERGE_SAMPLES = 40
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
-#: Per-frame timings kept in ``NeuralConcealer.frame_times_ms`` (the deadline uses a decaying maximum).
-FRAME_TIMES_KEPT = 1000
 #: The frame check: a concealed frame may be at most this many times (in RMS) the loudest 10 ms of
 #: the last ``LEVEL_REFERENCE_MS`` before the loss, counted from at least ``LEVEL_FLOOR_RMS`` (-40 dBFS).
 #: On all 367 dev clips under gilbert:0.2,6 (16,688 frames made by the model) the largest ratio
@@ -135,7 +135,7 @@ def check_model_dir(model_dir: str | os.PathLike) -> None:
     loads, runs in this runtime and passes the concealer's self-test."""
     if not (Path(model_dir) / "model.json").is_file():
         raise ValueError(f"{model_dir} holds no model.json")
-    error = NeuralConcealer(model_dir=model_dir, deadline_ms=None).load_error
+    error = NeuralConcealer(model_dir=model_dir).load_error
     if error:
         raise ValueError(error)
 
@@ -242,10 +242,6 @@ class NeuralConcealer(Concealer):
     model_dir : path, optional
         Folder with ``model.json`` and the ONNX graphs (default: ``$PLC_NEURAL_MODEL``, else the
         shipped model).
-    deadline_ms : float or None
-        Per-frame budget. A frame whose generation is predicted to take longer
-        (from the recent worst case) is concealed by the fallback. ``None``
-        disables the check (offline use, where no deadline exists).
     fade_start_ms, fade_end_ms : float
         Continuous-loss time where the fade-out starts and where the output is silent, when the
         audio before the loss is voiced (pitch correlation at least ``voiced_threshold``).
@@ -271,20 +267,15 @@ class NeuralConcealer(Concealer):
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
-                 deadline_ms: Optional[float] = 5.0, fade_start_ms: float = DEFAULT_VOICED_FADE_MS[0],
+                 fade_start_ms: float = DEFAULT_VOICED_FADE_MS[0],
                  fade_end_ms: float = DEFAULT_VOICED_FADE_MS[1],
                  unvoiced_fade_start_ms: float = DEFAULT_UNVOICED_FADE_MS[0],
                  unvoiced_fade_end_ms: float = DEFAULT_UNVOICED_FADE_MS[1],
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
-                 noise_scale: float = DEFAULT_NOISE_SCALE,
-                 fallback_on_deadline: bool = True) -> None:
-        from .neteq import NetEqConcealer
-
+                 noise_scale: float = DEFAULT_NOISE_SCALE) -> None:
         if sample_rate != 16000 or frame_ms != 10:
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
-        self.fallback = NetEqConcealer(sample_rate=sample_rate, frame_ms=frame_ms)
-        self.deadline_ms = deadline_ms if fallback_on_deadline else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
         if unvoiced not in UNVOICED_CHOICES:
             raise ValueError(f"unvoiced must be one of {UNVOICED_CHOICES}, got {unvoiced!r}")
@@ -302,14 +293,10 @@ class NeuralConcealer(Concealer):
         self.noise_scale = noise_scale
         self._fade_gains: dict[tuple[tuple[float, float], int], np.ndarray] = {}
         self.load_error: Optional[str] = None
-        #: Why frames last fell back to ``neteq`` (a load error, an exception, the deadline), if they did.
-        self.fallback_reason: Optional[str] = None
         try:
             self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
         except ModelUnavailable as exc:
             self.model, self.load_error = None, str(exc)
-        #: How long the model took for each of the last :data:`FRAME_TIMES_KEPT` frames it made, ms.
-        self.frame_times_ms: deque[float] = deque(maxlen=FRAME_TIMES_KEPT)
         context_frames = self.model.context_frames if self.model else 24
         needed_ms = -(-self.model.audio_needed * 1000 // sample_rate) if self.model else 0
         super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms, needed_ms))
@@ -324,12 +311,12 @@ class NeuralConcealer(Concealer):
         in a live call that would block the audio thread. A model that raises, or makes a frame
         that fails the frame check (:meth:`_frame_problem`: NaN weights, weights scaled out of
         range), or that continues the steady vowel almost silently (zeroed weights), is refused
-        here with the reason, and the classic concealer takes every loss.
+        here with the reason (:attr:`unavailable_reason`), and the classic concealer takes every loss.
         """
         if self.model is None:
             return
-        stats, deadline_ms, threshold = self.stats, self.deadline_ms, self.voiced_threshold
-        self.stats, self.deadline_ms, self.voiced_threshold = ConcealerStats(), None, -np.inf  # the model path
+        stats, threshold = self.stats, self.voiced_threshold
+        self.stats, self.voiced_threshold = ConcealerStats(), -np.inf  # the model path
         try:
             vowel = _self_test_vowel(self.history_samples + self.frame_samples, self.sample_rate)
             frames = vowel.reshape(-1, self.frame_samples)
@@ -341,24 +328,26 @@ class NeuralConcealer(Concealer):
             NoiseContinuation(np.zeros(self.frame_samples, np.float32), self._rng).next_frame()
             level_db = 10.0 * np.log10((np.mean(np.square(first, dtype=np.float64)) + 1e-20)
                                        / np.mean(np.square(vowel, dtype=np.float64)))
-            if self.stats.fallback_frames:
-                self.model, self.load_error = None, f"neural model fails its self-test: {self.fallback_reason}"
-            elif level_db < SELF_TEST_MIN_LEVEL_DB:
+            if level_db < SELF_TEST_MIN_LEVEL_DB:
                 self.model, self.load_error = None, (
                     f"neural model fails its self-test: it continues a steady vowel {min(-level_db, 120):.0f} dB "
                     f"below its level (at most {-SELF_TEST_MIN_LEVEL_DB:.0f} dB below)")
+        except ConcealmentError as exc:  # a frame it must not play, or the model raised
+            self.model, self.load_error = None, f"neural model fails its self-test: {exc}"
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
-        self.stats, self.deadline_ms, self.voiced_threshold = stats, deadline_ms, threshold
-        self.fallback_reason = None
+        self.stats, self.voiced_threshold = stats, threshold
         self.noise_frames = 0
-        self.frame_times_ms.clear()
         self.reset()
+
+    @property
+    def unavailable_reason(self) -> Optional[str]:
+        """Why the model cannot conceal (:attr:`load_error`: it did not load or failed its self-test), or None."""
+        return self.load_error
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         super().reset()
-        self.fallback.reset()
         n_frames = self.history_samples // self.frame_samples
         self._lost_history = np.zeros(n_frames, dtype=bool)  # which history frames were concealed
         # Log-mel of every played frame, kept as frames are played (a few µs each) so that the
@@ -373,33 +362,24 @@ class NeuralConcealer(Concealer):
         self._cond: Optional[np.ndarray] = None
         self._signal: Optional[np.ndarray] = None   # what the generator has made so far, unfaded
         self._noise: Optional[NoiseContinuation] = None  # this loss's noise, after unvoiced audio
-        self._loss_started = False  # a loss has been started by the model or the noise (not the fallback)
+        self._loss_started = False  # a loss has been started by the model or the noise
         self._lag = np.array([100], np.int64)
         self._voicing = np.zeros((1, 1), np.float32)
         self._level = np.ones((1, 1), np.float32)
-        self._using_fallback = False
         self._fade = (self.fade_start_ms, self.fade_end_ms)   # this loss's fade (set at its start)
         self._energy_limit = 0.0  # most energy a frame of this loss may have (set at its start)
-        self._recent_ms = 0.0
 
     # --------------------------------------------------------------- received
-    def process(self, frame: Optional[np.ndarray]) -> np.ndarray:
-        if frame is not None and self.lost_frames == 0:
-            self.fallback.process(frame)  # keep the fallback's history current (a copy)
-        out = super().process(frame)
+    def _after_frame(self, out: np.ndarray, lost: bool) -> None:
         self._lost_history[:-1] = self._lost_history[1:]
-        self._lost_history[-1] = frame is None
+        self._lost_history[-1] = lost
         if self._mel_history is not None:
             newest = log_mel_last_frame(self.history, self.model.features)
             self._mel_history = np.concatenate([self._mel_history[1:], newest])
-        return out
 
     def _resume(self, frame: np.ndarray) -> np.ndarray:
-        was_fallback = self._using_fallback
-        self._using_fallback = False
-        fb_out = self.fallback.process(frame)
-        if was_fallback or self.model is None or not self._loss_started:
-            return fb_out
+        if self.model is None or not self._loss_started:
+            return frame
         lost_ms = self.lost_frames * self.frame_ms
         if lost_ms >= self._fade[1]:  # already silent: fade the real audio in
             n = min(self.frame_samples, 80)
@@ -409,14 +389,8 @@ class NeuralConcealer(Concealer):
         try:
             extra = self._generate_frame(self.lost_frames)
         except Exception as exc:
-            self._model_raised(exc)
-            self.stats.fallback_frames += 1
-            return fb_out
-        problem = self._frame_problem(extra)
-        if problem is not None:
-            self.fallback_reason = problem
-            self.stats.fallback_frames += 1
-            return fb_out
+            raise self._model_raised(exc) from exc
+        self._check_frame(extra)
         return self._align_and_crossfade(extra, frame)
 
     def _align_and_crossfade(self, generated: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -445,35 +419,15 @@ class NeuralConcealer(Concealer):
     # -------------------------------------------------------------- concealing
     def _conceal(self) -> np.ndarray:
         if self.model is None:
-            self.fallback_reason = self.load_error
-            return self._fallback_frame()
-        if self._using_fallback:
-            return self._fallback_frame()
-        if self.deadline_ms is not None and self._recent_ms > self.deadline_ms:
-            self.fallback_reason = (f"recent frames took up to {self._recent_ms:.2f} ms, over the "
-                                    f"{self.deadline_ms:g} ms deadline")
-            self._recent_ms *= 0.5  # try the model again later
-            self._using_fallback = True
-            return self._fallback_frame()
+            raise ConcealmentError(self.load_error)
         if self.lost_frames == 0:
             self._energy_limit = self._frame_energy_limit()
-        start = time.perf_counter()
         try:
             out = self._start_loss() if self.lost_frames == 0 else self._generate_frame(self.lost_frames)
         except Exception as exc:
-            self._model_raised(exc)
-            self._using_fallback = True  # the rest of this loss
-            return self._fallback_frame()
-        elapsed = (time.perf_counter() - start) * 1000.0
-        self.frame_times_ms.append(elapsed)
-        problem = self._frame_problem(out)
-        if problem is not None:
-            self.fallback_reason = problem
-            self._using_fallback = True  # the rest of this loss
-            return self._fallback_frame()
+            raise self._model_raised(exc) from exc
+        self._check_frame(out)
         self.noise_frames += self._noise is not None
-        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
-        self.fallback._push_history(out)  # the fallback continues from what was played
         return out
 
     def _frame_energy_limit(self) -> float:
@@ -501,13 +455,16 @@ class NeuralConcealer(Concealer):
         return (f"the model made a frame {over_db:.0f} dB louder than the audio before the loss "
                 f"(at most {20.0 * np.log10(MAX_LEVEL_RATIO):.0f} dB)")
 
-    def _model_raised(self, exc: Exception) -> None:
-        """Record why the fallback conceals from here on (``fallback_reason``)."""
-        self.fallback_reason = f"the model raised {type(exc).__name__}: {exc}"
+    def _check_frame(self, frame: np.ndarray) -> None:
+        """Raise :class:`ConcealmentError` if the frame must not be played (:meth:`_frame_problem`)."""
+        problem = self._frame_problem(frame)
+        if problem is not None:
+            raise ConcealmentError(problem)
 
-    def _fallback_frame(self) -> np.ndarray:
-        self.stats.fallback_frames += 1
-        return self.fallback.process(None)
+    @staticmethod
+    def _model_raised(exc: Exception) -> ConcealmentError:
+        """The error to raise when running the model raised ``exc``."""
+        return ConcealmentError(f"the model raised {type(exc).__name__}: {exc}")
 
     def _gain(self, lost_frames_before: int) -> np.ndarray:
         """The fade-out over lost frame ``lost_frames_before`` of this loss (raised cosine over ``self._fade``)."""
