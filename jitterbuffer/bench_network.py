@@ -33,6 +33,7 @@ import numpy as np
 
 from plc.codecs import SAMPLE_RATE
 
+from .delay_manager import DelayManagerConfig
 from .jitter_buffer import JitterBufferConfig
 from .netsim import simulate
 from .network import Arrival, parse_network
@@ -113,7 +114,7 @@ def changing_arrivals(n_packets: int, seed: int) -> list[Arrival]:
 
 
 def _run(job: tuple) -> dict:
-    signal_key, network, seed, buffer, overrides, method = job
+    signal_key, network, seed, buffer, delay_overrides, method = job
     x = _SIGNALS[signal_key]
     if network == "changing":
         spec = None
@@ -121,7 +122,7 @@ def _run(job: tuple) -> dict:
     else:
         spec = parse_network(network, seed=seed)
         arrivals = spec.simulate(int(np.ceil(len(x) / 320)))
-    config = JitterBufferConfig.from_spec(buffer, **overrides)
+    config = JitterBufferConfig.from_spec(buffer, delay=DelayManagerConfig(**delay_overrides))
     r = simulate(x, arrivals, config, method=method, spec=spec, seed=seed)
     s = r.stats
     out = {k: s[k] for k in ("lateLossRate", "networkLossRate", "playoutDelayMeanMs", "playoutDelayP95Ms",

@@ -7,12 +7,14 @@ Registered in :mod:`plc.cli` as ``_lazy("jitterbuffer.cli", "netsim", ...)``;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from plc import argtypes
 from plc.codecs import codec_names
 from plc.cli import UserError
 
+from .delay_manager import DelayManagerConfig
 from .network import MAX_TRANSIT_MS
 
 HELP = "simulate a network and the jitter buffer on an audio file"
@@ -46,6 +48,8 @@ empty arrival_ms = never arrived; a seq listed twice = duplicated).
 
 #: --min-delay / --max-delay: a target delay, ms.
 DELAY_MS = argtypes.float_range(0.0, 10000.0)
+#: The adaptive target's defaults (--min-delay, --max-delay, --quantile).
+DELAY_DEFAULTS = DelayManagerConfig()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -68,11 +72,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
     p.add_argument("--seed", type=argtypes.seed, default=None, help="override the network SPEC's seed")
-    p.add_argument("--min-delay", type=DELAY_MS, default=0.0, metavar="MS", help="adaptive: lowest target delay (ms)")
-    p.add_argument("--max-delay", type=DELAY_MS, default=1000.0, metavar="MS",
-                   help="adaptive: highest target delay (ms, default 1000, at most 10000)")
-    p.add_argument("--quantile", type=argtypes.float_range(0.5, 1.0, hi_open=True), default=None, metavar="Q",
-                   help="adaptive: share of packets the target delay covers (default 0.9; NetEQ uses 0.95)")
+    p.add_argument("--min-delay", type=DELAY_MS, default=DELAY_DEFAULTS.min_delay_ms, metavar="MS",
+                   help=f"adaptive: lowest target delay (ms, default {DELAY_DEFAULTS.min_delay_ms:g})")
+    p.add_argument("--max-delay", type=DELAY_MS, default=DELAY_DEFAULTS.max_delay_ms, metavar="MS",
+                   help=f"adaptive: highest target delay (ms, default {DELAY_DEFAULTS.max_delay_ms:g}, at most 10000)")
+    p.add_argument("--quantile", type=argtypes.float_range(0.5, 1.0, hi_open=True), default=DELAY_DEFAULTS.quantile,
+                   metavar="Q", help="adaptive: share of packets the target delay covers "
+                                     f"(default {DELAY_DEFAULTS.quantile:g}; NetEQ uses 0.95)")
     p.add_argument("--save-arrivals", metavar="CSV", help="also write the simulated arrivals as a CSV trace")
     p.set_defaults(func=run)
 
@@ -105,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_delay < args.min_delay:
         raise UserError("need --min-delay <= --max-delay")
     try:
-        extra = {"quantile": args.quantile} if args.quantile is not None else {}
-        config = JitterBufferConfig.from_spec(args.buffer, min_delay_ms=args.min_delay, max_delay_ms=args.max_delay,
-                                              **extra)
+        delay = dataclasses.replace(DELAY_DEFAULTS, min_delay_ms=args.min_delay, max_delay_ms=args.max_delay,
+                                    quantile=args.quantile)
+        config = JitterBufferConfig.from_spec(args.buffer, delay=delay)
         spec = parse_network(args.network, seed=args.seed) if args.network is not None else None
         audio, rate = load_audio(args.input)
         mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]

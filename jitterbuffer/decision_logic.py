@@ -98,6 +98,31 @@ class Decision:
     jump: bool = False
 
 
+@dataclass
+class DecisionConfig:
+    """Settings of :class:`DecisionLogic` (ms); the jitter buffer's are ``JitterBufferConfig.decision``.
+
+    The playout delay is kept between target + ``preemptive_below_ms`` and target +
+    ``accelerate_above_ms`` (module docstring).
+    """
+
+    #: Accelerate above target + this.
+    accelerate_above_ms: float = 20.0
+    #: Fast accelerate above target + this.
+    fast_above_ms: float = 40.0
+    #: Preemptive expand below target + this.
+    preemptive_below_ms: float = 10.0
+    #: Ticks between two ordinary stretches (fast accelerate is not limited).
+    min_stretch_interval_ticks: int = 1
+    #: Gaps longer than this are jumped without waiting (a sender pause; NetEQ reinitialises after
+    #: 100 expands' worth of leap).
+    max_gap_wait_ms: float = 1000.0
+    #: False disables accelerate and preemptive expand.
+    allow_time_stretch: bool = True
+    #: Most the band is raised for a slow sender clock (reached at 1% skew).
+    max_skew_lift_ms: float = 5.0
+
+
 class DecisionLogic:
     """Chooses each tick's operation.
 
@@ -105,31 +130,22 @@ class DecisionLogic:
     ----------
     mode : {"adaptive", "fixed"}
         ``fixed`` never time-stretches and never holds the timeline.
-    preemptive_below_ms, accelerate_above_ms, fast_above_ms : float
-        Thresholds of the playout delay, relative to the target (see module docstring).
-    min_stretch_interval_ticks : int
-        Ticks between two ordinary stretches (fast accelerate is not limited).
-    max_gap_wait_ms : float
-        Gaps longer than this are jumped without waiting (NetEQ reinitialises
-        after 100 expands' worth of leap).
-    allow_time_stretch : bool
-        False disables accelerate and preemptive expand.
+    config : DecisionConfig, optional
+        Thresholds (default :class:`DecisionConfig`).
     """
 
-    def __init__(self, mode: str = "adaptive", accelerate_above_ms: float = 20.0, fast_above_ms: float = 40.0,
-                 preemptive_below_ms: float = 10.0, min_stretch_interval_ticks: int = 1,
-                 max_gap_wait_ms: float = 1000.0, allow_time_stretch: bool = True) -> None:
+    def __init__(self, mode: str = "adaptive", config: Optional[DecisionConfig] = None) -> None:
         if mode not in ("adaptive", "fixed"):
             raise ValueError(f"buffer mode must be adaptive or fixed, got {mode!r}")
+        c = config or DecisionConfig()
         self.mode = mode
-        self.accelerate_above_ms = accelerate_above_ms
-        self.fast_above_ms = max(fast_above_ms, accelerate_above_ms)
-        self.preemptive_below_ms = min(preemptive_below_ms, accelerate_above_ms)
-        self.min_stretch_interval_ticks = int(min_stretch_interval_ticks)
-        self.max_gap_wait_ms = max_gap_wait_ms
-        self.allow_time_stretch = allow_time_stretch and mode == "adaptive"
-        #: Most the band is raised for a slow sender clock, ms (reached at 1% skew).
-        self.max_skew_lift_ms = 5.0
+        self.accelerate_above_ms = c.accelerate_above_ms
+        self.fast_above_ms = max(c.fast_above_ms, c.accelerate_above_ms)
+        self.preemptive_below_ms = min(c.preemptive_below_ms, c.accelerate_above_ms)
+        self.min_stretch_interval_ticks = int(c.min_stretch_interval_ticks)
+        self.max_gap_wait_ms = c.max_gap_wait_ms
+        self.allow_time_stretch = c.allow_time_stretch and mode == "adaptive"
+        self.max_skew_lift_ms = c.max_skew_lift_ms
         self._ticks_since_stretch = 10 ** 6
 
     def reset(self) -> None:

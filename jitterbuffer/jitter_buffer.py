@@ -57,12 +57,12 @@ from plc.concealers import Concealer, available_methods, make_concealer, with_fa
 from plc.dsp import raised_cosine_fade
 
 from .declick import Declicker
-from .decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
-from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
-from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
+from .decision_logic import Decision, DecisionConfig, DecisionLogic, DecisionStatus, Operation
+from .delay_manager import START_DELAY_MS, ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
+from .packet_buffer import CAPACITY_PACKETS, BufferedPacket, InsertResult, PacketBuffer
 from .sync_buffer import SyncBuffer
 from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
-from .time_stretch import NoiseFloorTracker, accelerate, preemptive_expand
+from .time_stretch import NoiseFloorTracker, TimeStretchConfig, accelerate, preemptive_expand
 
 FRAME_MS = 10
 #: Audio prepared ahead for an accelerate (NetEQ works on 30 ms).
@@ -99,8 +99,6 @@ class JitterBufferConfig:
     prefetch_ms : float
         Fixed mode: the constant delay after the first packet's arrival.
         Adaptive mode: the delay before playout starts (then the target takes over).
-    min_delay_ms, max_delay_ms : float
-        Clamp of the adaptive target delay.
     capacity_packets : int
         Packet buffer capacity.
     overflow : {"drop_oldest", "flush"} or None
@@ -110,28 +108,21 @@ class JitterBufferConfig:
         Fixed mode: when packets carrying this much audio in a row arrive too late
         (the sender's clock is slower, or the network delay rose for good), playout
         restarts ``prefetch_ms`` after the next packet. Longer than any delay spike.
-    quantile, forget_factor, resample_interval_ms :
-        Delay histogram settings (:class:`~jitterbuffer.delay_manager.DelayManagerConfig`).
-        The target covers ``quantile`` of the packets' arrival delays. 0.9 rather
-        than NetEQ's 0.95: the adaptive buffer waits for a packet that is later than
-        the target instead of dropping it, so the rest costs a short concealment,
-        not a loss (on the heavy-tailed network of RESULTS.md, 0.95 gives about 20 ms
-        more delay and 3 points less concealment).
+    delay : DelayManagerConfig
+        The adaptive target delay: the quantile of arrival delays it covers, its clamp
+        (``min_delay_ms``, ``max_delay_ms``), the histograms
+        (:class:`~jitterbuffer.delay_manager.DelayManagerConfig`).
+    decision : DecisionConfig
+        Time-stretch thresholds relative to the target (the playout delay is kept between
+        target + 10 and target + 20 ms), their spacing, the longest gap waited for, and whether
+        to time-stretch at all (:class:`~jitterbuffer.decision_logic.DecisionConfig`).
+    stretch : TimeStretchConfig
+        Least correlation of the cross-faded pitch periods for an ordinary stretch and for a
+        fast accelerate (:class:`~jitterbuffer.time_stretch.TimeStretchConfig`).
     burst_follower_ratio : float
         A packet arriving less than this fraction of its timestamp step after the
         previous one queued behind it; it is left out of the delay histogram, so a
         delay spike or a jitter burst counts once, not once per packet it held up.
-    preemptive_below_ms, accelerate_above_ms, fast_above_ms, min_stretch_interval_ticks :
-        Time-stretch thresholds relative to the target: the playout delay is kept
-        between target + 10 and target + 20 ms
-        (:class:`~jitterbuffer.decision_logic.DecisionLogic`).
-    stretch_correlation, fast_stretch_correlation : float
-        Least correlation of the cross-faded pitch periods for an ordinary stretch
-        (NetEQ's 0.9) and for a fast accelerate far above the target.
-    allow_time_stretch : bool
-        Adaptive mode without accelerate / preemptive expand when False.
-    max_gap_wait_ms : float
-        A gap in the timestamps this long is jumped at once (sender pause).
     stream_restart_ms, max_timestamp_lead_ms : float
         A packet whose timestamp puts it more than ``stream_restart_ms`` behind (NetEQ's 5 s
         horizon, ``PacketBuffer::IsObsoleteTimestamp``) or ``max_timestamp_lead_ms`` ahead of
@@ -150,27 +141,17 @@ class JitterBufferConfig:
     """
 
     mode: str = "adaptive"
-    prefetch_ms: float = 80.0
-    min_delay_ms: float = 0.0
-    max_delay_ms: float = 1000.0
-    capacity_packets: int = 100
+    prefetch_ms: float = START_DELAY_MS
+    capacity_packets: int = CAPACITY_PACKETS
     overflow: Optional[str] = None
     late_restart_ms: float = 1000.0
-    quantile: float = 0.9
-    forget_factor: float = 0.995
-    resample_interval_ms: Optional[float] = None
-    accelerate_above_ms: float = 20.0
-    fast_above_ms: float = 40.0
-    preemptive_below_ms: float = 10.0
-    min_stretch_interval_ticks: int = 1
-    allow_time_stretch: bool = True
-    max_gap_wait_ms: float = 1000.0
     stream_restart_ms: float = 5000.0
     max_timestamp_lead_ms: float = 500.0
     arrival_tolerance_ms: float = 2000.0
     burst_follower_ratio: float = 0.25
-    stretch_correlation: float = 0.9
-    fast_stretch_correlation: float = 0.7
+    delay: DelayManagerConfig = field(default_factory=DelayManagerConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    stretch: TimeStretchConfig = field(default_factory=TimeStretchConfig)
 
     @classmethod
     def from_spec(cls, spec: str, **overrides) -> "JitterBufferConfig":
@@ -182,7 +163,7 @@ class JitterBufferConfig:
             _, _, value = text.partition(":")
             value = value.strip().removesuffix("ms")
             try:
-                ms = float(value) if value else 80.0
+                ms = float(value) if value else START_DELAY_MS
             except ValueError:
                 raise ValueError(f"--buffer {spec!r}: the fixed delay must be a number of ms, e.g. fixed:80") from None
             if not 0.0 <= ms <= 10000.0 or not math.isfinite(ms):
@@ -301,14 +282,10 @@ class JitterBuffer:
         self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
         self.packets = PacketBuffer(c.capacity_packets, overflow)
-        self.delay_manager = DelayManager(
-            DelayManagerConfig(quantile=c.quantile, forget_factor=c.forget_factor,
-                               resample_interval_ms=c.resample_interval_ms, min_delay_ms=c.min_delay_ms,
-                               max_delay_ms=c.max_delay_ms, start_delay_ms=c.prefetch_ms),
-            max_packets_in_buffer=c.capacity_packets)
-        self.decision = DecisionLogic(c.mode, c.accelerate_above_ms, c.fast_above_ms, c.preemptive_below_ms,
-                                      c.min_stretch_interval_ticks, c.max_gap_wait_ms, c.allow_time_stretch)
-        self.arrivals = PacketArrivalHistory()
+        self.delay_manager = DelayManager(c.delay, max_packets_in_buffer=c.capacity_packets,
+                                          start_delay_ms=c.prefetch_ms)
+        self.decision = DecisionLogic(c.mode, c.decision)
+        self.arrivals = PacketArrivalHistory(c.delay.history_window_ms)
         self.skew = ClockSkewEstimator()
         self.noise_floor = NoiseFloorTracker()
         self._n = _Counters()
@@ -734,7 +711,7 @@ class JitterBuffer:
         if len(self._sync) < FRAME_SAMPLES // 2:
             return False
         res = accelerate(self._sync.audio, SAMPLE_RATE, fast=fast, passive_power=self.noise_floor.passive_threshold(),
-                         threshold=self.config.fast_stretch_correlation if fast else self.config.stretch_correlation)
+                         threshold=self.config.stretch.fast_correlation if fast else self.config.stretch.correlation)
         if res.change == 0:
             return False
         self._apply(res.audio, res.source_index)
@@ -746,7 +723,7 @@ class JitterBuffer:
         if len(self._sync) < FRAME_SAMPLES // 2:
             return False
         res = preemptive_expand(self._played, self._sync.audio, SAMPLE_RATE,
-                                passive_power=self.noise_floor.passive_threshold(), threshold=self.config.stretch_correlation)
+                                passive_power=self.noise_floor.passive_threshold(), threshold=self.config.stretch.correlation)
         if res.change == 0:
             return False
         self._apply(res.audio, res.source_index)

@@ -23,6 +23,9 @@ from typing import Optional
 
 OVERFLOW_POLICIES = ("drop_oldest", "flush")
 
+#: Packets the buffer holds by default (NetEQ's ``max_packets_in_buffer``).
+CAPACITY_PACKETS = 100
+
 
 @dataclass(order=True)
 class BufferedPacket:
@@ -82,7 +85,7 @@ class PacketBuffer:
         What to do when a packet arrives at a full buffer (see module docstring).
     """
 
-    def __init__(self, capacity: int = 100, overflow: str = "drop_oldest") -> None:
+    def __init__(self, capacity: int = CAPACITY_PACKETS, overflow: str = "drop_oldest") -> None:
         if capacity < 1:
             raise ValueError("packet buffer capacity must be at least 1")
         if overflow not in OVERFLOW_POLICIES:

@@ -37,6 +37,16 @@ MAX_PITCH_MS = 15.0
 CORRELATION_THRESHOLD = 0.9
 #: Most audio one fast accelerate removes, ms (NetEQ: 15 ms out of 30).
 MAX_FAST_REMOVAL_MS = 15.0
+
+
+@dataclass
+class TimeStretchConfig:
+    """Settings of the jitter buffer's time stretching (``JitterBufferConfig.stretch``)."""
+
+    #: Least correlation of the cross-faded pitch periods for an ordinary stretch (NetEQ's).
+    correlation: float = CORRELATION_THRESHOLD
+    #: The same for a fast accelerate, far above the target.
+    fast_correlation: float = 0.7
 #: Lags whose correlation is this close to the best count as equally good.
 _PERIOD_TIE = 0.02
 

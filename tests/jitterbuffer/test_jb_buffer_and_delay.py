@@ -148,3 +148,22 @@ def test_clock_skew_estimate_ignores_jitter_and_spikes():
         ts = 20.0 * k
         hist.insert(ts, ts * 1.0101 + 40)
     assert hist.delay_ms(2000.0, 2000.0 * 1.0101 + 40) == pytest.approx(0.0, abs=0.5)
+
+
+def test_each_setting_has_one_default():
+    """The jitter buffer's configuration holds its parts' configurations (not copies of their fields),
+    the arrival window is the configured one, and plc netsim's options default to the same values."""
+    from jitterbuffer.decision_logic import DecisionConfig
+    from jitterbuffer.jitter_buffer import JitterBuffer, JitterBufferConfig
+    from jitterbuffer.time_stretch import TimeStretchConfig
+    from plc.cli import build_parser
+    from plc.concealers import make_concealer
+
+    c = JitterBufferConfig()
+    assert (c.delay, c.decision, c.stretch) == (DelayManagerConfig(), DecisionConfig(), TimeStretchConfig())
+    jb = JitterBuffer(make_concealer("zero"), JitterBufferConfig(delay=DelayManagerConfig(history_window_ms=500.0)))
+    assert jb.arrivals.window_ms == 500.0 and jb.delay_manager.config is jb.config.delay
+    assert jb.delay_manager.target_ms == c.prefetch_ms
+    args = build_parser().parse_args(["netsim", "in.wav", "out.wav", "--network", "clean"])
+    assert (args.min_delay, args.max_delay, args.quantile) == (c.delay.min_delay_ms, c.delay.max_delay_ms,
+                                                               c.delay.quantile)

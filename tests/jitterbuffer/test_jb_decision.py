@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jitterbuffer.decision_logic import Decision, DecisionLogic, DecisionStatus, Operation
+from jitterbuffer.decision_logic import Decision, DecisionConfig, DecisionLogic, DecisionStatus, Operation
 
 N, E, M = Operation.NORMAL, Operation.EXPAND, Operation.MERGE
 
@@ -30,7 +30,7 @@ def test_time_stretch_follows_the_delay():
 def test_no_time_stretch_right_after_an_expand_or_in_fixed_mode():
     assert DecisionLogic().decide(status(last=E, available=True, delay=200.0)) == Decision(M)
     assert DecisionLogic("fixed").decide(status(delay=500.0)) == Decision(N)
-    assert DecisionLogic(allow_time_stretch=False).decide(status(delay=500.0)) == Decision(N)
+    assert DecisionLogic(config=DecisionConfig(allow_time_stretch=False)).decide(status(delay=500.0)) == Decision(N)
 
 
 def test_missing_packet_with_nothing_after_it_expands():
