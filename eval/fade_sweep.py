@@ -86,8 +86,8 @@ class Fade:
         """Raise ``ValueError`` for a fade the concealer refuses (silent by 120 ms), a merge that
         does not fit in a frame, a noise scale out of range or a model folder that does not load
         (which the concealer would silently replace by its fallback)."""
-        from plc.concealers.neural import (DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_fades, check_merge,
-                                           check_noise_scale)
+        from plc.concealers.neural import DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, check_merge, check_noise_scale
+        from plc.neural.contract import check_fades
 
         check_fades((self.voiced_start_ms, self.voiced_end_ms), (self.unvoiced_start_ms, self.unvoiced_end_ms))
         merge = self.merge_kwargs()

@@ -63,8 +63,8 @@ def splice_concealment(clean: np.ndarray, concealed: np.ndarray, lost_packets: n
     """``clean`` with ``concealed`` in the lost packets, faded as ``neural`` fades (unless not
     ``fade``), merged back over 10 ms."""
     from plc.dsp import raised_cosine_fade
-    from plc.concealers.neural import (DEFAULT_UNVOICED_FADE_MS, DEFAULT_VOICED_FADE_MS, DEFAULT_VOICED_THRESHOLD,
-                                       fade_gains)
+    from plc.concealers.neural import DEFAULT_VOICED_THRESHOLD
+    from plc.neural.contract import UNVOICED_FADE_MS, VOICED_FADE_MS, fade_gains
     from plc.neural.features import FeatureConfig, pitch_lag
     from plc.offline import lost_sample_mask
 
@@ -78,7 +78,7 @@ def splice_concealment(clean: np.ndarray, concealed: np.ndarray, lost_packets: n
         t_ms = np.arange(e - s + 1) * 1000.0 / SAMPLE_RATE
         if fade:  # the runtime's rule: its defaults, chosen by the voicing before the loss
             _, voicing = pitch_lag(out[:s], features)
-            rule = DEFAULT_VOICED_FADE_MS if voicing >= DEFAULT_VOICED_THRESHOLD else DEFAULT_UNVOICED_FADE_MS
+            rule = VOICED_FADE_MS if voicing >= DEFAULT_VOICED_THRESHOLD else UNVOICED_FADE_MS
             gain = fade_gains(t_ms, rule)
         else:
             gain = np.ones_like(t_ms)

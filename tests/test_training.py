@@ -133,6 +133,11 @@ def test_train_resume_is_exact(tiny_manifest, tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["args"]["steps"] == 4 and len(config["train_data_sha256"]) == 64
+    from plc.neural.contract import TRAINING_FADE_MS
+    from training.train import LossConfig
+
+    assert config["loss"]["teacher_forced_weight"] == LossConfig().teacher_forced_weight  # the weights are recorded
+    assert config["loss"]["fade_ms"] == list(TRAINING_FADE_MS)
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4] and all(np.isfinite(r["val_loss"]) for r in log)
 

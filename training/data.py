@@ -30,14 +30,15 @@ from scipy.signal import butter, sosfilt
 
 from plc.audio_io import resample
 from plc.loss_models import gilbert_elliott_states
+from plc.neural.contract import CONTEXT_FRAMES, MAX_LOST_FRAMES, WARMUP_FRAMES
 from plc.neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
 
 
 @dataclass
 class DataConfig:
-    context_frames: int = 24          # real audio before the loss (the runtime's conditioning context)
-    warmup_frames: int = 4            # of which the autoregressive GRU is teacher forced over the last
-    max_lost_frames: int = 12         # 120 ms: silent from then on, nothing to learn beyond
+    context_frames: int = CONTEXT_FRAMES  # real audio before the loss (the runtime's conditioning context)
+    warmup_frames: int = WARMUP_FRAMES    # of which the autoregressive GRU is teacher forced over the last
+    max_lost_frames: int = MAX_LOST_FRAMES  # 120 ms: silent from then on, nothing to learn beyond
     min_rms_dbfs: float = -45.0       # skip near-silent stretches
     speech_before_loss_prob: float = 0.8  # how often the warm-up frames before the loss must hold speech
     gain_db_range: tuple = (-32.0, -14.0)  # target RMS level

@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from plc.neural import contract
+
 from .model import ConditioningNet, ModelConfig, PLCModel, count_parameters
 
-FORMAT_VERSION = 3
 OPSET = 17
 
 
@@ -126,27 +127,27 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is deprecated but exports GRUs as single ONNX GRU nodes, which we want.
         warnings.simplefilter("ignore")
+        cond = contract.COND
         torch.onnx.export(_CondGraph(model.cond), (torch.zeros(1, 8, cfg.n_mels), torch.zeros(1, 8), torch.zeros(1, 1, hc)),
-                          str(out_dir / "cond.onnx"), input_names=["mel", "lost", "h0"], output_names=["cond", "h"],
+                          str(out_dir / cond.file), input_names=list(cond.inputs), output_names=list(cond.outputs),
                           dynamic_axes={"mel": {1: "frames"}, "lost": {1: "frames"}, "cond": {1: "frames"}}, **kw)
         sub, one = cfg.subframe, torch.ones(1, 1)
         data = config.get("data") or {}
-        ctx, warm = int(data.get("context_frames", 24)), int(data.get("warmup_frames", 4))
+        ctx = int(data.get("context_frames", contract.CONTEXT_FRAMES))
+        warm = int(data.get("warmup_frames", contract.WARMUP_FRAMES))
         n_hist = start_history_samples(cfg, warm)
         torch.onnx.export(_StartGraph(model, ctx, warm),
                           (torch.zeros(1, ctx, cfg.n_mels), torch.zeros(1, ctx), torch.zeros(1, n_hist),
                            torch.tensor([100]), one * 0.5, one * 0.1,
                            torch.zeros((warm + 1) * cfg.steps_per_frame, sub)),
-                          str(out_dir / "start.onnx"),
-                          input_names=["mel", "lost", "history", "lag", "voicing", "gain", "noise"],
-                          output_names=["frame", "h", "cond", "cond_h"], **kw)
+                          str(out_dir / contract.START.file), input_names=list(contract.START.inputs),
+                          output_names=list(contract.START.outputs), **kw)
         torch.onnx.export(_GenerateGraph(model),
                           (torch.zeros(1, 1, h), torch.zeros(1, cfg.history_samples), torch.tensor([100]),
                            torch.zeros(1, cfg.cond_dim), one * 0.5, one * 0.1, torch.zeros(cfg.steps_per_frame, sub)),
-                          str(out_dir / "generate.onnx"),
-                          input_names=["h0", "history", "lag", "cond", "voicing", "gain", "noise"],
-                          output_names=["frame", "h"], **kw)
-    files = ["start.onnx", "cond.onnx", "generate.onnx"]
+                          str(out_dir / contract.GENERATE.file), input_names=list(contract.GENERATE.inputs),
+                          output_names=list(contract.GENERATE.outputs), **kw)
+    files = list(contract.GRAPH_FILES)
     for stale in out_dir.glob("*.onnx"):  # graphs of an older format must not linger beside these
         if stale.name not in files:
             stale.unlink()
@@ -154,7 +155,7 @@ def export_model(model: PLCModel, config: dict, out_dir: Path) -> dict:
     for f in files:
         digest.update((out_dir / f).read_bytes())
     info = {
-        "format_version": FORMAT_VERSION,
+        "format_version": contract.FORMAT_VERSION,
         "sample_rate": config["features"]["sample_rate"],
         "architecture": "conditioning GRU on log-mel + sub-frame autoregressive GRU with a pitch predictor",
         "features": config["features"],

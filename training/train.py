@@ -10,14 +10,15 @@ the uninterrupted run would have; a worker process prepares the next batches
 while the model trains on this one.
 
 The loss is what a listener hears of the concealment: the free-running output
-over the lost frames and the frame after (the runtime's fade-out applied,
-normalised by the level before the loss) against the real audio, with a
-multi-resolution STFT loss (spectral convergence + log magnitude) and an L1
-waveform loss that weighs the first milliseconds (the seam) most; plus the
-same losses, down-weighted, on the teacher-forced one-step predictions over
-the warm-up audio.
+over the lost frames and the frame after (faded out as the runtime did when v3 was
+trained, 40 to 120 ms of loss, :data:`plc.neural.contract.TRAINING_FADE_MS`; the runtime
+has since held voiced audio at full level to 60 ms; normalised by the level before the
+loss) against the real audio, with a multi-resolution STFT loss (spectral convergence
++ log magnitude) and an L1 waveform loss that weighs the first milliseconds (the seam)
+most; plus the same losses, down-weighted, on the teacher-forced one-step predictions
+over the warm-up audio. Its weights are :class:`LossConfig`.
 
-A run folder holds ``config.json`` (every setting), ``log.jsonl`` (one line
+A run folder holds ``config.json`` (every setting, the loss weights included), ``log.jsonl`` (one line
 per validation), ``last.pt`` (model, optimiser, discriminator, step and RNG
 state, for exact resume) and ``best.pt``.
 """
@@ -28,7 +29,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +37,29 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from plc.neural.contract import TRAINING_FADE_MS, fade_gains
 from plc.neural.features import FeatureConfig
 
 from .data import DataConfig, SpeechCorpus, data_list_hash, make_batch, read_clip_list
 from .discriminator import MultiResolutionDiscriminator, discriminator_loss, generator_adversarial_loss
 from .model import ModelConfig, PLCModel, count_parameters
 
-STFT_SIZES = (64, 128, 256, 512)
-TEACHER_FORCED_WEIGHT = 0.25
-ONSET_WEIGHT = 4.0
-ONSET_SAMPLES = 80          # e-folding length of the seam weight (5 ms)
-FADE_START_MS, FADE_END_MS = 40.0, 120.0  # the runtime's fade-out (plc/concealers/neural.py)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss's weights (each run's ``config.json`` records them under ``loss``)."""
+
+    #: FFT sizes of the multi-resolution STFT loss.
+    stft_sizes: tuple[int, ...] = (64, 128, 256, 512)
+    #: Weight of the teacher-forced predictions over the warm-up audio against the free-running output.
+    teacher_forced_weight: float = 0.25
+    #: Weight of the L1 waveform loss at the seam.
+    onset_weight: float = 4.0
+    #: E-folding length of the seam weight, samples (5 ms).
+    onset_samples: int = 80
+    #: The fade (start, silent) in ms of loss that weights the free-running output.
+    fade_ms: tuple[float, float] = TRAINING_FADE_MS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -156,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{manifest}: no such manifest")
 
     feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing)
+    loss_cfg = LossConfig()
     train_paths = read_clip_list(args.data)
     dev_paths = read_clip_list(args.dev)
     if not train_paths:
@@ -163,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     config = {
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "features": feat_cfg.as_dict(), "model": model_cfg.as_dict(), "data": asdict(data_cfg),
+        "loss": asdict(loss_cfg),
         "train_clips": len(train_paths), "train_data_sha256": data_list_hash(train_paths),
         "world_size": world, "torch": torch.__version__,
     }
@@ -246,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
             for g in o.param_groups:
                 g["lr"] = lr_at(step)
         ddp_model.train()
-        loss, _, (real, fake) = batch_loss(ddp_model, batch, data_cfg, model_cfg)
+        loss, _, (real, fake) = batch_loss(ddp_model, batch, data_cfg, model_cfg, loss_cfg)
         if disc is not None:
             adv, fm = generator_adversarial_loss(disc, real, fake)
             loss = loss + args.adversarial * (adv + fm)
@@ -272,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
                 dist.all_gather_object(gathered, rngs[0])
                 rngs = gathered
             if rank == 0:
-                val, val_parts = _validate(model, val_batches, device, data_cfg, model_cfg)
+                val, val_parts = _validate(model, val_batches, device, data_cfg, model_cfg, loss_cfg)
                 record = {"step": step, "train_loss": running, "val_loss": val, **val_parts, "lr": lr_at(step),
                           "elapsed_s": round(time.time() - started, 1)}
                 if disc is not None:
@@ -302,17 +317,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fade_gain(n_samples: int, sample_rate: int = 16000) -> np.ndarray:
-    """The runtime's fade-out over the first ``n_samples`` of a loss (raised cosine, 40 to 120 ms)."""
-    t_ms = np.arange(n_samples) * 1000.0 / sample_rate
-    x = np.clip((t_ms - FADE_START_MS) / (FADE_END_MS - FADE_START_MS), 0.0, 1.0)
-    return (0.5 + 0.5 * np.cos(np.pi * x)).astype(np.float32)
+def fade_gain(n_samples: int, fade_ms: tuple[float, float], sample_rate: int = 16000) -> np.ndarray:
+    """The fade over the first ``n_samples`` of a loss (:func:`plc.neural.contract.fade_gains`)."""
+    return fade_gains(np.arange(n_samples) * 1000.0 / sample_rate, fade_ms).astype(np.float32)
 
 
-def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, over ``STFT_SIZES``."""
+def stft_loss(pred: torch.Tensor, target: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1, over FFT ``sizes``."""
     total = pred.new_zeros(())
-    for n_fft in STFT_SIZES:
+    for n_fft in sizes:
         win = torch.hann_window(n_fft, device=pred.device)
         kw = dict(n_fft=n_fft, hop_length=n_fft // 4, window=win, return_complex=True)
         p = torch.stft(pred, **kw).abs()
@@ -320,10 +333,11 @@ def stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         sc = torch.linalg.norm(t - p) / (torch.linalg.norm(t) + 1e-3)
         mag = (torch.log(p + 1e-2) - torch.log(t + 1e-2)).abs().mean()
         total = total + sc + mag
-    return total / len(STFT_SIZES)
+    return total / len(sizes)
 
 
-def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_cfg: ModelConfig):
+def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_cfg: ModelConfig,
+               loss_cfg: LossConfig = LossConfig()):
     """The training loss of a batch of loss events, its parts (floats) for the log, and
     ``(real, fake)``: the last real audio before the loss followed by the real audio or by the
     concealment as heard (faded, level-normalised), for the discriminator."""
@@ -334,17 +348,17 @@ def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_
     gain = batch["gain"].unsqueeze(-1)
     audio = batch["audio"]
     n = gen.shape[1]
-    fade = torch.from_numpy(fade_gain(n)).to(gen.device)
+    fade = torch.from_numpy(fade_gain(n, loss_cfg.fade_ms)).to(gen.device)
     valid = (torch.arange(n, device=gen.device)[None, :] < ((batch["n_lost"] + 1) * hop)[:, None]).float()
     weight = fade[None, :] * valid
     p = gen * weight / gain
     t = audio[:, ctx * hop:ctx * hop + n] * weight / gain
-    onset = torch.exp(-torch.arange(n, device=gen.device, dtype=torch.float32) / ONSET_SAMPLES)
+    onset = torch.exp(-torch.arange(n, device=gen.device, dtype=torch.float32) / loss_cfg.onset_samples)
     onset_l1 = ((p - t).abs() * onset).sum(-1).mean() / onset.sum()
-    free = stft_loss(p, t) + ONSET_WEIGHT * onset_l1
+    free = stft_loss(p, t, loss_cfg.stft_sizes) + loss_cfg.onset_weight * onset_l1
     t_tf = audio[:, (ctx - warm) * hop:ctx * hop] / gain
-    teacher = stft_loss(tf / gain, t_tf) + (tf / gain - t_tf).abs().mean()
-    loss = free + TEACHER_FORCED_WEIGHT * teacher
+    teacher = stft_loss(tf / gain, t_tf, loss_cfg.stft_sizes) + (tf / gain - t_tf).abs().mean()
+    loss = free + loss_cfg.teacher_forced_weight * teacher
     parts = {"free": float(free.detach()), "onset_l1": float(onset_l1.detach()),
              "teacher_forced": float(teacher.detach())}
     return loss, parts, (torch.cat([t_tf, t], dim=1), torch.cat([t_tf, p], dim=1))
@@ -352,11 +366,12 @@ def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_
 
 @torch.no_grad()
 def _validate(model: PLCModel, batches: list[dict], device: torch.device, data_cfg: DataConfig,
-              model_cfg: ModelConfig) -> tuple[float, dict]:
+              model_cfg: ModelConfig, loss_cfg: LossConfig) -> tuple[float, dict]:
     model.eval()
     losses, parts = [], []
     for b in batches:
-        loss, p, _ = batch_loss(model, {k: torch.from_numpy(v).to(device) for k, v in b.items()}, data_cfg, model_cfg)
+        loss, p, _ = batch_loss(model, {k: torch.from_numpy(v).to(device) for k, v in b.items()}, data_cfg, model_cfg,
+                                loss_cfg)
         losses.append(loss.item())
         parts.append(p)
     return float(np.mean(losses)), {f"val_{k}": round(float(np.mean([p[k] for p in parts])), 4) for k in parts[0]}

@@ -50,19 +50,17 @@ from typing import Optional
 import numpy as np
 
 from ..dsp import raised_cosine_fade
+from ..neural import contract
+from ..neural.contract import check_fades, fade_gains
 from ..neural.description import ModelDescriptionError, audio_needed, check_model_description, read_graphs
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
 from .base import Concealer, ConcealerStats, ConcealmentError
 from .noise_continuation import NoiseContinuation
 
-SUPPORTED_FORMAT = 3
 #: Pitch correlation from which audio counts as voiced (continued by the model); tuned in MODEL.md.
 DEFAULT_VOICED_THRESHOLD = 0.75
 #: What may continue a loss after unvoiced audio (``NeuralConcealer(unvoiced=...)``).
 UNVOICED_CHOICES = ("noise", "model")
-#: Default fades (start, silent) in ms of continuous loss, after voiced and after unvoiced audio.
-DEFAULT_VOICED_FADE_MS = (60.0, 120.0)
-DEFAULT_UNVOICED_FADE_MS = (40.0, 120.0)
 #: Default scale of the generator's noise input (1: as trained).
 DEFAULT_NOISE_SCALE = 1.0
 #: Default lag search and cross-fade length (samples) of the merge back into the real audio.
@@ -88,21 +86,6 @@ def _self_test_vowel(n_samples: int, sample_rate: int) -> np.ndarray:
     t = np.arange(n_samples) / sample_rate
     x = sum(np.sin(2 * np.pi * 150.0 * k * t + k) / k for k in range(1, 8))
     return (0.07 * x / np.sqrt(np.mean(x * x))).astype(np.float32)
-
-
-def check_fades(voiced: tuple[float, float], unvoiced: tuple[float, float]) -> None:
-    """Raise ``ValueError`` unless each ``(start_ms, end_ms)`` fade ends by 120 ms of loss."""
-    for start_ms, end_ms in (voiced, unvoiced):
-        if not 0 <= start_ms < end_ms <= 120:
-            raise ValueError(f"fade {start_ms:g} -> {end_ms:g} ms: fades must satisfy 0 <= start < end <= 120 ms "
-                             "(silent by 120 ms of loss)")
-
-
-def fade_gains(t_ms: np.ndarray, fade_ms: tuple[float, float]) -> np.ndarray:
-    """Gain at continuous-loss times ``t_ms``: 1 until ``fade_ms[0]``, a raised cosine to 0 at ``fade_ms[1]``."""
-    start_ms, end_ms = fade_ms
-    x = np.clip((np.asarray(t_ms, dtype=np.float64) - start_ms) / (end_ms - start_ms), 0.0, 1.0)
-    return 0.5 + 0.5 * np.cos(np.pi * x)
 
 
 def check_merge(max_align_lag: int, merge_samples: int, frame_samples: int = 160) -> None:
@@ -173,10 +156,10 @@ class NeuralModel:
         import onnxruntime as ort
 
         info = json.loads((model_dir / "model.json").read_text())
-        version = info.get("format_version") if isinstance(info, dict) else SUPPORTED_FORMAT
-        if version != SUPPORTED_FORMAT:
+        version = info.get("format_version") if isinstance(info, dict) else contract.FORMAT_VERSION
+        if version != contract.FORMAT_VERSION:
             raise ModelUnavailable(f"neural model in {model_dir} has format {version}, "
-                                   f"this runtime reads format {SUPPORTED_FORMAT} (re-export it with plc export)")
+                                   f"this runtime reads format {contract.FORMAT_VERSION} (re-export it with plc export)")
         check_model_description(info)
         graphs = read_graphs(model_dir, info)
         self.features = FeatureConfig(**info["features"])
@@ -193,9 +176,9 @@ class NeuralModel:
         def session(name: str):
             return ort.InferenceSession(graphs[name], opts, providers=["CPUExecutionProvider"])
 
-        self.start = session("start.onnx")
-        self.cond = session("cond.onnx")
-        self.generate = session("generate.onnx")
+        self.start = session(contract.START.file)
+        self.cond = session(contract.COND.file)
+        self.generate = session(contract.GENERATE.file)
         self.info = info
         c = self.config
         self.subframe = int(c["subframe"])
@@ -208,8 +191,8 @@ class NeuralModel:
         self.cond_dim = int(c["cond_dim"])
         self.ar_hidden = int(c["ar_hidden"])
         data = info.get("data") or {}
-        self.context_frames = int(data.get("context_frames", 24))
-        self.warmup_frames = int(data.get("warmup_frames", 4))
+        self.context_frames = int(data.get("context_frames", contract.CONTEXT_FRAMES))
+        self.warmup_frames = int(data.get("warmup_frames", contract.WARMUP_FRAMES))
         self._prewarm()
 
     def _prewarm(self) -> None:
@@ -217,19 +200,16 @@ class NeuralModel:
         n_mels, sub = self.features.n_mels, self.subframe
         one = np.ones((1, 1), np.float32)
         try:
-            self.cond.run(None, {"mel": np.zeros((1, 1, n_mels), np.float32), "lost": np.ones((1, 1), np.float32),
-                                 "h0": np.zeros((1, 1, self.cond_hidden), np.float32)})
-            self.start.run(None, {"mel": np.zeros((1, self.context_frames, n_mels), np.float32),
-                                  "lost": np.zeros((1, self.context_frames), np.float32),
-                                  "history": np.zeros((1, self.start_history_samples), np.float32),
-                                  "lag": np.array([100], np.int64), "voicing": one * 0.5, "gain": one * 0.1,
-                                  "noise": np.zeros(((self.warmup_frames + 1) * self.steps, sub), np.float32)})
-            self.generate.run(None, {"h0": np.zeros((1, 1, self.ar_hidden), np.float32),
-                                     "history": np.zeros((1, self.history_samples), np.float32),
-                                     "lag": np.array([100], np.int64),
-                                     "cond": np.zeros((1, self.cond_dim), np.float32),
-                                     "voicing": one * 0.5, "gain": one * 0.1,
-                                     "noise": np.zeros((self.steps, sub), np.float32)})
+            self.cond.run(None, contract.COND.feed(np.zeros((1, 1, n_mels), np.float32), np.ones((1, 1), np.float32),
+                                                   np.zeros((1, 1, self.cond_hidden), np.float32)))
+            self.start.run(None, contract.START.feed(
+                np.zeros((1, self.context_frames, n_mels), np.float32), np.zeros((1, self.context_frames), np.float32),
+                np.zeros((1, self.start_history_samples), np.float32), np.array([100], np.int64), one * 0.5,
+                one * 0.1, np.zeros(((self.warmup_frames + 1) * self.steps, sub), np.float32)))
+            self.generate.run(None, contract.GENERATE.feed(
+                np.zeros((1, 1, self.ar_hidden), np.float32), np.zeros((1, self.history_samples), np.float32),
+                np.array([100], np.int64), np.zeros((1, self.cond_dim), np.float32), one * 0.5, one * 0.1,
+                np.zeros((self.steps, sub), np.float32)))
         except Exception as exc:
             raise ModelUnavailable(f"neural model does not run: {type(exc).__name__}: {exc}") from exc
 
@@ -267,10 +247,10 @@ class NeuralConcealer(Concealer):
     name = "neural"
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
-                 fade_start_ms: float = DEFAULT_VOICED_FADE_MS[0],
-                 fade_end_ms: float = DEFAULT_VOICED_FADE_MS[1],
-                 unvoiced_fade_start_ms: float = DEFAULT_UNVOICED_FADE_MS[0],
-                 unvoiced_fade_end_ms: float = DEFAULT_UNVOICED_FADE_MS[1],
+                 fade_start_ms: float = contract.VOICED_FADE_MS[0],
+                 fade_end_ms: float = contract.VOICED_FADE_MS[1],
+                 unvoiced_fade_start_ms: float = contract.UNVOICED_FADE_MS[0],
+                 unvoiced_fade_end_ms: float = contract.UNVOICED_FADE_MS[1],
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
                  noise_scale: float = DEFAULT_NOISE_SCALE) -> None:
@@ -297,7 +277,7 @@ class NeuralConcealer(Concealer):
             self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
         except ModelUnavailable as exc:
             self.model, self.load_error = None, str(exc)
-        context_frames = self.model.context_frames if self.model else 24
+        context_frames = self.model.context_frames if self.model else contract.CONTEXT_FRAMES
         needed_ms = -(-self.model.audio_needed * 1000 // sample_rate) if self.model else 0
         super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms, needed_ms))
         self._prewarm_loss_path()
@@ -496,10 +476,10 @@ class NeuralConcealer(Concealer):
         self._voicing = np.full((1, 1), voicing, np.float32)
         self._level = np.full((1, 1), frame_gain(history, fc), np.float32)
         n_noise = (m.warmup_frames + 1) * m.steps
-        frame, self._h, cond, self._cond_h = m.start.run(None, {
-            "mel": self._mel_history[None, -ctx:], "lost": self._lost_history[None, -ctx:].astype(np.float32),
-            "history": history[None, -m.start_history_samples:], "lag": self._lag, "voicing": self._voicing,
-            "gain": self._level, "noise": self._noise_input(n_noise)})
+        frame, self._h, cond, self._cond_h = m.start.run(None, contract.START.feed(
+            self._mel_history[None, -ctx:], self._lost_history[None, -ctx:].astype(np.float32),
+            history[None, -m.start_history_samples:], self._lag, self._voicing, self._level,
+            self._noise_input(n_noise)))
         self._cond = cond[0]                      # (1, C): the first lost frame's; later ones are stepped on
         self._signal = np.concatenate([history[len(history) - m.history_samples + self.frame_samples:], frame[0]])[None]
         return frame[0] * self._gain(0)
@@ -519,12 +499,12 @@ class NeuralConcealer(Concealer):
         assert m is not None and self._cond is not None and self._signal is not None
         k = lost_frames_before  # before the fade's end: later frames are silent (above)
         while len(self._cond) <= k:  # one conditioning step per lost frame, run when it is needed
-            step, self._cond_h = m.cond.run(None, {"mel": np.zeros((1, 1, m.features.n_mels), np.float32),
-                                                    "lost": np.ones((1, 1), np.float32), "h0": self._cond_h})
+            step, self._cond_h = m.cond.run(None, contract.COND.feed(
+                np.zeros((1, 1, m.features.n_mels), np.float32), np.ones((1, 1), np.float32), self._cond_h))
             self._cond = np.concatenate([self._cond, step[0]])
-        frame, h = m.generate.run(None, {"h0": self._h, "history": self._signal, "lag": self._lag,
-                                         "cond": self._cond[k:k + 1], "voicing": self._voicing, "gain": self._level,
-                                         "noise": self._noise_input(m.steps)})
+        frame, h = m.generate.run(None, contract.GENERATE.feed(
+            self._h, self._signal, self._lag, self._cond[k:k + 1], self._voicing, self._level,
+            self._noise_input(m.steps)))
         self._h = h
         self._signal = np.concatenate([self._signal[:, self.frame_samples:], frame], axis=1)
         return frame[0] * self._gain(lost_frames_before)

@@ -18,19 +18,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .contract import CONTEXT_FRAMES, FRAME_SAMPLES, GRAPH_FILES, SAMPLE_RATE
 from .features import FeatureConfig
 
-#: The runtime's audio: 16 kHz, 10 ms frames.
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = 160
 #: Most audio (samples) any length in the description may ask for.
 MAX_AUDIO_SAMPLES = SAMPLE_RATE
 #: Most units of any hidden layer.
 MAX_UNITS = 4096
 #: Most frames of log-mel context (the concealer keeps ``context_frames + 2`` frames: 1 s).
 MAX_CONTEXT_FRAMES = MAX_AUDIO_SAMPLES // FRAME_SAMPLES - 2
-#: The graphs, in the order their bytes are hashed into ``onnx_sha256`` (``plc export``).
-GRAPH_FILES = ("start.onnx", "cond.onnx", "generate.onnx")
 
 _MISSING = object()
 
@@ -131,7 +127,7 @@ def check_model_description(info: Any) -> None:
     if "context_frames" in data:
         _int(data, p, "context_frames", 1, MAX_CONTEXT_FRAMES)
     if "warmup_frames" in data:
-        _int(data, p, "warmup_frames", 0, data.get("context_frames", 24))
+        _int(data, p, "warmup_frames", 0, data.get("context_frames", CONTEXT_FRAMES))
     files = _get(info, "", "files")
     if not (isinstance(files, list) and sorted(files) == sorted(GRAPH_FILES)):
         raise ModelDescriptionError(f"model.json: files must list {', '.join(GRAPH_FILES)}, got {files!r}")
