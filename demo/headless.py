@@ -117,8 +117,11 @@ def record_echoes(driver, settings: list[dict], seconds: float, settle_s: float 
     """Calls from the open page, all at once on one microphone; each one's echo and stats.
 
     One call per entry of ``settings`` (``method``, ``loss``, ``jitter_ms``,
-    ``seed``), started together so the same packets carry the same speech;
-    after ``settle_s`` each records ``seconds`` of its echo (48 kHz). Voice
+    ``seed``). The calls connect first and send nothing; then the microphone
+    opens (the fake capture starts its file from the beginning) and all
+    calls start sending it at once, so packet n of every call, in every run,
+    carries the same speech and meets the same network for a given seed.
+    After ``settle_s`` each records ``seconds`` of its echo (48 kHz). Voice
     processing is off, so the server gets the file as it is. Returns, per
     call: ``id``, ``echo`` (float32 array), ``stats`` (the server's, at the
     end), ``browser`` (the page's ``inbound-rtp`` audio stats); the calls stay
@@ -129,10 +132,11 @@ def record_echoes(driver, settings: list[dict], seconds: float, settle_s: float 
     result = driver.execute_async_script("""
         const [settings, seconds, settleMs, done] = arguments;
         (async () => {
-          const mic = await plcDemo.openMicrophone(false);
           const calls = settings.map(s => new plcDemo.Call(s));
-          await Promise.all(calls.map(c => c.start(mic, {play: false})));
+          await Promise.all(calls.map(c => c.start(null, {play: false})));
           await Promise.all(calls.map(c => c.connected()));
+          const mic = await plcDemo.openMicrophone(false);
+          await Promise.all(calls.map(c => c.send(mic)));
           await new Promise(r => setTimeout(r, settleMs));
           const echoes = await Promise.all(calls.map(c => c.recordEcho(seconds)));
           const out = [];

@@ -45,11 +45,13 @@ const plcDemo = (() => {
       this.history = [];
     }
 
-    // Sends `micStream`; plays the echo unless `play` is false. Resolves once the server answered.
-    async start(micStream, {play = true} = {}) {
+    // Sends `micStream` (or nothing until `send`); plays the echo unless `play` is false.
+    // Resolves once the server answered.
+    async start(micStream = null, {play = true} = {}) {
       const pc = this.pc = new RTCPeerConnection({iceServers: []});
       calls.add(this);
-      micStream.getAudioTracks().forEach(t => pc.addTrack(t, micStream));
+      if (micStream) micStream.getAudioTracks().forEach(t => pc.addTrack(t, micStream));
+      else pc.addTransceiver('audio', {direction: 'sendrecv'});
       const remote = new Promise(resolve => pc.addEventListener('track', e => {
         resolve(e.streams[0] || new MediaStream([e.track]));
       }));
@@ -66,6 +68,12 @@ const plcDemo = (() => {
       this.audio.srcObject = this.remoteStream;
       this.audio.play().catch(() => {});
       return this;
+    }
+
+    // Starts (or changes) what the call sends, without renegotiating.
+    send(micStream) {
+      const sender = this.pc.getTransceivers().find(t => t.receiver.track.kind === 'audio').sender;
+      return sender.replaceTrack(micStream.getAudioTracks()[0]);
     }
 
     connected(timeoutMs = 20000) {
