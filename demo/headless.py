@@ -113,6 +113,16 @@ def headless_chromium(audio_wav: Path, width: int = 1000, height: int = 900) -> 
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def open_page(driver, url: str, timeout_s: float = 20.0) -> None:
+    """Load the page and wait until it has its settings from the server."""
+    driver.get(url)
+    deadline = time.monotonic() + timeout_s
+    while driver.execute_script("return document.body.dataset.ready") != "true":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the page at {url} did not get ready")
+        time.sleep(0.05)
+
+
 def record_echoes(driver, settings: list[dict], seconds: float, settle_s: float = 2.0) -> list[dict]:
     """Calls from the open page, all at once on one microphone; each one's echo and stats.
 
@@ -157,14 +167,19 @@ def record_echoes(driver, settings: list[dict], seconds: float, settle_s: float 
     return result
 
 
-def take_screenshot(out: Path, seconds: float = 14.0) -> Path:
-    """The page during a call (10% bursty loss, the default method), as a PNG."""
+def take_screenshot(out: Path, seconds: float = 24.0) -> Path:
+    """The page during a call with the page's default network, ``none`` for the first third and
+    the default method after (switched on the live call), as a PNG."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     with tempfile.TemporaryDirectory() as tmp, demo_server() as url:
         wav = write_speech_wav(Path(tmp) / "speech.wav")
-        with headless_chromium(wav, width=1000, height=1020) as driver:
-            driver.get(url)
+        with headless_chromium(wav, width=1000, height=1130) as driver:
+            open_page(driver, url)
+            method = Select(driver.find_element(By.ID, "method"))
+            default = method.first_selected_option.get_attribute("value")
+            method.select_by_value("none")
             driver.find_element(By.ID, "voiceProcessing").click()  # a file, not a room: no echo to cancel
             driver.find_element(By.ID, "connect").click()
             deadline = time.monotonic() + 30
@@ -172,7 +187,9 @@ def take_screenshot(out: Path, seconds: float = 14.0) -> Path:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the call did not connect: {driver.find_element(By.ID, 'error').text}")
                 time.sleep(0.2)
-            time.sleep(seconds)
+            time.sleep(seconds / 3)
+            method.select_by_value(default)
+            time.sleep(seconds * 2 / 3)
             out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(out))
             driver.find_element(By.ID, "hangup").click()
@@ -182,7 +199,7 @@ def take_screenshot(out: Path, seconds: float = 14.0) -> Path:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demo.headless", description=__doc__.splitlines()[0])
     p.add_argument("--screenshot", metavar="PNG", required=True, help="where to write the page's screenshot")
-    p.add_argument("--seconds", type=float, default=14.0, help="call time before the screenshot (default 14)")
+    p.add_argument("--seconds", type=float, default=24.0, help="call time before the screenshot (default 24)")
     args = p.parse_args(argv)
     reason = chromium_missing()
     if reason:

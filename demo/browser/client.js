@@ -251,17 +251,22 @@ window.plcDemo = plcDemo;
       const ra = a.receiver, rb = b.receiver, rate = rb.sampleRate || 16000;
       const de = rb.jitterBufferEmittedCount - ra.jitterBufferEmittedCount;
       const dp = b.network.packets - a.network.packets;
-      pts.push({t: b.t,
+      pts.push({t: b.t, method: b.method, changed: b.method !== a.method,
                 delay: de > 0 ? 1000 * (rb.jitterBufferDelay - ra.jitterBufferDelay) / de : null,
                 target: rb.targetDelayMs,
                 loss: dp > 0 ? 100 * (b.network.dropped - a.network.dropped) / dp : 0,
-                concealed: 100 * (rb.concealedSamples - ra.concealedSamples) / (rate * dt)});
+                concealed: 100 * (rb.concealedSamples - ra.concealedSamples) / (rate * dt),
+                silent: 100 * (rb.silentConcealedSamples - ra.silentConcealedSamples) / (rate * dt)});
     }
-    const span = 60, tEnd = pts.length ? pts[pts.length - 1].t : 0, x = t => left + (W - left - right) * (1 - (tEnd - t) / span);
+    const tEnd = pts.length ? pts[pts.length - 1].t : 0;
+    const span = Math.max(10, Math.min(60, pts.length ? tEnd - pts[0].t : 0));
+    const x = t => left + (W - left - right) * (1 - (tEnd - t) / span);
     const panelH = (H - gap * 2) / 2;
     const panels = [
       {top: gap - 8, title: 'jitter buffer delay (ms)', series: [['delay', '#2f6fd6', 'playout delay'], ['target', '#9aa5b1', 'target']]},
-      {top: gap * 2 + panelH - 8, title: '% of each second', series: [['loss', '#e0892b', 'packets dropped'], ['concealed', '#c62828', 'audio concealed']]},
+      {top: gap * 2 + panelH - 8, title: '% of each second',
+       series: [['loss', '#e0892b', 'packets dropped'], ['concealed', '#c62828', 'audio concealed'],
+                ['silent', '#6d3fb0', 'of it silence']]},
     ];
     for (const p of panels) {
       let ymax = 10;
@@ -289,7 +294,15 @@ window.plcDemo = plcDemo;
         g.fillText(label, lx + 16, p.top - 7); lx += g.measureText(label).width + 40;
       }
     }
-    g.fillStyle = '#4a5563'; g.fillText('last 60 s', W - right - 52, H - 4);
+    // where the method changed on the live call
+    g.setLineDash([4, 4]); g.strokeStyle = '#4a5563'; g.lineWidth = 1;
+    for (const q of pts) {
+      if (!q.changed || q.t < tEnd - span) continue;
+      g.beginPath(); g.moveTo(x(q.t), gap); g.lineTo(x(q.t), H - 12); g.stroke();
+      g.fillStyle = '#1d232b'; g.fillText(`→ ${q.method}`, x(q.t) + 4, gap + 12);
+    }
+    g.setLineDash([]);
+    g.fillStyle = '#4a5563'; g.fillText(`last ${Math.round(span)} s`, W - right - 52, H - 4);
   }
 
   async function init() {
@@ -297,6 +310,11 @@ window.plcDemo = plcDemo;
       const config = plcDemo.config = await plcDemo.request('GET', '/config');
       for (const m of config.methods) $('method').add(new Option(m, m, false, m === config.defaultMethod));
       $('jitter').value = config.defaultJitterMs;
+      const [model, args = ''] = config.defaultLoss.split(':');  // e.g. gilbert:0.1,3
+      const [rate, burst] = args.split(',').map(Number);
+      $('lossModel').value = model;
+      if (rate >= 0) $('lossPercent').value = Math.round(rate * 1000) / 10;
+      if (burst >= 1) $('burst').value = burst;
     } catch (e) { showError(e); }
     $('connect').addEventListener('click', connect);
     $('hangup').addEventListener('click', hangup);
@@ -305,6 +323,7 @@ window.plcDemo = plcDemo;
       $(id).addEventListener('change', () => apply(['loss', 'jitter_ms', 'seed']));
     }
     draw([]);
+    document.body.dataset.ready = 'true';
   }
   init();
 })();
