@@ -356,15 +356,22 @@ async def _json_body(request) -> dict:
 def _json(data: Any, status: int = 200):
     from aiohttp import web
 
-    return web.json_response(data, status=status, dumps=lambda o: json.dumps(o, default=_json_default))
+    return web.json_response(_plain(data), status=status, dumps=lambda o: json.dumps(o, allow_nan=False))
 
 
-def _json_default(o):
-    if isinstance(o, np.integer):
+def _plain(o):
+    """``o`` with numpy numbers as Python's and non-finite floats as None (JSON has no NaN)."""
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
         return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    return str(o)
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    return o if o is None or isinstance(o, str) else str(o)
 
 
 def _error_middleware():
@@ -556,6 +563,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
             raise UserError(f"--cert-file/--key-file: {exc}") from None
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the page polls stats every second
     server = DemoServer(max_calls=args.max_calls, loopback_only=_is_loopback(args.host))
     try:
         asyncio.run(_serve(server, args.host, args.port, ssl_context))

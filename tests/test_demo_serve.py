@@ -210,6 +210,32 @@ def test_method_and_network_switch_on_the_live_call():
     asyncio.run(run())
 
 
+def test_page_config_and_status_are_served():
+    import aiohttp
+
+    async def run() -> None:
+        async with running_server() as (_, base), aiohttp.ClientSession() as s:
+            for path, kind, text in (("/", "text/html", "client.js"), ("/client.js", "text/javascript", "plcDemo"),
+                                     ("/recorder.js", "text/javascript", "registerProcessor")):
+                async with s.get(base + path) as resp:
+                    assert resp.status == 200 and resp.content_type == kind and text in await resp.text()
+            async with s.get(base + "/config") as resp:
+                config = await resp.json()
+            assert config["defaultMethod"] == "neteq" and config["methods"][0] == "none"
+            assert {"neteq", "opus", "neural"} <= set(config["methods"]) and config["defaultLoss"] == "gilbert:0.1,3"
+            async with s.get(base + "/status") as resp:
+                assert await resp.json() == {"calls": 0}
+
+    asyncio.run(run())
+
+
+def test_stats_are_plain_json():
+    from demo.serve import _plain
+
+    assert _plain({"a": float("nan"), "b": np.int64(3), "c": [np.float32(0.5), None, "x"], "d": np.bool_(True)}) == {
+        "a": None, "b": 3, "c": [0.5, None, "x"], "d": True}
+
+
 class _Packet:
     def __init__(self, seq: int) -> None:
         self.sequence_number = seq & 0xFFFF
