@@ -153,12 +153,10 @@ def test_page_controls_connect_and_switch_method_without_reconnecting(driver, se
           f"not connected: {driver.find_element(By.ID, 'error').text}")
     call_id = driver.execute_script("return plcDemo.ui.call.id")
 
-    def shown(label: str) -> str:
-        for row in driver.find_elements(By.CSS_SELECTOR, "#stats tr"):
-            cells = row.find_elements(By.TAG_NAME, "td")
-            if cells and cells[0].text == label:
-                return cells[1].text
-        return ""
+    def shown(label: str) -> str:  # read in one script: the page rebuilds the table every second
+        rows = driver.execute_script(
+            "return [...document.querySelectorAll('#stats tr')].map(r => [...r.cells].map(c => c.textContent))")
+        return next((cells[1] for cells in rows if len(cells) == 2 and cells[0] == label), "")
 
     _wait(lambda: shown("concealment events").isdigit() and int(shown("concealment events")) > 0, 20,
           "the page shows no concealment")

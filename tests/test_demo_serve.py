@@ -12,6 +12,7 @@ import contextlib
 import gc
 import threading
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -122,7 +123,8 @@ def test_bad_requests_get_a_clear_4xx_and_leave_the_other_call_alone():
             good = await Peer().call(s, base, LOSSY)
             await good.wait_frames(10)
             frames_before = good.frames
-            offer = await Peer(1.0).offer()
+            offerer, refused = Peer(1.0), Peer(1.0)  # offers only, never connected
+            offer = await offerer.offer()
             cases = [
                 ("post", "/offer", {"json": {"sdp": "v=0\r\nthis is no SDP\r\n", "type": "offer"}}, 400,
                  "the offer sends no audio"),
@@ -158,15 +160,15 @@ def test_bad_requests_get_a_clear_4xx_and_leave_the_other_call_alone():
                     assert message in body["error"], body
             # a second good call fits; a third is refused with 503
             second = await Peer(5.0).call(s, base, LOSSY)
-            async with s.post(f"{base}/offer", json={**await Peer(1.0).offer(), **LOSSY}) as resp:
+            async with s.post(f"{base}/offer", json={**await refused.offer(), **LOSSY}) as resp:
                 assert resp.status == 503 and "try again" in (await resp.json())["error"]
             # none of that disturbed the first call, and no bad offer left a call behind
             await good.wait_frames(frames_before + 50)
             stats = await _stats(s, base, good.id)
             assert stats["connectionState"] == "connected" and stats["method"] == "neteq"
             assert set(server.calls) == {good.id, second.id}
-            await second.close()
-            await good.close()
+            for peer in (second, good, offerer, refused):
+                await peer.close()
             await _until(lambda: not server.calls, 10, "closed peers must end their calls")
 
     asyncio.run(run())
@@ -262,13 +264,14 @@ def _plc_threads() -> set:
 
 def test_fifty_connects_and_disconnects_leave_no_peer_connection_task_or_thread():
     import aiohttp
-    from aiortc import RTCPeerConnection
 
     async def run() -> None:
         async with running_server() as (server, base), aiohttp.ClientSession() as s:
             await _warm_up(s, base, server)
             tasks_before = {t for t in asyncio.all_tasks() if not t.done()}
             threads_before = _plc_threads()
+            gc.collect()
+            pcs_before.update(_peer_connections())  # other tests' leftovers are not this test's business
             for i in range(50):
                 peer = await Peer(2.0).call(s, base, LOSSY)
                 await peer.wait_frames(3)
@@ -285,13 +288,20 @@ def test_fifty_connects_and_disconnects_leave_no_peer_connection_task_or_thread(
                 {t for t in asyncio.all_tasks() if not t.done()} - tasks_before))
         return threads_before
 
+    pcs_before = weakref.WeakSet()
     threads_before = asyncio.run(run())
     deadline = time.monotonic() + 10
     while _plc_threads() - threads_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _plc_threads() - threads_before, [t.name for t in _plc_threads() - threads_before]
     gc.collect()
-    assert not [o for o in gc.get_objects() if isinstance(o, RTCPeerConnection)]
+    assert not [pc for pc in _peer_connections() if pc not in pcs_before]
+
+
+def _peer_connections() -> list:
+    from aiortc import RTCPeerConnection
+
+    return [o for o in gc.get_objects() if type(o) is RTCPeerConnection]
 
 
 async def _warm_up(session, base: str, server) -> None:
@@ -340,3 +350,12 @@ def test_serve_cli_errors(argv, message, capsys):
     assert main(["demo", "serve", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("plc demo: error:") and message in err[0]
+
+
+def test_browser_test_says_why_it_skips_without_chromium(monkeypatch, tmp_path):
+    from demo import headless
+
+    monkeypatch.setattr(headless, "CHROMIUM", tmp_path / "no-chromium")
+    assert "apt-get install chromium" in headless.chromium_missing()
+    monkeypatch.setattr(headless, "CHROMIUM", tmp_path)  # a folder is no browser either
+    assert "is missing" in headless.chromium_missing()
