@@ -35,6 +35,8 @@ from typing import Optional
 
 import numpy as np
 
+from plc import argtypes
+
 SEND_RATE = 48000
 FRAME_SAMPLES = 960            # 20 ms at 48 kHz
 FRAME_S = 0.02
@@ -561,13 +563,13 @@ def add_call_parser(demo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", default="gilbert:0.1,3", metavar="SPEC",
                    help="loss of audio packets: bernoulli:RATE, gilbert:RATE,MEAN_BURST_PACKETS or none "
                         "(default gilbert:0.1,3)")
-    p.add_argument("--jitter-ms", type=float, default=20.0, metavar="MS",
+    p.add_argument("--jitter-ms", type=argtypes.float_range(0.0, 1000.0), default=20.0, metavar="MS",
                    help="mean extra one-way delay of each audio packet, exponentially distributed, which also "
                         "reorders packets (default 20)")
-    p.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, metavar="N",
+    p.add_argument("--seconds", type=argtypes.float_range(1.0, 600.0), default=DEFAULT_SECONDS, metavar="N",
                    help=f"send at most N seconds of the input (default {DEFAULT_SECONDS:g}: the first two built-in "
                         "clips)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the network impairments (default 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the network impairments (default 0)")
     p.add_argument("--buffer", default="adaptive", metavar="MODE",
                    help="receiver jitter buffer: adaptive (default) or fixed:MS")
     p.add_argument("--no-score", action="store_true", help="skip PLCMOS and the word error rate")
@@ -578,10 +580,6 @@ def add_call_parser(demo_sub: argparse._SubParsersAction) -> None:
 def _check_args(args: argparse.Namespace) -> Optional[str]:
     from plc.cli import UserError
 
-    if not (math.isfinite(args.seconds) and 1.0 <= args.seconds <= 600.0):
-        raise UserError(f"--seconds {args.seconds:g}: must be between 1 and 600")
-    if not (math.isfinite(args.jitter_ms) and 0.0 <= args.jitter_ms <= 1000.0):
-        raise UserError(f"--jitter-ms {args.jitter_ms:g}: must be between 0 and 1000")
     loss = None if args.loss.strip().lower() in ("", "none", "0") else args.loss
     if loss:
         from eval.loss_models import TraceError, parse_loss_spec

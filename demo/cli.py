@@ -11,6 +11,8 @@ import argparse
 import os
 from pathlib import Path
 
+from plc import argtypes
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the built-in demonstration",
@@ -38,19 +40,21 @@ def _add_offline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
     p.add_argument("--methods", help="comma-separated methods (default: every PCM method)")
     p.add_argument("--out", default="out/demo", metavar="DIR", help="output folder (default out/demo)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--jobs", type=argtypes.jobs, default=os.cpu_count() or 1, help="worker processes")
 
 
 def run_offline(args: argparse.Namespace) -> int:
     import csv
 
     from eval import cli as eval_cli
-    from plc.cli import UserError
+    from plc.cli import UserError, build_parser
     from plc.concealers import DECODER_METHODS, available_methods
 
     from .default_input import librivox_clips, write_manifest
 
-    out = Path(args.out)
+    from plc.outputs import check_output_folder
+
+    out = check_output_folder("--out", args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.input:
         if not Path(args.input).is_file():
@@ -66,9 +70,9 @@ def run_offline(args: argparse.Namespace) -> int:
         manifest = write_manifest(clips, out / "manifest.csv")
     methods = args.methods or ",".join(m for m in available_methods() if m not in DECODER_METHODS)
     print(f"Concealing {args.loss} packet loss with {methods}; scoring PESQ, STOI, PLCMOS v2 and WER...")
-    eval_args = argparse.Namespace(
-        manifest=str(manifest), methods=methods, loss=[args.loss], codec="pcm", bitrate=24000, packet_ms=20,
-        out=str(out), limit=None, jobs=args.jobs, seed=0, asr="auto", no_reference=False, quiet=False)
+    # `plc eval`'s own parser, so that every option it has gets its default
+    eval_args = build_parser().parse_args(["eval", "--manifest", str(manifest), "--methods", methods,
+                                           "--loss", args.loss, "--out", str(out), "--jobs", str(args.jobs)])
     rc = eval_cli.run(eval_args)
     _write_listening_files(manifest, methods.split(","), args.loss, out)
     print(f"Listen: {out}/listen_*.wav (same clip, same losses, each method)")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plc import argtypes
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -26,13 +28,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", action="append", metavar="SPEC",
                    help="loss condition (repeatable): bernoulli:RATE or gilbert:RATE,MEAN_BURST "
                         "(default gilbert:0.1,3)")
+    p.add_argument("--network", action="append", metavar="SPEC",
+                   help="jitter buffer condition (repeatable): each clip through plc netsim's network model SPEC "
+                        "(its --network syntax, e.g. 'delay=40ms jitter=20ms loss=10%% burst=3', seeded per clip) "
+                        "and the adaptive jitter buffer, with the --codec payload; scored by PLCMOS and WER "
+                        "(the played audio is delayed and time-stretched: no PESQ/STOI)")
+    p.add_argument("--live-call", action="append", metavar="SPEC",
+                   help="live call condition (repeatable, needs --codec opus): each clip through a real aiortc call "
+                        "over plc demo call's lossy UDP relay, in real time, one call at a time; SPEC is "
+                        "'loss=gilbert:0.1,3 jitter=20ms seed=1' (keys loss, jitter, seed, buffer); PLCMOS and WER")
     p.add_argument("--codec", choices=("pcm", "opus"), default="pcm")
-    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS", help="Opus bitrate (default 24000)")
-    p.add_argument("--packet-ms", type=int, default=20)
+    p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
+                   help="Opus bitrate (default 24000)")
+    p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,
+                   help="packet duration in ms (default 20; with Opus 10, 20, 40 or 60)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--limit", type=int, metavar="N", help="use N clips spread over the manifest")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the loss traces and PLCMOS raters")
+    p.add_argument("--limit", type=argtypes.count, metavar="N", help="use N clips spread over the manifest")
+    p.add_argument("--limit-per-corpus", type=argtypes.count, metavar="N",
+                   help="use at most N clips of each corpus (the manifest's corpus column), spread over it")
+    p.add_argument("--split", choices=("tune", "report"),
+                   help="use one side of the deterministic speaker split (eval.splits): choose constants and "
+                        "checkpoints on tune, report on report; needs a speaker column")
+    p.add_argument("--split-train", action="append", metavar="CSV",
+                   help="with --split: training manifest whose speakers count as tune (repeatable; default: the "
+                        "train*.csv files beside --manifest)")
+    p.add_argument("--jobs", type=argtypes.jobs, default=os.cpu_count() or 1,
+                   help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the loss traces and PLCMOS raters")
     p.add_argument("--asr", choices=("auto", "whisper", "pocketsphinx", "off"), default="auto",
                    help="ASR for word error rate (default: whisper tiny.en, else pocketsphinx)")
     p.add_argument("--no-reference", action="store_true", help="skip the no-loss reference rows")
@@ -53,9 +75,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from plc.cli import UserError
     from plc.concealers import DECODER_METHODS, available_methods
+    from plc.offline import check_packet_ms
+    from plc.outputs import check_output_folder
 
-    from .loss_models import TraceError, parse_loss_spec
-    from .runner import ManifestError, plan_jobs, read_manifest, run_jobs
+    from .live_call import parse_live_call
+    from .loss_models import parse_loss_spec
+    from .network_eval import parse_network_condition
+    from .runner import plan_jobs, read_manifest, run_jobs
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in available_methods()]
@@ -64,11 +90,21 @@ def run(args: argparse.Namespace) -> int:
                         f"choose from {', '.join(available_methods())}")
     if args.codec != "opus" and any(m in DECODER_METHODS for m in methods):
         raise UserError("method 'opus' is Opus' own concealment: add --codec opus")
+    if (args.network or args.live_call) and args.packet_ms != 20:
+        raise UserError("--network and --live-call send 20 ms packets: leave --packet-ms at 20")
+    if args.live_call and args.codec != "opus":
+        raise UserError("a live call is always Opus (aiortc's encoder): add --codec opus")
     try:
-        conditions = [parse_loss_spec(s) for s in (args.loss or ["gilbert:0.1,3"])]
-        clips = read_manifest(args.manifest, args.limit)
-    except (TraceError, ManifestError) as exc:
+        check_packet_ms(args.packet_ms, args.codec)
+        default_loss = [] if (args.network or args.live_call) else ["gilbert:0.1,3"]
+        conditions = [parse_loss_spec(s) for s in (args.loss or default_loss)]
+        conditions += [parse_network_condition(s) for s in args.network or []]
+        conditions += [parse_live_call(s) for s in args.live_call or []]
+        clips = read_manifest(args.manifest, args.limit, split=args.split, train_manifests=args.split_train,
+                              limit_per_corpus=args.limit_per_corpus)
+    except ValueError as exc:  # a bad packet size, TraceError, NetworkError, LiveCallSpecError, ManifestError
         raise UserError(str(exc)) from None
+    out = check_output_folder("--out", args.out)
     if args.neural_model:
         from plc.concealers.neural import select_model_dir
 
@@ -76,8 +112,6 @@ def run(args: argparse.Namespace) -> int:
             select_model_dir(args.neural_model)  # the worker processes inherit it
         except ValueError as exc:
             raise UserError(f"--neural-model: {exc}") from None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     use_asr = args.asr != "off" and any(c.transcript for c in clips)
     asr_backend = None
     if use_asr:
@@ -101,31 +135,53 @@ def run(args: argparse.Namespace) -> int:
         print(f"reusing {len(reused)} rows of {', '.join(args.reuse)}; computing {sum(len(j.methods) for j in jobs)}",
               file=sys.stderr)
     started = time.time()
-    for job_rows in run_jobs(jobs, max(1, args.jobs), use_asr, args.asr if use_asr else "auto",
+    realtime = [j for j in jobs if getattr(j.condition, "realtime", False)]
+    offline = [j for j in jobs if not getattr(j.condition, "realtime", False)]
+    for job_rows in run_jobs(offline, max(1, args.jobs), use_asr, args.asr if use_asr else "auto",
                              progress=not args.quiet):
         rows.extend(job_rows)
+    if realtime:
+        from .live_call import run_sequentially
+
+        rows.extend(run_sequentially(realtime, use_asr, args.asr if use_asr else "auto"))
     wall_s = time.time() - started
     return write_outputs(out, rows, clips, conditions, methods, args, asr_backend, wall_s)
 
 
 def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args, asr_backend, wall_s) -> int:
+    from plc.outputs import StagedOutputs
+
     from . import report
     from .summary import summarize
 
     errors = [r for r in rows if r.get("error")]
-    report.write_results_csv(out / "results.csv", rows)
-    summary = summarize(rows, seed=args.seed)
-    summary.update({"clips": len(clips), "codec": args.codec, "asr": asr_backend, "wall_s": round(wall_s, 1),
-                    "failed_rows": len(errors), "reused_rows": getattr(args, "reused_rows", 0),
-                    "reused_from": getattr(args, "reuse", None) or []})
-    report.write_summary_json(out / "summary.json", summary)
-    images = ["metrics.png"]
-    report.plot_metrics(summary, out / "metrics.png")
-    spec = _spectrogram_figure(out, clips, conditions[0], methods, args)
-    if spec:
-        images.append(spec)
-    args_line = "plc eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "plc eval"
-    tables = report.write_report_md(out / "report.md", summary, args_line, asr_backend, len(clips), images, wall_s)
+    out.mkdir(parents=True, exist_ok=True)
+    notes = []
+    if getattr(args, "split", None):
+        notes.append(f"Clips of the `{args.split}` side of the speaker split (`eval.splits`).")
+    unaligned = [c.spec for c in conditions if hasattr(c, "render")]
+    if unaligned:
+        notes.append("The audio of " + ", ".join(f"`{c}`" for c in unaligned) + " is delayed by the jitter buffer "
+                     "and time-stretched, not sample-aligned with the clip: it has PLCMOS (non-intrusive) and WER "
+                     "only, no PESQ or STOI.")
+    with StagedOutputs() as staged:  # every file or none: a run that fails here leaves no partial results
+        report.write_results_csv(staged.path(out / "results.csv"), rows)
+        summary = summarize(rows, seed=args.seed)
+        summary.update({"clips": len(clips), "codec": args.codec, "asr": asr_backend, "wall_s": round(wall_s, 1),
+                        "split": getattr(args, "split", None),
+                        "limit_per_corpus": getattr(args, "limit_per_corpus", None),
+                        "failed_rows": len(errors), "reused_rows": getattr(args, "reused_rows", 0),
+                        "reused_from": getattr(args, "reuse", None) or []})
+        report.write_summary_json(staged.path(out / "summary.json"), summary)
+        images = ["metrics.png"]
+        report.plot_metrics(summary, staged.path(out / "metrics.png"))
+        traces = [c for c in conditions if not hasattr(c, "render")]  # loss models: one trace to show
+        spec = _spectrogram_figure(staged, out, clips, traces[0], methods, args) if traces else None
+        if spec:
+            images.append(spec)
+        args_line = "plc eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "plc eval"
+        tables = report.write_report_md(staged.path(out / "report.md"), summary, args_line, asr_backend, len(clips),
+                                        images, wall_s, notes)
     print(tables)
     print(f"\nwrote {out / 'results.csv'}, {out / 'summary.json'}, {out / 'report.md'}")
     if errors:
@@ -135,8 +191,9 @@ def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args,
     return 0
 
 
-def _spectrogram_figure(out: Path, clips, condition, methods, args) -> str | None:
-    """Spectrograms of every method around the longest burst of the first clip that has one >= 3 packets."""
+def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> str | None:
+    """Spectrograms of every method around the longest burst of the first clip that has one >= 3 packets
+    (written through ``staged``, a :class:`plc.outputs.StagedOutputs`); clips that do not load are skipped."""
     from plc.offline import conceal_audio
 
     from . import report
@@ -145,13 +202,17 @@ def _spectrogram_figure(out: Path, clips, condition, methods, args) -> str | Non
 
     for clip in clips[:50]:
         job = Job(clip, condition, tuple(methods), args.codec, args.seed, args.packet_ms, args.bitrate, False)
-        ref = load_clip_16k(clip.path)
+        try:
+            ref = load_clip_16k(clip.path)
+        except (ValueError, OSError):  # an unreadable clip: its rows already say why
+            continue
         lost = job_trace(job, len(ref))
         bursts = burst_lengths(lost)
         starts = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8)])) == 1)
         packet = SAMPLE_RATE * args.packet_ms // 1000
         # A burst of 3+ packets inside speech: the 100 ms before it must be loud.
-        level = [np.sqrt(np.mean(ref[max(0, s * packet - 5 * packet):s * packet] ** 2) + 1e-12) for s in starts]
+        level = [np.sqrt(np.mean(ref[max(0, s * packet - 5 * packet):s * packet] ** 2) + 1e-12) if s else 0.0
+                 for s in starts]
         ok = [i for i in range(len(bursts)) if bursts[i] >= 3 and level[i] > 0.3 * np.sqrt(np.mean(ref ** 2))]
         if not ok:
             continue
@@ -164,7 +225,7 @@ def _spectrogram_figure(out: Path, clips, condition, methods, args) -> str | Non
             signals[m] = conceal_audio(ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms,
                                        bitrate_bps=args.bitrate).audio
         name = "spectrograms.png"
-        report.plot_spectrograms(signals, lost, SAMPLE_RATE, args.packet_ms, out / name,
+        report.plot_spectrograms(signals, lost, SAMPLE_RATE, args.packet_ms, staged.path(out / name),
                                  f"{clip.clip_id} under {condition.spec}: burst of {bursts[b]} packets",
                                  window)
         return name

@@ -15,11 +15,16 @@ Models (``--loss`` specs):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+
+#: The longest mean loss burst a spec may ask for, packets (20 s of 20 ms packets).
+MAX_MEAN_BURST_PACKETS = 1000.0
 
 
 class TraceError(ValueError):
@@ -74,10 +79,12 @@ def parse_loss_spec(spec: str) -> LossModel:
         model = LossModel("gilbert", values[0], values[1])
     else:
         raise TraceError(f"bad loss spec {spec!r}: use bernoulli:RATE or gilbert:RATE,MEAN_BURST_PACKETS")
+    if not all(math.isfinite(v) for v in values):
+        raise TraceError(f"bad loss spec {spec!r}: parameters must be finite numbers")
     if not 0.0 <= model.loss_rate < 1.0:
         raise TraceError(f"bad loss spec {spec!r}: loss rate must be in [0, 1)")
-    if model.kind == "gilbert" and model.mean_burst_packets < 1.0:
-        raise TraceError(f"bad loss spec {spec!r}: mean burst must be at least 1 packet")
+    if model.kind == "gilbert" and not 1.0 <= model.mean_burst_packets <= MAX_MEAN_BURST_PACKETS:
+        raise TraceError(f"bad loss spec {spec!r}: mean burst must be from 1 to {MAX_MEAN_BURST_PACKETS:g} packets")
     if model.kind == "gilbert" and model.loss_rate > model.mean_burst_packets * (1 - model.loss_rate):
         raise TraceError(f"bad loss spec {spec!r}: loss rate too high for that burst length")
     return model

@@ -184,9 +184,13 @@ def compute_all(
     ``asr`` (an :class:`eval.asr.Transcriber` or any object with
     ``transcribe(audio, sample_rate) -> str``) also the ASR hypothesis of ``deg``
     and word error counts (jiwer on normalised text, :func:`eval.text_norm.word_errors`).
-    ``metrics`` selects which signal metrics to run (others stay NaN).
+    ``metrics`` selects which signal metrics to run (others stay NaN). Without the intrusive
+    ones (PESQ, STOI), ``deg`` is scored whole: it need not be aligned with ``ref``, nor as long.
     """
-    r, d = _pair(ref, deg, sample_rate)
+    if "pesq" in metrics or "stoi" in metrics:
+        r, d = _pair(ref, deg, sample_rate)
+    else:
+        r, d = None, to_16k(deg, sample_rate)
     res = MetricResult()
     if "pesq" in metrics:
         res.pesq = pesq_wb(r, d, SAMPLE_RATE)

@@ -14,7 +14,7 @@ from .summary import SIGNAL_METRICS, fmt_ci
 RESULT_COLUMNS = [
     "clip", "corpus", "condition", "method", "codec", "loss_rate", "max_burst", "pesq", "stoi", "plcmos",
     "wer", "substitutions", "deletions", "insertions", "hits", "ref_words", "hypothesis", "fallback_frames",
-    "error",
+    "delay_ms", "error",
 ]
 METRIC_LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "plcmos": "PLCMOS v2", "wer": "WER %"}
 
@@ -37,21 +37,52 @@ def method_order(methods: list[str]) -> list[str]:
     return [m for m in preferred if m in methods] + [m for m in methods if m not in preferred]
 
 
+def _diff_header(bases: list[str]) -> str:
+    return " | ".join(f"ΔPLCMOS vs {b} | ΔPESQ vs {b}" for b in bases)
+
+
+def _diff_cells(entry: dict, bases: list[str]) -> str:
+    """The paired PLCMOS and PESQ differences of one method's ``entry`` to each baseline."""
+    return " | ".join(f"{fmt_ci(entry.get('diff_vs_' + b, {}).get('plcmos'))} | "
+                      f"{fmt_ci(entry.get('diff_vs_' + b, {}).get('pesq'))}" for b in bases)
+
+
+def baselines_in(summary: dict, cond: dict) -> list[str]:
+    """The baselines of ``summary`` that condition ``cond`` (``{method: entry}``) was paired against."""
+    return [b for b in summary.get("baselines", [summary["baseline"]])
+            if any("diff_vs_" + b in e for e in cond.values())]
+
+
 def markdown_table(summary: dict, condition: str) -> str:
-    """One condition's table: metrics with 95% intervals and paired differences to the baseline."""
-    base = summary["baseline"]
+    """One condition's table: metrics with 95% intervals and paired differences to each baseline."""
     cond = summary["conditions"][condition]
+    bases = baselines_in(summary, cond) or [summary["baseline"]]
     header = ("| method | PESQ-WB | STOI | PLCMOS v2 | WER % | inserted words | "
-              f"ΔPLCMOS vs {base} | ΔPESQ vs {base} |")
-    lines = [header, "|" + "---|" * 8]
+              + _diff_header(bases) + " |")
+    lines = [header, "|" + "---|" * (6 + 2 * len(bases))]
     for method in method_order(list(cond)):
         e = cond[method]
-        d = e.get("diff_vs_" + base, {})
         lines.append(
             f"| {method} | {fmt_ci(e['pesq'])} | {fmt_ci(e['stoi'], 3)} | {fmt_ci(e['plcmos'])} | "
-            f"{fmt_ci(e['wer'], 1, percent=True)} | {e['insertions']} | "
-            f"{fmt_ci(d.get('plcmos'))} | {fmt_ci(d.get('pesq'))} |"
+            f"{fmt_ci(e['wer'], 1, percent=True)} | {e['insertions']} | {_diff_cells(e, bases)} |"
         )
+    return "\n".join(lines)
+
+
+def corpus_table(summary: dict, condition: str) -> str:
+    """Per corpus, one condition: each method's PLCMOS, PESQ and WER and its paired PLCMOS
+    and PESQ differences to each baseline (a domain where a method loses shows here)."""
+    by_corpus = summary.get("by_corpus", {})
+    conds = {c: v[condition] for c, v in by_corpus.items() if condition in v}
+    bases = baselines_in(summary, {(c, m): e for c, cond in conds.items() for m, e in cond.items()})
+    header = ("| corpus | clips | method | PLCMOS v2 | PESQ-WB | WER % | "
+              + _diff_header(bases) + " |")
+    lines = [header, "|" + "---|" * (6 + 2 * len(bases))]
+    for corpus, cond in conds.items():
+        for method in method_order(list(cond)):
+            e = cond[method]
+            lines.append(f"| {corpus or '—'} | {e['clips']} | {method} | {fmt_ci(e['plcmos'])} | {fmt_ci(e['pesq'])} | "
+                         f"{fmt_ci(e['wer'], 1, percent=True)} | {_diff_cells(e, bases)} |")
     return "\n".join(lines)
 
 
@@ -125,13 +156,15 @@ def plot_spectrograms(signals: dict[str, np.ndarray], lost: np.ndarray, sample_r
 
 
 def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Optional[str], n_clips: int,
-                    images: list[str], wall_s: float) -> str:
+                    images: list[str], wall_s: float, notes: Optional[list[str]] = None) -> str:
     """Write report.md; returns the tables as Markdown (also printed by the CLI)."""
     tables = []
     for condition in summary["conditions"]:
         if condition == "none":
             continue
         tables.append(f"### {condition}\n\n" + markdown_table(summary, condition))
+        if summary.get("by_corpus"):
+            tables.append(f"#### {condition}, per corpus\n\n" + corpus_table(summary, condition))
     if "none" in summary["conditions"]:
         e = summary["conditions"]["none"].get("reference", {})
         tables.append(
@@ -144,11 +177,14 @@ def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Opti
         "# PLC evaluation report\n\n"
         f"`{args_line}`\n\n"
         f"{n_clips} clips; ASR: {asr_backend or 'off'}; wall time {wall_s:.0f} s. Values are means with 95% "
-        "bootstrap intervals over clips; Δ columns are paired per-clip differences to the baseline on the "
-        "same loss traces. WER is corpus-level (all word errors / all reference words) over clips with a "
-        "transcript."
+        "bootstrap intervals over clips; Δ columns are paired per-clip differences to each baseline on the "
+        "same loss traces (or the same network). WER is corpus-level (all word errors / all reference words) over "
+        "clips with a transcript."
+        + "".join(" " + n for n in notes or [])
         + (f" {summary['reused_rows']} rows were reused from {', '.join(f'`{p}`' for p in summary['reused_from'])} "
            "(same seeds, same code for those methods) instead of recomputed." if summary.get("reused_rows") else "")
+        + (f" **{summary['failed_rows']} rows failed** and are left out of every figure: their reasons are in "
+           "the `error` column of results.csv." if summary.get("failed_rows") else "")
         + "\n\n"
         + body + "\n\n## Plots\n\n" + "\n\n".join(f"![{Path(i).stem}]({i})" for i in images) + "\n"
     )

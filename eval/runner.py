@@ -21,6 +21,8 @@ import numpy as np
 from .loss_models import LossModel, burst_lengths
 
 SAMPLE_RATE = 16000
+#: The shortest clip the metrics score (PESQ's minimum), s.
+MIN_CLIP_S = 0.25
 #: The condition label of the no-loss reference rows (the codec alone).
 NO_LOSS = "none"
 
@@ -39,27 +41,47 @@ class Clip:
     transcript: str
 
 
-def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None) -> list[Clip]:
+def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, split: Optional[str] = None,
+                  train_manifests: Optional[list[str]] = None, limit_per_corpus: Optional[int] = None) -> list[Clip]:
     """Read a manifest in the format of ``shared/data/dev.csv`` (paths relative to the CSV).
 
-    With ``limit``, take that many clips spread evenly over the manifest (so every
+    With ``split`` (``tune`` or ``report``), keep that side of the speaker split
+    (:mod:`eval.splits`; speakers of ``train_manifests``, by default the ``train*.csv``
+    beside the manifest, count as tune). With ``limit_per_corpus``, take at most that many
+    clips of each corpus, and with ``limit`` that many clips in all, spread evenly (so every
     corpus is represented), in a deterministic order.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: no such manifest")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or "path" not in reader.fieldnames:
-            raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
-        rows = list(reader)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ManifestError(f"{csv_path}: a manifest needs a 'path' column (and optionally 'transcript')")
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:  # binary, or not CSV
+        raise ManifestError(f"{csv_path}: not a CSV text file ({' '.join(str(exc).split())[:80]})") from None
     if not rows:
         raise ManifestError(f"{csv_path}: manifest has no rows")
-    if limit is not None and 0 < limit < len(rows):
-        idx = np.unique(np.linspace(0, len(rows) - 1, limit).round().astype(int))
-        rows = [rows[i] for i in idx]
+    if split is not None:
+        from .splits import SplitError, default_training_manifests, select_split, training_speakers
+
+        try:
+            trained = training_speakers(default_training_manifests(csv_path) if train_manifests is None
+                                        else train_manifests)
+            rows = select_split(rows, split, trained, str(csv_path))
+        except SplitError as exc:
+            raise ManifestError(str(exc)) from None
+        if not rows:
+            raise ManifestError(f"{csv_path}: no clips in the {split} split")
+    from .splits import spread, spread_per_corpus
+
+    rows = spread(spread_per_corpus(rows, limit_per_corpus), limit)
     clips = []
     for i, row in enumerate(rows):
+        if not (row.get("path") or "").strip():
+            raise ManifestError(f"{csv_path}: row {i + 2}: no path")
         path = (csv_path.parent / row["path"]).resolve()
         if not path.is_file():
             raise ManifestError(f"{csv_path}: row {i + 2}: {row['path']} does not exist")
@@ -122,36 +144,74 @@ def job_trace(job: Job, n_samples: int) -> np.ndarray:
     return job.condition.generate(n, rng)
 
 
-def run_job(job: Job) -> list[dict]:
-    """Conceal one clip under one condition with every method and score each output."""
+@dataclass
+class Rendered:
+    """What a condition made of one clip with one method: the played audio (16 kHz) and its counts.
+
+    ``aligned`` is False when the audio is delayed or time-stretched against the clip (a jitter
+    buffer, a live call): then only the non-intrusive PLCMOS and the WER are scored.
+    """
+
+    audio: np.ndarray
+    loss_rate: float
+    max_burst: int
+    fallback_frames: int = 0
+    delay_ms: Optional[float] = None
+    aligned: bool = True
+
+
+def render_trace(job: Job, ref: np.ndarray, method: str) -> Rendered:
+    """A loss-trace condition (or the no-loss reference): conceal the seeded trace offline."""
     from plc.offline import conceal_audio
 
-    from .metrics import compute_all
-
-    ref = load_clip_16k(job.clip.path)
     lost = job_trace(job, len(ref))
     bursts = burst_lengths(lost)
+    # The reference has no loss: any concealer returns the (coded) input.
+    result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method, codec=job.codec,
+                           packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
+    return Rendered(result.audio, float(lost.mean()) if len(lost) else 0.0, int(bursts.max()) if len(bursts) else 0,
+                    result.stats.get("fallback_frames", 0))
+
+
+def run_job(job: Job) -> list[dict]:
+    """Conceal one clip under one condition with every method and score each output.
+
+    A condition with a ``render(ref, method, job) -> Rendered`` method (``--network``,
+    ``--live-call``) makes the audio itself; a loss model's trace is concealed offline.
+    """
+    from .metrics import compute_all
+
     condition = NO_LOSS if job.condition is None else job.condition.spec
+    base = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition, "codec": job.codec}
+    try:
+        ref = load_clip_16k(job.clip.path)
+        if len(ref) < MIN_CLIP_S * SAMPLE_RATE:
+            raise ValueError(f"the clip lasts {len(ref) / SAMPLE_RATE:.3f} s; scoring needs at least {MIN_CLIP_S} s")
+    except Exception as exc:  # an unreadable or unusable clip: its rows say why, and the run goes on
+        return [dict(base, method=method, error=_error_text(exc)) for method in job.methods]
+    render = getattr(job.condition, "render", None)
     asr = _WORKER.get("asr") if job.use_asr and job.clip.transcript else None
     rows = []
     for method in job.methods:
-        row = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition,
-               "method": method, "codec": job.codec, "loss_rate": float(lost.mean()) if len(lost) else 0.0,
-               "max_burst": int(bursts.max()) if len(bursts) else 0}
+        row = dict(base, method=method)
         try:
-            # The reference has no loss: any concealer returns the (coded) input.
-            result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method,
-                                   codec=job.codec,
-                                   packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
-            metrics = compute_all(ref, result.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
-                                  asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed))
+            out = render(ref, method, job) if render is not None else render_trace(job, ref, method)
+            row.update({"loss_rate": out.loss_rate, "max_burst": out.max_burst})
+            metrics = compute_all(ref, out.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
+                                  asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed),
+                                  metrics=("pesq", "stoi", "plcmos") if out.aligned else ("plcmos",))
             row.update({k: v for k, v in metrics.to_dict().items() if k != "reference_text"})
-            row["fallback_frames"] = result.stats.get("fallback_frames", 0)
+            row["fallback_frames"] = out.fallback_frames
+            row["delay_ms"] = out.delay_ms
             row["error"] = ""
         except Exception as exc:  # one bad clip must not end a long run; it is reported
-            row["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            row["error"] = _error_text(exc)
         rows.append(row)
     return rows
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str], codec: str,

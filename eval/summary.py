@@ -6,6 +6,7 @@ words), and bootstrapped over clips like the other metrics.
 
 from __future__ import annotations
 
+import zlib
 from collections import defaultdict
 from typing import Iterable, Optional
 
@@ -13,6 +14,9 @@ import numpy as np
 
 SIGNAL_METRICS = ("pesq", "stoi", "plcmos")
 BASELINE = "neteq"
+#: Every method is paired against each of these that the condition has: WebRTC's NetEQ
+#: concealment, and libopus' own PLC (Opus pipeline only).
+BASELINES = (BASELINE, "opus")
 
 
 def paired_scores(scores: np.ndarray, ref_index: int) -> list[dict]:
@@ -82,28 +86,49 @@ def _wer_arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return errors, words, inserts
 
 
-def summarize(rows: list[dict], baseline: str = BASELINE, seed: int = 0) -> dict:
-    """``{condition: {method: {metric: {mean, ci95, n}, ...}}}`` plus paired differences to ``baseline``."""
-    rng = np.random.default_rng(seed)
+def summarize(rows: list[dict], baselines: tuple[str, ...] = BASELINES, seed: int = 0) -> dict:
+    """``{condition: {method: {metric: {mean, ci95, n}, ...}}}`` plus paired differences.
+
+    Each method gets ``diff_vs_<b>`` for every baseline ``b`` of ``baselines`` present in
+    the condition (not itself). With rows of more than one corpus, ``by_corpus`` holds the
+    same summary per corpus. Every statistic draws its bootstrap from its own RNG, seeded
+    from ``seed`` and what it is, so a figure does not depend on which other methods ran.
+    """
     rows = [r for r in rows if not r.get("error")]
-    out: dict = {"baseline": baseline, "conditions": {}}
+    out: dict = {"baseline": baselines[0], "baselines": list(baselines),
+                 "conditions": _summarize_conditions(rows, baselines, seed)}
+    corpora = sorted({r.get("corpus") or "" for r in rows})
+    if len(corpora) > 1:
+        out["by_corpus"] = {c: _summarize_conditions([r for r in rows if (r.get("corpus") or "") == c],
+                                                     baselines, seed) for c in corpora}
+    return out
+
+
+def _rng(seed: int, *key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32("|".join(key).encode())])
+
+
+def _summarize_conditions(rows: list[dict], baselines: tuple[str, ...], seed: int) -> dict:
+    conditions: dict = {}
     for (condition,), cond_rows in sorted(_rows_by(rows, "condition").items()):
         methods = _rows_by(cond_rows, "method")
         cond_out: dict = {}
-        base_by_clip = {r["clip"]: r for r in methods.get((baseline,), [])}
         for (method,), m_rows in methods.items():
             entry: dict = {}
             for metric in SIGNAL_METRICS:
-                entry[metric] = bootstrap_mean(_finite(r.get(metric) for r in m_rows), rng)
+                entry[metric] = bootstrap_mean(_finite(r.get(metric) for r in m_rows),
+                                               _rng(seed, condition, method, metric))
             errors, words, inserts = _wer_arrays(m_rows)
-            entry["wer"] = bootstrap_wer(errors, words, rng)
+            entry["wer"] = bootstrap_wer(errors, words, _rng(seed, condition, method, "wer"))
             entry["insertions"] = int(inserts.sum())
             entry["clips"] = len(m_rows)
-            if base_by_clip and method != baseline:
-                entry["diff_vs_" + baseline] = _paired(m_rows, base_by_clip, rng)
+            for base in baselines:
+                base_by_clip = {r["clip"]: r for r in methods.get((base,), [])}
+                if base_by_clip and method != base:
+                    entry["diff_vs_" + base] = _paired(m_rows, base_by_clip, _rng(seed, condition, method, base))
             cond_out[method] = entry
-        out["conditions"][condition] = cond_out
-    return out
+        conditions[condition] = cond_out
+    return conditions
 
 
 def _paired(m_rows: list[dict], base_by_clip: dict, rng: np.random.Generator) -> dict:

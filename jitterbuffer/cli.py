@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from plc import argtypes
 from plc.cli import UserError
+
+from .network import MAX_TRANSIT_MS
 
 HELP = "simulate a network and the jitter buffer on an audio file"
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Packetize INPUT into 20 ms RTP packets, send them through a network model
 (--network) or a recorded trace (--arrivals), feed the jitter buffer at the
-arrival times and play out every 10 ms into OUTPUT (INPUT's length plus the
-buffering delay, at INPUT's rate, mono).
+arrival times and play out every 10 ms into OUTPUT, at INPUT's rate, mono:
+from the first packet's send time until the last packet that arrived has been
+played, and never shorter than INPUT (lost packets at the end are concealed).
+So OUTPUT is INPUT's length plus the buffering delay. Packets that arrive more
+than {MAX_TRANSIT_MS / 1000:g} s after the last one was sent are not waited for; they count as late.
 
 --network SPEC: key=value pairs (commas or spaces), a preset, or a .toml file
 with the same keys, e.g. 'delay=40ms jitter=30ms spike=300ms spike_every=10s
@@ -29,10 +34,17 @@ their order), spike (height), spike_every (mean interval, s), spike_at (s,
 ';'-separated), loss (Gilbert-Elliott mean rate), burst (mean burst, packets),
 loss_good, loss_bad, reorder, reorder_delay, dup, drift (sender clock, within
 +-5%), seed. Presets: clean, heavy, spike500, wifi (e.g. 'heavy,seed=3').
+Limits: delay, jitter and reorder_delay up to 10 s, spike up to 60 s,
+spike_every 0 or at least 0.1 s, burst up to 10000 packets, shape 2..100
+(pareto) or 0.01..3 (lognormal).
 
 --arrivals CSV: columns seq,send_ms,arrival_ms (seq = packet index from 0; an
 empty arrival_ms = never arrived; a seq listed twice = duplicated).
 """
+
+
+#: --min-delay / --max-delay: a target delay, ms.
+DELAY_MS = argtypes.float_range(0.0, 10000.0)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,13 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="jitter buffer: adaptive (NetEQ-like, default) or fixed:MS (constant prefetch, "
                         "like aiortc's; fixed:80 = aiortc's 4 packets)")
     p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
-    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS", help="Opus bitrate in bit/s (default 24000)")
+    p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
+                   help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
-    p.add_argument("--seed", type=int, default=None, help="override the network SPEC's seed")
-    p.add_argument("--min-delay", type=float, default=0.0, metavar="MS", help="adaptive: lowest target delay (ms)")
-    p.add_argument("--max-delay", type=float, default=1000.0, metavar="MS",
-                   help="adaptive: highest target delay (ms, default 1000)")
-    p.add_argument("--quantile", type=float, default=None, metavar="Q",
+    p.add_argument("--seed", type=argtypes.seed, default=None, help="override the network SPEC's seed")
+    p.add_argument("--min-delay", type=DELAY_MS, default=0.0, metavar="MS", help="adaptive: lowest target delay (ms)")
+    p.add_argument("--max-delay", type=DELAY_MS, default=1000.0, metavar="MS",
+                   help="adaptive: highest target delay (ms, default 1000, at most 10000)")
+    p.add_argument("--quantile", type=argtypes.float_range(0.5, 1.0, hi_open=True), default=None, metavar="Q",
                    help="adaptive: share of packets the target delay covers (default 0.9; NetEQ uses 0.95)")
     p.add_argument("--save-arrivals", metavar="CSV", help="also write the simulated arrivals as a CSV trace")
     p.set_defaults(func=run)
@@ -69,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     from plc.audio_io import AudioError, audio_subtype, check_output_path, load_audio, resample, write_audio
     from plc.concealers import DECODER_METHODS, available_methods
+    from plc.outputs import StagedOutputs, check_outputs
 
     from .neteq import JitterBufferConfig, default_method
     from .netsim import PACKET_MS, simulate
@@ -84,24 +98,21 @@ def run(args: argparse.Namespace) -> int:
         output = check_output_path(args.output)
     except AudioError as exc:
         raise UserError(str(exc)) from None
-    for opt, path in (("--stats", args.stats), ("--save-arrivals", args.save_arrivals)):
-        if path and not Path(path).parent.exists():
-            raise UserError(f"{opt} {path}: folder does not exist")
-    if args.min_delay < 0 or args.max_delay < args.min_delay:
-        raise UserError("need 0 <= --min-delay <= --max-delay")
-    if args.quantile is not None and not 0.5 <= args.quantile < 1.0:
-        raise UserError(f"--quantile must be within 0.5..1 (exclusive), got {args.quantile}")
+    toml = args.network if args.network and args.network.strip().lower().endswith(".toml") else None
+    check_outputs({"OUTPUT": output, "--stats": args.stats, "--save-arrivals": args.save_arrivals},
+                  inputs=[args.input, args.arrivals, toml])
+    if args.max_delay < args.min_delay:
+        raise UserError("need --min-delay <= --max-delay")
     try:
         extra = {"quantile": args.quantile} if args.quantile is not None else {}
         config = JitterBufferConfig.from_spec(args.buffer, min_delay_ms=args.min_delay, max_delay_ms=args.max_delay,
                                               **extra)
+        spec = parse_network(args.network, seed=args.seed) if args.network is not None else None
         audio, rate = load_audio(args.input)
         mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
         x = resample(mono, rate, SAMPLE_RATE)
         n_packets = int(np.ceil(len(x) / (SAMPLE_RATE * PACKET_MS / 1000)))
-        spec = None
-        if args.network is not None:
-            spec = parse_network(args.network, seed=args.seed)
+        if spec is not None:
             arrivals = spec.simulate(n_packets, PACKET_MS)
         else:
             arrivals = read_arrivals_csv(args.arrivals)
@@ -111,20 +122,18 @@ def run(args: argparse.Namespace) -> int:
                                 f"{n_packets} ({PACKET_MS} ms packets)")
         result = simulate(x, arrivals, config, method=method, codec=args.codec, seed=args.seed or 0,
                           spec=spec, bitrate_bps=args.bitrate)
-        out = resample(result.audio, SAMPLE_RATE, rate)
-        write_audio(output, out, rate, subtype=audio_subtype(args.input))
-        if args.save_arrivals:
-            write_arrivals_csv(args.save_arrivals, arrivals)
+        stats = result.stats
+        stats.update({"input": str(args.input), "network": args.network, "arrivals": args.arrivals,
+                      "buffer": args.buffer, "method": method, "codec": args.codec})
+        with StagedOutputs() as staged:  # every output, or none of them
+            write_audio(staged.path(output), resample(result.audio, SAMPLE_RATE, rate), rate,
+                        subtype=audio_subtype(args.input))
+            if args.save_arrivals:
+                write_arrivals_csv(staged.path(args.save_arrivals), arrivals)
+            if args.stats:
+                staged.path(args.stats).write_text(json.dumps(_finite(stats), indent=2, default=_json_default) + "\n")
     except (AudioError, NetworkError, ValueError, OSError) as exc:
         raise UserError(" ".join(str(exc).split())) from None
-    stats = result.stats
-    stats.update({"input": str(args.input), "network": args.network, "arrivals": args.arrivals,
-                  "buffer": args.buffer, "method": method, "codec": args.codec})
-    if args.stats:
-        try:
-            Path(args.stats).write_text(json.dumps(_finite(stats), indent=2, default=_json_default) + "\n")
-        except OSError as exc:
-            raise UserError(f"{args.stats}: cannot write ({exc.strerror})") from None
     delay = stats["playoutDelayMeanMs"]
     print(f"{output}: {stats['packetsSent']} packets, {100 * stats['networkLossRate']:.1f}% lost in the network, "
           f"{100 * stats['lateLossRate']:.1f}% late; playout delay {_ms(delay)} mean, "

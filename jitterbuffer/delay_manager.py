@@ -220,9 +220,16 @@ class PacketArrivalHistory:
 
     def delay_ms(self, ts_ms: float, arrival_ms: float) -> float:
         """Relative arrival delay of a packet (>= 0), ms."""
+        offset = self.offset_ms(ts_ms, arrival_ms)
+        return 0.0 if offset is None else max(0.0, offset)
+
+    def offset_ms(self, ts_ms: float, arrival_ms: float) -> Optional[float]:
+        """How much later than the fastest packet of the window predicts a packet arrives, ms
+        (negative: earlier, which the timestamp of a real packet never allows by much); None
+        while the history is empty."""
         if self._ref is None:
-            return 0.0
-        return max(0.0, self._transit((ts_ms, arrival_ms)) - self._transit(self._ref))
+            return None
+        return self._transit((ts_ms, arrival_ms)) - self._transit(self._ref)
 
     def playout_delay_ms(self, playout_ts_ms: float, now_ms: float) -> float:
         """How long after the fastest possible arrival the sample at ``playout_ts_ms`` plays, ms."""

@@ -28,9 +28,19 @@ delay to the target) and ``fixed`` (the baseline, like aiortc's: playout starts
 ``prefetch_ms`` after the first packet and runs at a constant delay; a packet
 not there in time is concealed and, if it comes later, discarded).
 
+Hostile input costs at most a packet or two: a packet whose timestamp is far off
+the stream's timeline (seconds ahead of where its arrival time puts it, or far
+behind) is held until the next packet says whether it was a stray (dropped and
+counted) or the sender really jumped (a new stream, as on an SSRC change); an
+arrival time far from the playout clock is replaced by the clock; sequence
+number jumps are judged the same way by the loss count
+(:class:`~jitterbuffer.rtp.SequenceLossCounter`).
+
 Statistics (:attr:`JitterBuffer.stats`) use the names of WebRTC's
 ``RTCInboundRtpStreamStats`` for audio; the cumulative delays are in seconds
-as there.
+as there. Every played sample is either received (``jitterBufferEmittedCount``)
+or concealed (``concealedSamples``), and the two add up to
+``totalSamplesReceived``.
 """
 
 from __future__ import annotations
@@ -50,7 +60,7 @@ from .delay_manager import ClockSkewEstimator, DelayManager, DelayManagerConfig,
 from .packet_buffer import BufferedPacket, InsertResult, PacketBuffer
 from .payload import DEFAULT_PAYLOAD_TYPES, FRAME_SAMPLES, SAMPLE_RATE, PayloadDecoder, PayloadFormat
 from .sync_buffer import SyncBuffer
-from .rtp import RtpError, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
+from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
 from .time_stretch import BackgroundNoise, accelerate, preemptive_expand
 
 FRAME_MS = 10
@@ -58,12 +68,17 @@ FRAME_MS = 10
 _ACCELERATE_SAMPLES = 3 * FRAME_SAMPLES
 #: Played samples kept for preemptive expand's correlation.
 _PLAYED_HISTORY = 3 * FRAME_SAMPLES
-#: Sum of the emission offsets of a frame's samples, ms.
-_EMIT_OFFSET_SUM_MS = float(np.sum(np.arange(FRAME_SAMPLES) * 1000.0 / SAMPLE_RATE))
+#: Emission offset of each sample of a frame from the frame's start, ms.
+_EMIT_OFFSETS_MS = np.arange(FRAME_SAMPLES) * 1000.0 / SAMPLE_RATE
 #: Fade-in of the first received frame of a call.
 _FADE_IN = raised_cosine_fade(SAMPLE_RATE * 2 // 1000)
 #: Concealers tried, best first, when none is given.
 PREFERRED_METHODS = ("neteq", "g711", "repeat")
+
+
+def _is_silent(frame: np.ndarray) -> bool:
+    """True if no sample of ``frame`` reaches one int16 step (``silentConcealedSamples``)."""
+    return float(np.max(np.abs(frame))) < 1.0 / 32768
 
 
 def default_method() -> str:
@@ -116,9 +131,21 @@ class JitterBufferConfig:
         Adaptive mode without accelerate / preemptive expand when False.
     max_gap_wait_ms : float
         A gap in the timestamps this long is jumped at once (sender pause).
-    stream_restart_ms : float
-        A packet this far behind the playout point restarts the stream
-        (NetEQ's 5 s horizon); nearer ones are just late.
+    stream_restart_ms, max_timestamp_lead_ms : float
+        A packet whose timestamp puts it more than ``stream_restart_ms`` behind (NetEQ's 5 s
+        horizon, ``PacketBuffer::IsObsoleteTimestamp``) or ``max_timestamp_lead_ms`` ahead of
+        where its arrival time places it on the stream's timeline (measured against the fastest
+        packet of the arrival history, as the relative delay is) is *off the timeline*: a stray
+        packet, or a sender that jumped its timestamps without changing SSRC. It is held until the
+        next packet: if that one continues it, the stream restarts from it (``timestampJumps``,
+        ``streamResets``); otherwise it is dropped (``packetsOffTimeline``). A real packet is
+        never early by much: the fastest packet of the last two seconds sets the reference.
+    arrival_tolerance_ms : float
+        An arrival time further than this from the playout clock (the last ``get_audio`` time)
+        cannot be right (packets arrive in real time); it is replaced by the clock
+        (``arrivalTimesCorrected``), so it cannot poison the delay estimates and statistics.
+        Packets given before the first ``get_audio`` with arrival times that far from its time
+        are on another clock: they are flushed (``timelineRestarts``, ``packetsFlushed``).
     """
 
     mode: str = "adaptive"
@@ -138,6 +165,8 @@ class JitterBufferConfig:
     allow_time_stretch: bool = True
     max_gap_wait_ms: float = 1000.0
     stream_restart_ms: float = 5000.0
+    max_timestamp_lead_ms: float = 500.0
+    arrival_tolerance_ms: float = 2000.0
     burst_follower_ratio: float = 0.25
     stretch_correlation: float = 0.9
     fast_stretch_correlation: float = 0.7
@@ -210,10 +239,23 @@ class _Counters:
     packets_unknown_payload: int = 0
     decode_errors: int = 0
     stream_resets: int = 0
+    timestamp_jumps: int = 0
+    packets_off_timeline: int = 0
+    arrival_times_corrected: int = 0
     timeline_restarts: int = 0
     internal_errors: int = 0
     lost_in_closed_streams: int = 0
     operations: dict = field(default_factory=lambda: {op.value: 0 for op in Operation})
+
+
+@dataclass
+class _HeldPacket:
+    """A packet off the stream's timeline, waiting for the next packet's verdict."""
+
+    packet: RtpPacket
+    timestamp: int        # unwrapped against the current stream (not made its reference)
+    duration: int
+    arrival_ms: float
 
 
 class JitterBuffer:
@@ -273,11 +315,11 @@ class JitterBuffer:
         self.last_tick: Optional[TickInfo] = None
         self._played = np.zeros(_PLAYED_HISTORY, dtype=np.float32)
         self._sync = SyncBuffer()
-        self._concealing = False
+        self._last_played_real = True   # the last played sample was received audio (not concealment)
         self._first_arrival_ms: Optional[float] = None
-        self._base_seq: Optional[int] = None
-        self._max_seq: Optional[int] = None
-        self._received_unique = 0
+        self._last_arrival_ms: Optional[float] = None
+        self._loss = SequenceLossCounter()
+        self._held: Optional[_HeldPacket] = None
         self._new_stream()
 
     def _use_concealer(self, concealer: Concealer) -> None:
@@ -306,7 +348,8 @@ class JitterBuffer:
     # ----------------------------------------------------------------- state
     def _new_stream(self) -> None:
         """Forget the stream's timeline (first packet, SSRC or clock change, restart)."""
-        self._n.packets_flushed += self.packets.clear()
+        self._n.packets_flushed += self.packets.clear() + (self._held is not None)
+        self._held = None
         self._seq = SequenceUnwrapper()
         self._ts = TimestampUnwrapper()
         self.arrivals.reset()
@@ -315,14 +358,9 @@ class JitterBuffer:
         self._restart_timeline()
         self._recent_ts: deque[int] = deque(maxlen=256)
         self._recent_ts_set: set[int] = set()
-        self._recent_seq: deque[int] = deque(maxlen=512)
-        self._recent_seq_set: set[int] = set()
         self._plc_debt = 0
-        # RFC 3550 A.3 loss accounting of the current stream
-        self._n.lost_in_closed_streams += self._stream_lost()
-        self._base_seq: Optional[int] = None
-        self._max_seq: Optional[int] = None
-        self._received_unique = 0
+        self._n.lost_in_closed_streams += self._loss.packets_lost
+        self._loss.reset()
         self.decision.reset()
 
     def _restart_timeline(self) -> None:
@@ -335,11 +373,6 @@ class JitterBuffer:
         self._last_op = Operation.EXPAND if self._ever_played else Operation.SILENCE
         self._generated = 0
         self._late_run = 0.0
-
-    def _stream_lost(self) -> int:
-        if self._base_seq is None or self._max_seq is None:
-            return 0
-        return max(0, self._max_seq - self._base_seq + 1 - self._received_unique)
 
     @property
     def _frame_rtp(self) -> int:
@@ -413,22 +446,56 @@ class JitterBuffer:
         if duration is None:
             self._n.packets_malformed += 1
             return False
+        arrival_ms = self._checked_arrival(arrival_ms)
         if pkt.ssrc != self._ssrc or fmt.clock_rate != self._clock_rate:
             if self._ssrc is not None:
                 self._n.stream_resets += 1
             self._ssrc = pkt.ssrc
             self._clock_rate = fmt.clock_rate
             self._new_stream()
+        self._n.packets_received += 1
+        self._loss.update(pkt.sequence_number)
+        ts = self._ts.peek(pkt.timestamp)
+        held, self._held = self._held, None
+        if self._on_timeline(ts, arrival_ms):
+            self._n.packets_off_timeline += held is not None  # the packet before was a stray
+            return self._accept(pkt, duration, arrival_ms)
+        if held is not None and ts > held.timestamp and self._continues(held, ts, arrival_ms):
+            # Two packets in a row on a new timeline: the sender jumped its timestamps.
+            self._n.timestamp_jumps += 1
+            self._n.stream_resets += 1
+            self._new_stream()
+            self._accept(held.packet, held.duration, held.arrival_ms)
+            return self._accept(pkt, duration, arrival_ms)
+        self._n.packets_off_timeline += held is not None
+        self._held = _HeldPacket(pkt, ts, duration, arrival_ms)
+        return True
+
+    def _checked_arrival(self, arrival_ms: float) -> float:
+        """``arrival_ms``, or the playout clock if it is further than ``arrival_tolerance_ms`` from it
+        (the next tick's time: a packet is there by then, and an arrival that looks early would
+        become the delay estimate's reference)."""
+        if self._clock_ms is not None and abs(arrival_ms - self._clock_ms) > self.config.arrival_tolerance_ms:
+            self._n.arrival_times_corrected += 1
+            arrival_ms = self._clock_ms + FRAME_MS
+        self._last_arrival_ms = arrival_ms
+        return arrival_ms
+
+    def _on_timeline(self, ts: int, arrival_ms: float) -> bool:
+        """True unless the packet is far off the stream's timeline (see ``stream_restart_ms``)."""
+        offset = self.arrivals.offset_ms(self._ms(ts), arrival_ms)
+        c = self.config
+        return offset is None or -c.max_timestamp_lead_ms <= offset <= c.stream_restart_ms
+
+    def _continues(self, held: _HeldPacket, ts: int, arrival_ms: float) -> bool:
+        """True if a packet at ``ts`` arriving at ``arrival_ms`` follows ``held`` on its timeline."""
+        drift = (arrival_ms - held.arrival_ms) - self._ms(ts - held.timestamp)
+        return abs(drift) <= self.config.max_timestamp_lead_ms
+
+    def _accept(self, pkt: RtpPacket, duration: int, arrival_ms: float) -> bool:
+        """Buffer a packet that is on the stream's timeline (counted, delay statistics updated)."""
         seq = self._seq.unwrap(pkt.sequence_number)
         ts = self._ts.unwrap(pkt.timestamp)
-        horizon = self._clock_rate * self.config.stream_restart_ms / 1000
-        if self._target_ts is not None and self._target_ts - ts > horizon:
-            self._n.stream_resets += 1  # far behind the playout point: a restarted sender
-            self._new_stream()
-            seq = self._seq.unwrap(pkt.sequence_number)
-            ts = self._ts.unwrap(pkt.timestamp)
-        self._n.packets_received += 1
-        self._count_sequence(seq)
         if ts in self._recent_ts_set:
             self._n.packets_duplicated += 1
             return False
@@ -481,19 +548,6 @@ class JitterBuffer:
             self._decoders[payload_type] = dec
         return dec
 
-    def _count_sequence(self, seq: int) -> None:
-        if seq in self._recent_seq_set:
-            return
-        if len(self._recent_seq) == self._recent_seq.maxlen:
-            self._recent_seq_set.discard(self._recent_seq[0])
-        self._recent_seq.append(seq)
-        self._recent_seq_set.add(seq)
-        self._received_unique += 1
-        if self._base_seq is None or seq < self._base_seq:
-            self._base_seq = seq
-        if self._max_seq is None or seq > self._max_seq:
-            self._max_seq = seq
-
     def _remember_ts(self, ts: int) -> None:
         if len(self._recent_ts) == self._recent_ts.maxlen:
             self._recent_ts_set.discard(self._recent_ts[0])
@@ -517,6 +571,11 @@ class JitterBuffer:
             else:
                 now_ms = self._first_arrival_ms if self._first_arrival_ms is not None else 0.0
         now = float(now_ms)
+        if (self._clock_ms is None and self._last_arrival_ms is not None
+                and abs(now - self._last_arrival_ms) > self.config.arrival_tolerance_ms):
+            # the packets that came before the first tick carry another clock's arrival times
+            self._n.timeline_restarts += 1
+            self._new_stream()
         self._clock_ms = now
         try:
             out = self._tick(now)
@@ -537,6 +596,8 @@ class JitterBuffer:
         except Exception:  # noqa: BLE001
             out = np.zeros(FRAME_SAMPLES, dtype=np.float32)
         self._sync.clear()
+        concealed = np.zeros(FRAME_SAMPLES, dtype=bool)
+        self._count_played(concealed, np.full(FRAME_SAMPLES, _is_silent(out)))
         return out
 
     def _tick(self, now: float) -> np.ndarray:
@@ -662,21 +723,11 @@ class JitterBuffer:
                         self.concealer.feed(plc)
             self._plc_debt -= FRAME_SAMPLES
         out = self.guard.process(None)
-        n = FRAME_SAMPLES
-        self._n.concealed_samples += n
-        if float(np.max(np.abs(out))) < 1.0 / 32768:
-            self._n.silent_concealed_samples += n
-        if not self._in_concealment():
-            self._n.concealment_events += 1
-        self._concealing = True
         ts0 = self._target_ts if self._target_ts is not None else 0
-        self._append(out, ts0, self._rtp_per_sample() if advance else 0.0, math.nan, False)
+        self._append(out, ts0, self._rtp_per_sample() if advance else 0.0, math.nan, False, _is_silent(out))
         if advance and self._target_ts is not None:
             self._target_ts += self._frame_rtp
-        self._generated += n
-
-    def _in_concealment(self) -> bool:
-        return self._concealing
+        self._generated += FRAME_SAMPLES
 
     def _jump(self) -> None:
         """Move the timeline over a gap to the next packet (the gap is given up)."""
@@ -716,10 +767,9 @@ class JitterBuffer:
         return True
 
     # ------------------------------------------------------------ sync buffer
-    def _append(self, audio: np.ndarray, first_ts: float, ts_step: float, arrival: float, real: bool) -> None:
-        self._sync.append(audio, first_ts, ts_step, arrival, real)
-        if real:
-            self._concealing = False
+    def _append(self, audio: np.ndarray, first_ts: float, ts_step: float, arrival: float, real: bool,
+                silent: bool = False) -> None:
+        self._sync.append(audio, first_ts, ts_step, arrival, real, silent)
 
     def _apply(self, audio: np.ndarray, index: np.ndarray) -> None:
         self._sync.replace(audio, index)
@@ -727,25 +777,35 @@ class JitterBuffer:
     def _emit(self, now: float, op: Operation) -> np.ndarray:
         n = FRAME_SAMPLES
         delay = self.arrivals.playout_delay_ms(self._ms(self._playout_ts()), now)
-        out, src_ts, arrival, real = self._sync.pop(n)
+        out, src_ts, arrival, real, silent = self._sync.pop(n)
         n_real = int(np.count_nonzero(real))
         playout_ts = None
-        if n_real == n:
-            delay_sum = n * now + _EMIT_OFFSET_SUM_MS - float(arrival.sum())
-            first = 0
-        elif n_real:
-            idx = np.flatnonzero(real)
-            delay_sum = float(np.sum(now + idx * (1000.0 / SAMPLE_RATE) - arrival[idx]))
-            first = int(idx[0])
         if n_real:
-            self._n.jitter_buffer_delay_s += delay_sum / 1000.0
+            # each received sample waited from its packet's arrival until it is heard (never < 0:
+            # an arrival time a little ahead of the playout clock does not make a negative wait)
+            waits = now + _EMIT_OFFSETS_MS - arrival
+            if n_real < n:
+                waits = waits[real]  # concealment has no arrival (NaN)
+            self._n.jitter_buffer_delay_s += float(np.maximum(waits, 0.0).sum()) / 1000.0
             self._n.jitter_buffer_emitted_count += n_real
             self._n.jitter_buffer_target_delay_s += n_real * self.target_delay_ms / 1000.0
-            playout_ts = int(src_ts[first]) & 0xFFFFFFFF
-        self._n.total_samples_received += n
+            playout_ts = int(src_ts[int(np.argmax(real))]) & 0xFFFFFFFF
+        self._count_played(real, silent)
         self._last_op = op
         self._record(now, op, playout_ts, n_real, delay)
         return out
+
+    def _count_played(self, real: np.ndarray, silent: np.ndarray) -> None:
+        """Count a played frame's samples: each is received or concealed, so that
+        ``jitterBufferEmittedCount + concealedSamples == totalSamplesReceived``; a concealment
+        event is a run of concealed samples."""
+        concealed = ~real
+        self._n.total_samples_received += len(real)
+        self._n.concealed_samples += int(np.count_nonzero(concealed))
+        self._n.silent_concealed_samples += int(np.count_nonzero(concealed & silent))
+        before = np.concatenate(([self._last_played_real], real[:-1]))
+        self._n.concealment_events += int(np.count_nonzero(concealed & before))
+        self._last_played_real = bool(real[-1])
 
     def _record(self, now: float, op: Operation, playout_ts: Optional[int], n_real: int,
                 delay: float = 0.0) -> None:
@@ -759,18 +819,27 @@ class JitterBuffer:
 
         ``jitterBufferDelay`` and ``jitterBufferTargetDelay`` are sums over the
         emitted samples, in seconds (divide by ``jitterBufferEmittedCount``);
-        ``packetsDiscarded`` counts packets dropped as late, as duplicates or on
-        overflow (broken down in ``packetsLate``, ``packetsDuplicated``,
-        ``packetsOverflow``); ``packetsLost`` is RFC 3550's cumulative loss
-        (expected minus received, duplicates not counted twice). ``fallbackFrames``
+        every played sample is emitted (received) or concealed:
+        ``jitterBufferEmittedCount + concealedSamples == totalSamplesReceived``.
+        ``packetsDiscarded`` counts packets dropped as late, as duplicates, on
+        overflow, on a flush or as strays off the timeline (broken down in ``packetsLate``,
+        ``packetsDuplicated``, ``packetsOverflow``, ``packetsFlushed``, ``packetsOffTimeline``);
+        ``timestampJumps`` counts senders that jumped their timestamps (each a stream reset),
+        ``arrivalTimesCorrected`` arrival times too far from the playout clock to be true.
+        ``packetsLost`` is the cumulative loss over the extended sequence number
+        (:class:`~jitterbuffer.rtp.SequenceLossCounter`: a sequence number jump is a restart
+        or a stray, not thousands of losses; duplicates not counted twice). ``fallbackFrames``
         counts frames made by classic concealment instead of the configured
-        concealer, ``fallbackReason`` says why (the latest reason; ``None`` if none).
+        concealer, ``fallbackReason`` says why (the latest reason, or why the concealer's model
+        could not be loaded; ``None`` if none).
         """
         n = self._n
-        discarded = n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
+        discarded = (n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
+                     + n.packets_off_timeline)
         inner = self.guard.concealer
         own_fallback = inner.stats.fallback_frames
-        reason = getattr(inner, "fallback_reason", None) if own_fallback else None
+        # a model that could not be loaded says so before the first loss too
+        reason = getattr(inner, "fallback_reason", None) if own_fallback else getattr(inner, "load_error", None)
         if self.guard.errors:
             reason = self.guard.errors[-1]
         return {
@@ -783,13 +852,14 @@ class JitterBuffer:
             "insertedSamplesForDeceleration": n.inserted_samples_for_deceleration,
             "removedSamplesForAcceleration": n.removed_samples_for_acceleration,
             "packetsDiscarded": discarded,
-            "packetsLost": n.lost_in_closed_streams + self._stream_lost(),
+            "packetsLost": n.lost_in_closed_streams + self._loss.packets_lost,
             "packetsReceived": n.packets_received,
             "totalSamplesReceived": n.total_samples_received,
             "packetsLate": n.packets_late,
             "packetsDuplicated": n.packets_duplicated,
             "packetsOverflow": self.packets.overflow_dropped,
             "packetsFlushed": n.packets_flushed,
+            "packetsOffTimeline": n.packets_off_timeline,
             "packetsMalformed": n.packets_malformed,
             "packetsUnknownPayloadType": n.packets_unknown_payload,
             "decodeErrors": n.decode_errors,
@@ -799,6 +869,8 @@ class JitterBuffer:
             "fallbackReason": reason,
             "declickedFrames": self.guard.declicked_frames,
             "streamResets": n.stream_resets,
+            "timestampJumps": n.timestamp_jumps,
+            "arrivalTimesCorrected": n.arrival_times_corrected,
             "timelineRestarts": n.timeline_restarts,
             "internalErrors": n.internal_errors,
             "operations": dict(n.operations),

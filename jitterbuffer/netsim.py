@@ -14,7 +14,8 @@ Besides the jitter buffer's own statistics, :func:`simulate` measures:
   frame to its playout), over the frames that hold received audio;
 * ``jitterBufferDelayMeanMs``: getStats' ``jitterBufferDelay /
   jitterBufferEmittedCount`` (arrival to playout), ms;
-* ``lateLossRate``: packets that arrived too late to be played, over packets sent;
+* ``lateLossRate``: packets that arrived too late to be played (the buffer's
+  ``packetsLate`` and the ``packetsBeyondHorizon``), over packets sent;
 * ``concealedFraction``: concealed samples over samples played since playout began;
 * ``spikeRecoveryMs``: after the largest delay spike, the time from the
   arrival of its first delayed packet until the playout delay is back
@@ -34,7 +35,7 @@ from plc.concealers import Concealer, make_concealer
 from .concealment import CodecPlcConcealer
 from .decision_logic import Operation
 from .neteq import FRAME_MS, JitterBuffer, JitterBufferConfig
-from .network import Arrival, NetworkSpec
+from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
 from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
 from .rtp import RtpPacket
 
@@ -181,7 +182,10 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     spec : NetworkSpec, optional
         The model that made ``arrivals`` (for its spike list).
     max_tail_ms : float
-        Stop at the latest this long after the last arrival.
+        Stop at the latest this long after the last arrival (or the input's end, if later).
+
+    Raises ``ValueError`` for times that are not finite or a packet that arrives before it
+    was sent. The run takes at most ``(input + MAX_TRANSIT_MS + max_tail_ms) / 10 ms`` ticks.
     """
     config = config or JitterBufferConfig()
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
@@ -190,6 +194,11 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps)
     n_packets = len(pk.packets)
     jb = JitterBuffer(concealer or make_method_concealer(method, codec), config)
+    for a in arrivals:
+        if not (np.isfinite(a.send_ms) and (a.arrival_ms is None or np.isfinite(a.arrival_ms))):
+            raise ValueError(f"packet {a.seq}: send and arrival times must be finite numbers of ms")
+        if a.arrival_ms is not None and a.arrival_ms < a.send_ms:
+            raise ValueError(f"packet {a.seq} arrives at {a.arrival_ms:g} ms, before it was sent at {a.send_ms:g} ms")
     send_ms = np.full(n_packets, np.nan)
     for a in arrivals:
         if 0 <= a.seq < n_packets and np.isnan(send_ms[a.seq]):
@@ -199,15 +208,23 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
         if len(known) == 0:
             raise ValueError("the arrivals cover none of the packets")
         send_ms = np.interp(np.arange(n_packets), known, send_ms[known])
+    start = float(np.floor(send_ms.min() / FRAME_MS) * FRAME_MS)
+    # The longest the sender can take to send the input, and how long we wait for its packets.
+    span_ms = n_packets * PACKET_MS / (1.0 - MAX_DRIFT)
+    horizon_ms = start + span_ms + MAX_TRANSIT_MS
     events = sorted((a.arrival_ms, i, a.seq) for i, a in enumerate(arrivals)
                     if a.arrival_ms is not None and 0 <= a.seq < n_packets)
-    start = float(np.floor(min([send_ms.min()] + [e[0] for e in events[:1]]) / FRAME_MS) * FRAME_MS)
-    last_event = events[-1][0] if events else start
+    beyond = {e[2] for e in events if e[0] > horizon_ms}
+    events = [e for e in events if e[0] <= horizon_ms]
+    beyond -= {e[2] for e in events}  # a copy of the packet came in time
+    end_ms = min(float(send_ms.max()) + PACKET_MS, horizon_ms)  # the input's end: always played out
+    last_event = max(events[-1][0] if events else start, end_ms)
+    max_ticks = int(np.ceil((span_ms + MAX_TRANSIT_MS + max_tail_ms) / FRAME_MS)) + 1
     frames, ticks, delays, targets, e2e, buffered, ops = [], [], [], [], [], [], []
     i = 0
-    now = start
     step = pk.timestamp_step
-    while True:
+    for tick in range(max_ticks):
+        now = start + tick * FRAME_MS
         while i < len(events) and events[i][0] <= now:
             jb.insert_packet(pk.packets[events[i][2]], events[i][0])
             i += 1
@@ -225,10 +242,10 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
             e2e.append(now - (send_ms[k] + within_ms))
         else:
             e2e.append(np.nan)
-        now += FRAME_MS
-        if i >= len(events) and not jb.has_pending_audio and info.operation != Operation.SILENCE:
+        played_to = now + FRAME_MS
+        if i >= len(events) and not jb.has_pending_audio and played_to >= end_ms:
             break
-        if now > last_event + max_tail_ms:
+        if played_to > last_event + max_tail_ms:
             break
     out = np.concatenate(frames)
     tick_ms = np.asarray(ticks)
@@ -239,20 +256,21 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     received = e2e_arr[~np.isnan(e2e_arr)]
     playing = np.asarray(ops) != Operation.SILENCE.value
     played = stats["totalSamplesReceived"]
-    spike = largest_spike(arrivals, spec)
+    spike = largest_spike([a for a in arrivals if a.arrival_ms is None or a.arrival_ms <= horizon_ms], spec)
     recovery = None
     if spike is not None:
         recovery = recovery_time(tick_ms, delay, target, spike[1])
     stats.update({
         "packetsSent": n_packets,
-        "packetsArrived": len({e[2] for e in events}),
+        "packetsArrived": len({e[2] for e in events} | beyond),
         "playoutDelayMeanMs": float(np.mean(received)) if len(received) else None,
         "playoutDelayP95Ms": float(np.percentile(received, 95)) if len(received) else None,
         "jitterBufferDelayMeanMs": (1000.0 * stats["jitterBufferDelay"] / stats["jitterBufferEmittedCount"]
                                     if stats["jitterBufferEmittedCount"] else None),
         "targetDelayMeanMs": float(np.mean(target[playing])) if np.any(playing) else None,
-        "lateLossRate": stats["packetsLate"] / n_packets,
-        "networkLossRate": 1.0 - len({e[2] for e in events}) / n_packets,
+        "packetsBeyondHorizon": len(beyond),
+        "lateLossRate": (stats["packetsLate"] + len(beyond)) / n_packets,
+        "networkLossRate": 1.0 - len({e[2] for e in events} | beyond) / n_packets,
         "concealedFraction": stats["concealedSamples"] / played if played else 0.0,
         "largestSpikeMs": spike[0] if spike else None,
         "spikeRecoveryMs": recovery,

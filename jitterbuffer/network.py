@@ -38,6 +38,11 @@ key (default)             meaning
 ``seed`` (0)              random seed
 ========================  =============================================================
 
+Limits (:meth:`NetworkSpec.validate`; beyond them a SPEC describes no network): ``delay``,
+``jitter`` and ``reorder_delay`` up to 10 s, ``spike`` up to 60 s, ``spike_every`` 0 or at
+least 0.1 s, ``burst`` up to 10000 packets, ``shape`` within (2, 100] for Pareto and
+(0.01, 3] for lognormal, ``seed`` from 0 to 2**32 - 1.
+
 Presets: ``clean`` (40 ms, no jitter), ``heavy`` (the README's heavy-tailed
 network: 40 ms base, 30 ms Pareto jitter, 300 ms spikes every 10 s on
 average, 5% loss in bursts of 3, 0.5% reordering and duplication),
@@ -63,6 +68,20 @@ class NetworkError(ValueError):
 
 
 DISTRIBUTIONS = ("pareto", "lognormal", "exponential", "uniform", "none")
+#: The sender's clock drift a SPEC may set (fraction).
+MAX_DRIFT = 0.05
+#: Limits of the times a SPEC may set, ms: above them it no longer describes a network.
+MAX_DELAY_MS = 10_000.0
+MAX_SPIKE_MS = 60_000.0
+#: Packets arriving later than this after the last one could have been sent (at the slowest
+#: sender clock) are not waited for by ``plc netsim``, ms: above any delay plus spike a SPEC sets.
+MAX_TRANSIT_MS = 75_000.0
+#: Spikes come at most this often on average, s (more often is jitter, not spikes).
+MIN_SPIKE_EVERY_S = 0.1
+#: The longest mean loss burst, packets.
+MAX_BURST = 10_000.0
+#: Shape ranges: Pareto tail index (a variance needs > 2), lognormal sigma.
+SHAPE_RANGE = {"pareto": (2.0, 100.0), "lognormal": (0.01, 3.0)}
 
 PRESETS = {
     "clean": "delay=40ms",
@@ -111,21 +130,31 @@ class NetworkSpec:
             if not cond:
                 raise NetworkError(msg)
 
-        for name in ("delay", "jitter", "spike", "spike_every", "reorder_delay"):
+        for name, limit in (("delay", MAX_DELAY_MS), ("jitter", MAX_DELAY_MS), ("reorder_delay", MAX_DELAY_MS),
+                            ("spike", MAX_SPIKE_MS)):
             v = getattr(self, name)
-            need(math.isfinite(v) and v >= 0, f"network {name} must be a non-negative number, got {v}")
-        need(self.delay <= 10000 and self.spike <= 60000, "network delays must be below 10 s (spikes 60 s)")
+            need(math.isfinite(v) and 0 <= v <= limit,
+                 f"network {name} must be a time from 0 to {limit / 1000:g} s, got {v:g} ms")
+        need(self.spike_every == 0 or (math.isfinite(self.spike_every) and MIN_SPIKE_EVERY_S <= self.spike_every
+                                       <= 1e6),
+             f"network spike_every must be 0 (no spikes) or from {MIN_SPIKE_EVERY_S:g} s to 1e6 s, "
+             f"got {self.spike_every:g} s")
         need(self.dist in DISTRIBUTIONS, f"network dist must be one of {', '.join(DISTRIBUTIONS)}, got {self.dist!r}")
         if self.shape is not None:
-            need(math.isfinite(self.shape) and self.shape > (2.0 if self.dist == "pareto" else 0.0),
-                 f"network shape must be > {2 if self.dist == 'pareto' else 0} for {self.dist}, got {self.shape}")
+            lo, hi = SHAPE_RANGE.get(self.dist, (0.0, math.inf))
+            need(math.isfinite(self.shape) and lo < self.shape <= hi,
+                 f"network shape for {self.dist} must be above {lo:g}" + (f" and at most {hi:g}" if hi < math.inf else "")
+                 + f", got {self.shape:g}")
         for name in ("loss", "loss_good", "loss_bad", "reorder", "dup"):
             v = getattr(self, name)
             need(0.0 <= v <= 1.0, f"network {name} must be a probability (0..1 or 0%..100%), got {v}")
         need(self.loss < 1.0, "network loss must be below 100%")
-        need(self.burst >= 1.0, f"network burst is a mean burst length in packets (>= 1), got {self.burst}")
-        need(abs(self.drift) <= 0.05, f"network drift must be within -5%..+5%, got {self.drift:+.2%}")
+        need(1.0 <= self.burst <= MAX_BURST,
+             f"network burst is a mean burst length in packets (1 to {MAX_BURST:g}), got {self.burst:g}")
+        need(abs(self.drift) <= MAX_DRIFT, f"network drift must be within -5%..+5%, got {self.drift:+.2%}")
         need(all(math.isfinite(t) and t >= 0 for t in self.spike_at), "network spike_at times must be >= 0 s")
+        need(isinstance(self.seed, int) and 0 <= self.seed < 2 ** 32,
+             f"network seed must be an integer from 0 to {2 ** 32 - 1}, got {self.seed}")
         return self
 
     # ----------------------------------------------------------- simulate

@@ -13,12 +13,14 @@ The 16-bit sequence number and the 32-bit timestamp wrap around; the
 unwrappers turn them into monotonic Python integers (the "extended" sequence
 number of RFC 3550 appendix A.1 and its timestamp twin), taking the shortest
 way round from the previous value so that reordered packets unwrap to the
-right side of a wrap.
+right side of a wrap. :class:`SequenceLossCounter` counts the packets lost over the extended
+sequence number as WebRTC does (reordering, and big jumps as a sender restart or a stray packet).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -211,3 +213,79 @@ class TimestampUnwrapper(Unwrapper):
 
     def __init__(self) -> None:
         super().__init__(32)
+
+
+#: A sequence number further than this from the highest one so far is not trusted at once
+#: (WebRTC's ``kDefaultMaxReorderingThreshold``, ``modules/rtp_rtcp/source/rtp_rtcp_config.h``).
+MAX_REORDERING_THRESHOLD = 50
+
+
+class SequenceLossCounter:
+    """Cumulative packet loss of one RTP stream: expected minus received (RFC 3550 appendix A.3)
+    over the extended sequence number, with reordering and big jumps handled as WebRTC does.
+
+    Follows WebRTC's ``StreamStatisticianImpl::UpdateCounters`` and ``UpdateOutOfOrder``
+    (``modules/rtp_rtcp/source/receive_statistics_impl.cc``):
+
+    * a packet after the highest sequence number so far extends it, and the numbers skipped
+      count as lost; a packet below it (reordered, or late) fills a hole counted before;
+    * a packet more than ``max_reordering`` numbers away from the highest (either way) is held
+      back: if the next packet is its successor, the sender restarted its sequence numbers and
+      the jump is not counted as loss; otherwise it was a stray packet, counted as received
+      without moving the highest number. One packet with a wild sequence number therefore
+      costs no loss, and a packet can add at most ``max_reordering - 1`` to it;
+    * a duplicate (a number among the last ``duplicate_window`` seen) is not counted again
+      (WebRTC counts it as received, which can make the loss negative);
+    * the loss never goes below zero: WebRTC clamps the value it reports and offsets later ones
+      (``cumulative_loss_rtcp_offset_``); here it is clamped at every packet, so a misbehaving
+      sender builds no credit against losses that come later.
+    """
+
+    def __init__(self, max_reordering: int = MAX_REORDERING_THRESHOLD, duplicate_window: int = 512) -> None:
+        self.max_reordering = int(max_reordering)
+        self._unwrapper = SequenceUnwrapper()
+        self._recent: deque[int] = deque(maxlen=int(duplicate_window))
+        self._recent_set: set[int] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (a new one starts)."""
+        self._unwrapper.reset()
+        self._recent.clear()
+        self._recent_set.clear()
+        #: Packets lost so far (>= 0).
+        self.packets_lost = 0
+        self._highest: Optional[int] = None
+        self._held: Optional[int] = None  # a far sequence number, judged by the next packet
+
+    def update(self, sequence_number: int) -> None:
+        """Register a received packet's 16-bit sequence number."""
+        seq = int(sequence_number) & 0xFFFF
+        if seq in self._recent_set:
+            return
+        if len(self._recent) == self._recent.maxlen:
+            self._recent_set.discard(self._recent[0])
+        self._recent.append(seq)
+        self._recent_set.add(seq)
+        if self._highest is None:
+            self._highest = self._unwrapper.unwrap(seq)
+            return
+        if self._held is not None:
+            held, self._held = self._held, None
+            if seq == (held + 1) & 0xFFFF:  # the sender restarted its sequence numbers here
+                self._unwrapper.reset()
+                self._recent.clear()
+                self._recent_set = {held, seq}
+                self._recent.extend((held, seq))
+                self._unwrapper.unwrap(held)
+                self._highest = self._unwrapper.unwrap(seq)
+                return
+            self.packets_lost = max(0, self.packets_lost - 1)  # a stray packet: received, moves nothing
+        extended = self._unwrapper.peek(seq)
+        if abs(extended - self._highest) > self.max_reordering:
+            self._held = seq
+        elif extended > self._highest:
+            self.packets_lost += extended - self._highest - 1
+            self._highest = self._unwrapper.unwrap(seq)
+        else:  # reordered or late: fills a hole counted as lost
+            self.packets_lost = max(0, self.packets_lost - 1)

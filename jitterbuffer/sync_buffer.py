@@ -3,8 +3,9 @@
 Decoded frames go through the concealer into this buffer; time-stretching
 rewrites what it holds; every tick plays its first 10 ms. Each sample carries
 the RTP timestamp it came from, its packet's arrival time (NaN for
-concealment) and whether it is received audio, so that delays can be measured
-at the moment a sample is played.
+concealment), whether it is received audio and whether it is silent
+concealment, so that delays and the sample counters are measured at the moment
+a sample is played.
 
 Backed by preallocated arrays with a moving start, so a tick allocates nothing.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 
 class SyncBuffer:
-    """Future samples with per-sample source timestamp, arrival time and received flag.
+    """Future samples with per-sample source timestamp, arrival time, received and silent flags.
 
     Parameters
     ----------
@@ -32,6 +33,7 @@ class SyncBuffer:
         self._ts = np.zeros(self.capacity, dtype=np.float64)
         self._arrival = np.zeros(self.capacity, dtype=np.float64)
         self._real = np.zeros(self.capacity, dtype=bool)
+        self._silent = np.zeros(self.capacity, dtype=bool)
         self._start = 0
         self._end = 0
 
@@ -63,12 +65,14 @@ class SyncBuffer:
         size = len(self)
         if size + n > self.capacity:
             raise OverflowError(f"sync buffer of {self.capacity} samples cannot take {n} more")
-        for arr in (self._audio, self._ts, self._arrival, self._real):
+        for arr in (self._audio, self._ts, self._arrival, self._real, self._silent):
             arr[:size] = arr[self._start:self._end]
         self._start, self._end = 0, size
 
-    def append(self, audio: np.ndarray, first_ts: float, ts_step: float, arrival_ms: float, received: bool) -> None:
-        """Add samples; sample ``i`` came from timestamp ``first_ts + i * ts_step``."""
+    def append(self, audio: np.ndarray, first_ts: float, ts_step: float, arrival_ms: float, received: bool,
+               silent: bool = False) -> None:
+        """Add samples; sample ``i`` came from timestamp ``first_ts + i * ts_step``. ``silent``: the
+        samples are concealment that had gone silent (``silentConcealedSamples``)."""
         n = len(audio)
         self._room(n)
         s, e = self._end, self._end + n
@@ -79,6 +83,7 @@ class SyncBuffer:
             self._ts[s:e] = first_ts
         self._arrival[s:e] = arrival_ms
         self._real[s:e] = received
+        self._silent[s:e] = silent
         self._end = e
 
     def replace(self, audio: np.ndarray, index: np.ndarray) -> None:
@@ -87,6 +92,7 @@ class SyncBuffer:
         ts = self._ts[s + index]
         arrival = self._arrival[s + index]
         real = self._real[s + index]
+        silent = self._silent[s + index]
         n = len(audio)
         self._start = self._end = 0
         self._room(n)
@@ -94,14 +100,15 @@ class SyncBuffer:
         self._ts[:n] = ts
         self._arrival[:n] = arrival
         self._real[:n] = real
+        self._silent[:n] = silent
         self._end = n
 
-    def pop(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Remove the next ``n`` samples; returns copies of (audio, timestamps, arrivals, received)."""
+    def pop(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Remove the next ``n`` samples; returns copies of (audio, timestamps, arrivals, received, silent)."""
         n = min(n, len(self))
         s = self._start
         out = (self._audio[s:s + n].copy(), self._ts[s:s + n].copy(),
-               self._arrival[s:s + n].copy(), self._real[s:s + n].copy())
+               self._arrival[s:s + n].copy(), self._real[s:s + n].copy(), self._silent[s:s + n].copy())
         self._start += n
         if self._start == self._end:
             self._start = self._end = 0

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+from .outputs import StagedOutputs
 
 
 class AudioError(ValueError):
@@ -49,7 +50,8 @@ def audio_subtype(path: str | os.PathLike) -> str | None:
 
 
 def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
-    """Write audio atomically: a temporary file in the same folder, renamed at the end.
+    """Write audio atomically (:class:`plc.outputs.StagedOutputs`): a temporary file in the same folder,
+    renamed at the end.
 
     An existing file at ``path`` is only replaced once the new one is complete.
     ``subtype`` (e.g. ``PCM_16``) is used when the output format supports it.
@@ -65,32 +67,22 @@ def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int, sub
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise AudioError(f"{path}: output folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".plc-", suffix="." + ext, dir=parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, data, sample_rate, format=major, subtype=subtype)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with StagedOutputs() as staged:
+        sf.write(str(staged.path(path)), data, sample_rate, format=major, subtype=subtype)
 
 
 OUTPUT_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
-    """``path`` as a :class:`~pathlib.Path` if audio can be written there, else :class:`AudioError`.
+    """``path`` as a :class:`~pathlib.Path` if it names an audio format we write, else :class:`AudioError`.
 
-    Checked before any work is done, so that a long run does not fail at the end.
+    Checked before any work is done, so that a long run does not fail at the end; whether the
+    file can be written there is :func:`plc.outputs.check_outputs`' job.
     """
     output = Path(path)
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise AudioError(f"{output}: output must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}")
-    if not output.parent.exists():
-        raise AudioError(f"{output.parent}: output folder does not exist")
     return output
 
 

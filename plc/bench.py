@@ -15,6 +15,8 @@ import resource
 import time
 from pathlib import Path
 
+from . import argtypes
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure a concealer's real-time cost on real speech",
@@ -24,9 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="AUDIO", action="append",
                    help="speech file(s) (default: the built-in LibriVox clips)")
     p.add_argument("--loss", default="gilbert:0.1,3", help="loss model (default gilbert:0.1,3)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeat", type=int, default=3, help="passes over the speech (default 3)")
-    p.add_argument("--model-dir", metavar="DIR", help="neural model folder (default: the shipped model)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the losses (default 0)")
+    p.add_argument("--repeat", type=argtypes.int_range(1, 1000), default=3, help="passes over the speech (default 3)")
+    p.add_argument("--model-dir", metavar="DIR",
+                   help="neural model folder (default: the shipped model); refused if it does not load")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -44,10 +47,21 @@ def run(args: argparse.Namespace) -> int:
     if args.method not in available_methods() or args.method in DECODER_METHODS:
         raise UserError(f"cannot bench {args.method!r}; choose from "
                         f"{', '.join(m for m in available_methods() if m not in DECODER_METHODS)}")
+    if args.model_dir is not None:
+        if args.method != "neural":
+            raise UserError(f"--model-dir is for --method neural, not {args.method}")
+        from .concealers.neural import check_model_dir
+
+        try:  # a folder that does not load would time the classic fallback under the name neural
+            check_model_dir(args.model_dir)
+        except ValueError as exc:
+            raise UserError(f"--model-dir: {exc}") from None
     try:
         model = parse_loss_spec(args.loss)
+        if model.loss_rate <= 0:
+            raise UserError(f"--loss {args.loss}: bench times concealment, so it needs losses")
         paths = args.input or _default_speech()
-        speech = np.concatenate([resample(load_audio(p)[0].mean(axis=1), load_audio(p)[1], 16000) for p in paths])
+        speech = np.concatenate([resample(a.mean(axis=1), rate, 16000) for a, rate in map(load_audio, paths)])
     except (AudioError, TraceError) as exc:
         raise UserError(str(exc)) from None
     kwargs = {}
@@ -56,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
     concealer = make_concealer(args.method, **kwargs)
     frame = concealer.frame_samples
     n_frames = len(speech) // frame
+    if n_frames < 2:
+        raise UserError(f"{len(speech) / 16000:.3f} s of speech is too short to time: give at least "
+                        f"{2 * concealer.frame_ms} ms")
     rng = np.random.default_rng(args.seed)
     concealed_ms, received_ms, by_noise = [], [], []
     for _ in range(args.repeat):
@@ -69,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
             (concealed_ms if x is None else received_ms).append(dt)
             if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
                 by_noise.append(getattr(concealer, "noise_frames", 0) > noise_before)
+    if not concealed_ms or not received_ms:
+        raise UserError(f"{'no' if not concealed_ms else 'every'} frame was lost under {args.loss} in "
+                        f"{args.repeat} x {len(speech) / 16000:.2f} s of speech: give more speech, --repeat or "
+                        "another --loss")
     c, r, noise = np.array(concealed_ms), np.array(received_ms), np.array(by_noise, dtype=bool)
     info = getattr(getattr(concealer, "model", None), "info", None) or {}
     result = {

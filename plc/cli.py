@@ -11,13 +11,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Callable, Optional
 
-from . import __version__
+from . import __version__, argtypes
+from .errors import UserError  # re-exported: sub-commands raise plc.cli.UserError
 
 
-from .errors import UserError  # noqa: E402  (re-exported: sub-commands raise plc.cli.UserError)
+class Parser(argparse.ArgumentParser):
+    """argparse with plc's convention for usage errors: one line ``plc CMD: error: ...``, exit status 2.
+
+    Sub-parsers are made of the same class (``add_subparsers`` uses the parent's class), so
+    every sub-command reports its usage errors this way.
+    """
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 # --------------------------------------------------------------------- conceal
@@ -37,12 +45,13 @@ def _add_conceal(sub: argparse._SubParsersAction) -> None:
     loss.add_argument("--loss", metavar="SPEC",
                       help="draw losses from a model: bernoulli:RATE or gilbert:RATE,MEAN_BURST_PACKETS; "
                            "the trace used is written next to OUTPUT")
-    p.add_argument("--seed", type=int, default=0, help="seed of the loss model (default 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the loss model (default 0)")
     p.add_argument("--method", default="neteq", help="concealment method (default neteq); see `plc methods`")
     p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="pipeline (default pcm)")
-    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS",
+    p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
-    p.add_argument("--packet-ms", type=int, default=20, help="packet duration in ms (default 20)")
+    p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,
+                   help="packet duration in ms (default 20; 10 to 120 in 10 ms steps, with Opus 10, 20, 40 or 60)")
     p.add_argument("--stats", metavar="JSON", help="write concealment statistics to this JSON file")
     p.add_argument("--neural-model", metavar="DIR",
                    help="model folder for --method neural (default: the shipped plc/assets/neural)")
@@ -58,10 +67,19 @@ def _run_conceal(args: argparse.Namespace) -> int:
 
     from .audio_io import AudioError, audio_subtype, check_output_path, load_audio, write_audio
     from .concealers import available_methods
-    from .offline import conceal_audio, packets_in
+    from .offline import check_packet_ms, conceal_audio, packets_in
+    from .outputs import StagedOutputs, check_outputs
 
     if args.method not in available_methods():
         raise UserError(f"unknown method {args.method!r}; choose from {', '.join(available_methods())}")
+    try:
+        check_packet_ms(args.packet_ms, args.codec)
+        model = parse_loss_spec(args.loss) if args.loss else None
+        output = check_output_path(args.output)
+    except ValueError as exc:
+        raise UserError(f"{exc}") from None
+    trace_path = output.with_name(output.stem + ".trace.txt") if args.loss else None
+    check_outputs({"OUTPUT": output, "trace": trace_path, "--stats": args.stats}, inputs=[args.input, args.trace])
     if args.neural_model:
         from .concealers.neural import select_model_dir
 
@@ -70,30 +88,24 @@ def _run_conceal(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(f"--neural-model: {exc}") from None
     try:
-        output = check_output_path(args.output)
-    except AudioError as exc:
-        raise UserError(str(exc)) from None
-    try:
         audio, sample_rate = load_audio(args.input)
         n_packets = packets_in(audio.shape[0], sample_rate, args.packet_ms)
-        trace_path = None
         if args.trace:
             lost = read_trace(args.trace)
             if len(lost) < n_packets:
                 raise UserError(f"{args.trace}: trace has {len(lost)} packets but {args.input} needs "
                                 f"{n_packets} ({args.packet_ms} ms packets)")
         else:
-            model = parse_loss_spec(args.loss)
             lost = model.generate(n_packets, np.random.default_rng(args.seed))
-            trace_path = output.with_name(output.stem + ".trace.txt")
         result = conceal_audio(audio, sample_rate, lost, args.method, codec=args.codec,
                                packet_ms=args.packet_ms, bitrate_bps=args.bitrate)
         out = result.audio[:, 0] if result.audio.shape[1] == 1 else result.audio
-        write_audio(output, out, sample_rate, subtype=audio_subtype(args.input))
-        if trace_path is not None:
-            write_trace(trace_path, lost[:n_packets])
-        if args.stats:
-            Path(args.stats).write_text(json.dumps(result.stats, indent=2) + "\n")
+        with StagedOutputs() as staged:  # every output, or none of them
+            write_audio(staged.path(output), out, sample_rate, subtype=audio_subtype(args.input))
+            if trace_path is not None:
+                write_trace(staged.path(trace_path), lost[:n_packets])
+            if args.stats:
+                staged.path(args.stats).write_text(json.dumps(result.stats, indent=2) + "\n")
     except (AudioError, TraceError, ValueError) as exc:  # bad input or options: one line
         raise UserError(" ".join(str(exc).split())) from None
     lost_n = int(np.count_nonzero(lost[:n_packets]))
@@ -154,7 +166,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="plc", description="Packet loss concealment for real-time voice.")
+    parser = Parser(prog="plc", description="Packet loss concealment for real-time voice.")
     parser.add_argument("--version", action="version", version=f"plc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -165,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed, one line)
+        return exc.code if isinstance(exc.code, int) else 2
     prog = f"plc {args.command}"
     try:
         return int(args.func(args) or 0)

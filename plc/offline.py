@@ -29,6 +29,8 @@ from .concealers import DECODER_METHODS, Concealer, make_concealer, raised_cosin
 NATIVE_RATE = 16000
 FRAME_MS = 10
 CODECS = ("pcm", "opus")
+#: The longest packet the pipelines take, ms (Opus' longest frame).
+MAX_PACKET_MS = 120
 
 
 @dataclass
@@ -40,6 +42,29 @@ class ConcealResult:
     stats: dict = field(default_factory=dict)
     #: Why a concealer fell back to its classic concealment (``stats["fallback_frames"]``), if it did.
     fallback_reasons: list[str] = field(default_factory=list)
+
+
+def check_packet_ms(packet_ms: int, codec: str = "pcm") -> int:
+    """``packet_ms`` if ``codec`` can carry packets that long, else ``ValueError`` (one line).
+
+    Whole 10 ms frames up to :data:`MAX_PACKET_MS`; with Opus, a frame size libopus encodes.
+    """
+    from .codecs.opus import OPUS_FRAME_MS
+
+    if not (isinstance(packet_ms, (int, np.integer)) and 0 < packet_ms <= MAX_PACKET_MS and packet_ms % FRAME_MS == 0):
+        raise ValueError(f"packet duration must be a multiple of {FRAME_MS} ms from {FRAME_MS} to "
+                         f"{MAX_PACKET_MS} ms, got {packet_ms}")
+    if codec == "opus" and packet_ms not in OPUS_FRAME_MS:
+        raise ValueError(f"Opus packets last {', '.join(map(str, OPUS_FRAME_MS))} ms, got {packet_ms}")
+    return packet_ms
+
+
+def offline_concealer(method: str, sample_rate: int = NATIVE_RATE, frame_ms: int = FRAME_MS) -> Concealer:
+    """The concealer ``method`` for offline use: ``neural`` without its real-time deadline
+    (offline there is none to fall back on, and a busy machine must not change the output)."""
+    if method == "neural":
+        return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms, deadline_ms=None)
+    return make_concealer(method, sample_rate=sample_rate, frame_ms=frame_ms)
 
 
 def packets_in(n_samples: int, sample_rate: int, packet_ms: int) -> int:
@@ -80,8 +105,7 @@ def conceal_audio(
     """
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
-    if packet_ms <= 0 or packet_ms % FRAME_MS:
-        raise ValueError(f"packet duration must be a positive multiple of {FRAME_MS} ms, got {packet_ms}")
+    check_packet_ms(packet_ms, codec)
     if method in DECODER_METHODS and codec != "opus":
         raise ValueError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
     audio = np.asarray(audio, dtype=np.float32)
@@ -103,9 +127,7 @@ def conceal_audio(
             return None
         if concealer_factory is not None:
             return concealer_factory()
-        if method == "neural":  # offline there is no real-time deadline to fall back on
-            return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS, deadline_ms=None)
-        return make_concealer(method, sample_rate=NATIVE_RATE, frame_ms=FRAME_MS)
+        return offline_concealer(method)
 
     outputs, stats, reasons = [], {}, []
     for ch in range(channels.shape[1]):

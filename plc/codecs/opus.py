@@ -28,6 +28,10 @@ OPUS_BANDWIDTH_WIDEBAND = 1103
 
 #: Sample rates libopus accepts.
 OPUS_SAMPLE_RATES = (8000, 12000, 16000, 24000, 48000)
+#: Packet (frame) durations we encode, ms (libopus also takes 2.5 and 5 ms; calls use 20).
+OPUS_FRAME_MS = (10, 20, 40, 60)
+#: Bitrates libopus takes, bit/s.
+OPUS_MIN_BITRATE_BPS, OPUS_MAX_BITRATE_BPS = 6000, 510000
 #: The largest packet we ever ask the encoder for (bytes).
 MAX_PACKET_BYTES = 1500
 
@@ -106,8 +110,9 @@ class OpusEncoder:
                  complexity: int = 9) -> None:
         if sample_rate not in OPUS_SAMPLE_RATES:
             raise ValueError(f"Opus does not support {sample_rate} Hz; use one of {OPUS_SAMPLE_RATES}")
-        if not 6000 <= bitrate_bps <= 510000:
-            raise ValueError(f"Opus bitrate must be within 6000..510000 bit/s, got {bitrate_bps}")
+        if not OPUS_MIN_BITRATE_BPS <= bitrate_bps <= OPUS_MAX_BITRATE_BPS:
+            raise ValueError(f"Opus bitrate must be within {OPUS_MIN_BITRATE_BPS}..{OPUS_MAX_BITRATE_BPS} bit/s, "
+                             f"got {bitrate_bps}")
         self._lib = load_libopus()
         self.sample_rate = sample_rate
         self.frame_samples = sample_rate * frame_ms // 1000

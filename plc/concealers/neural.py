@@ -28,8 +28,12 @@ where the generated continuation matches the real audio best.
 
 Real-time safety: if the model is missing or corrupt, raises, or would miss
 ``deadline_ms``, that frame is concealed by the classic ``neteq`` concealer
-instead and ``stats.fallback_frames`` counts it. Received frames cost only a
-copy into the history.
+instead and ``stats.fallback_frames`` counts it (``fallback_reason`` says why).
+A model is checked before it is trusted: its description and hash
+(:mod:`plc.neural.description`) and a self-test on a synthetic vowel at load;
+then every frame it makes must be finite and no louder than the level bound
+(:meth:`NeuralConcealer._frame_problem`). Received frames cost only a copy
+into the history.
 """
 
 from __future__ import annotations
@@ -37,13 +41,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..neural.description import ModelDescriptionError, audio_needed, check_model_description, read_graphs
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
-from .base import Concealer, raised_cosine_fade
+from .base import Concealer, ConcealerStats, raised_cosine_fade
 from .noise_continuation import NoiseContinuation
 
 SUPPORTED_FORMAT = 3
@@ -62,6 +68,25 @@ DEFAULT_MERGE_SAMPLES = 40
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
+#: Per-frame timings kept in ``NeuralConcealer.frame_times_ms`` (the deadline uses a decaying maximum).
+FRAME_TIMES_KEPT = 1000
+#: The frame check: a concealed frame may be at most this many times (in RMS) the loudest 10 ms of
+#: the last ``LEVEL_REFERENCE_MS`` before the loss, counted from at least ``LEVEL_FLOOR_RMS`` (-40 dBFS).
+#: On all 367 dev clips under gilbert:0.2,6 (16,688 frames made by the model) the largest ratio
+#: was 2.95 (1.45 for the noise continuation); weights scaled by 1e30 give about 18.
+MAX_LEVEL_RATIO = 4.0
+LEVEL_REFERENCE_MS = 100
+LEVEL_FLOOR_RMS = 0.01
+#: The load self-test's first concealed frame of a steady vowel must be at least this loud relative
+#: to the vowel, dB (the shipped model: -1 dB; an untrained one: -8 dB; zeroed weights: silence).
+SELF_TEST_MIN_LEVEL_DB = -20.0
+
+
+def _self_test_vowel(n_samples: int, sample_rate: int) -> np.ndarray:
+    """A steady synthetic vowel (150 Hz, seven harmonics, -23 dBFS RMS) for the load self-test."""
+    t = np.arange(n_samples) / sample_rate
+    x = sum(np.sin(2 * np.pi * 150.0 * k * t + k) / k for k in range(1, 8))
+    return (0.07 * x / np.sqrt(np.mean(x * x))).astype(np.float32)
 
 
 def check_fades(voiced: tuple[float, float], unvoiced: tuple[float, float]) -> None:
@@ -106,13 +131,12 @@ def select_model_dir(model_dir: str | os.PathLike) -> None:
 
 def check_model_dir(model_dir: str | os.PathLike) -> None:
     """Raise ``ValueError`` (with the reason) unless ``model_dir`` holds an exported model that
-    loads and runs in this runtime."""
+    loads, runs in this runtime and passes the concealer's self-test."""
     if not (Path(model_dir) / "model.json").is_file():
         raise ValueError(f"{model_dir} holds no model.json")
-    try:
-        NeuralModel(Path(model_dir))
-    except ModelUnavailable as exc:
-        raise ValueError(str(exc)) from None
+    error = NeuralConcealer(model_dir=model_dir, deadline_ms=None).load_error
+    if error:
+        raise ValueError(error)
 
 
 def default_model_dir() -> Path:
@@ -126,38 +150,51 @@ class ModelUnavailable(RuntimeError):
 
 
 class NeuralModel:
-    """The three ONNX sessions and their configuration (single-threaded, CPU)."""
+    """The three ONNX sessions and their configuration (single-threaded, CPU).
+
+    Loading checks the description (:mod:`plc.neural.description`: every field the runtime reads,
+    and the graphs against ``onnx_sha256``) and runs each graph once; any problem raises
+    :class:`ModelUnavailable` with the reason, never anything else.
+    """
 
     def __init__(self, model_dir: Path) -> None:
-        import onnxruntime as ort
-
         model_dir = Path(model_dir)
         try:
-            info = json.loads((model_dir / "model.json").read_text())
-            version = info.get("format_version")
-        except Exception as exc:  # missing or bad JSON
+            self._load(model_dir)
+        except ModelUnavailable:
+            raise
+        except ModelDescriptionError as exc:
+            raise ModelUnavailable(f"neural model in {model_dir} unusable: {exc}") from exc
+        except Exception as exc:  # missing files, bad JSON, corrupt ONNX, graphs that do not fit...
             raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
+
+    def _load(self, model_dir: Path) -> None:
+        import onnxruntime as ort
+
+        info = json.loads((model_dir / "model.json").read_text())
+        version = info.get("format_version") if isinstance(info, dict) else SUPPORTED_FORMAT
         if version != SUPPORTED_FORMAT:
             raise ModelUnavailable(f"neural model in {model_dir} has format {version}, "
                                    f"this runtime reads format {SUPPORTED_FORMAT} (re-export it with plc export)")
-        try:
-            self.features = FeatureConfig(**info["features"])
-            self.config = info["model"]
-            self.start_history_samples = int(info["start_history_samples"])
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            opts.log_severity_level = 3
+        check_model_description(info)
+        graphs = read_graphs(model_dir, info)
+        self.features = FeatureConfig(**info["features"])
+        self.config = info["model"]
+        self.start_history_samples = int(info["start_history_samples"])
+        #: The most past audio (samples) the model reads at once.
+        self.audio_needed = audio_needed(info)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
 
-            def session(name: str):
-                return ort.InferenceSession(str(model_dir / name), opts, providers=["CPUExecutionProvider"])
+        def session(name: str):
+            return ort.InferenceSession(graphs[name], opts, providers=["CPUExecutionProvider"])
 
-            self.start = session("start.onnx")
-            self.cond = session("cond.onnx")
-            self.generate = session("generate.onnx")
-        except Exception as exc:  # missing fields or files, corrupt ONNX...
-            raise ModelUnavailable(f"neural model in {model_dir} unusable: {type(exc).__name__}: {exc}") from exc
+        self.start = session("start.onnx")
+        self.cond = session("cond.onnx")
+        self.generate = session("generate.onnx")
         self.info = info
         c = self.config
         self.subframe = int(c["subframe"])
@@ -270,26 +307,51 @@ class NeuralConcealer(Concealer):
             self.model: Optional[NeuralModel] = NeuralModel(Path(model_dir) if model_dir else default_model_dir())
         except ModelUnavailable as exc:
             self.model, self.load_error = None, str(exc)
-        self.frame_times_ms: list[float] = []
+        #: How long the model took for each of the last :data:`FRAME_TIMES_KEPT` frames it made, ms.
+        self.frame_times_ms: deque[float] = deque(maxlen=FRAME_TIMES_KEPT)
         context_frames = self.model.context_frames if self.model else 24
-        super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms))
+        needed_ms = -(-self.model.audio_needed * 1000 // sample_rate) if self.model else 0
+        super().__init__(sample_rate, frame_ms, history_ms=max(200, (context_frames + 2) * frame_ms, needed_ms))
         self._prewarm_loss_path()
 
     def _prewarm_loss_path(self) -> None:
-        """Run one whole loss on silence now, so the first real loss of a call is not slow.
+        """Conceal one loss in a synthetic vowel now: a self-test, and so the first real loss of a
+        call is not slow.
 
         The first start of a loss otherwise pays for building the mel filterbank
         and for onnxruntime's allocations at the real input shapes (~350 ms):
-        in a live call that would block the audio thread.
+        in a live call that would block the audio thread. A model that raises, or makes a frame
+        that fails the frame check (:meth:`_frame_problem`: NaN weights, weights scaled out of
+        range), or that continues the steady vowel almost silently (zeroed weights), is refused
+        here with the reason, and the classic concealer takes every loss.
         """
         if self.model is None:
             return
+        stats, deadline_ms, threshold = self.stats, self.deadline_ms, self.voiced_threshold
+        self.stats, self.deadline_ms, self.voiced_threshold = ConcealerStats(), None, -np.inf  # the model path
         try:
-            self._start_loss(force_model=True)
-            self._generate_frame(1)  # the one-step conditioning path too
+            vowel = _self_test_vowel(self.history_samples + self.frame_samples, self.sample_rate)
+            frames = vowel.reshape(-1, self.frame_samples)
+            for f in frames[:-1]:
+                self.process(f)
+            first = self.process(None)
+            self.process(None)  # the one-step conditioning path too
+            self.process(frames[-1])  # and the merge back
             NoiseContinuation(np.zeros(self.frame_samples, np.float32), self._rng).next_frame()
+            level_db = 10.0 * np.log10((np.mean(np.square(first, dtype=np.float64)) + 1e-20)
+                                       / np.mean(np.square(vowel, dtype=np.float64)))
+            if self.stats.fallback_frames:
+                self.model, self.load_error = None, f"neural model fails its self-test: {self.fallback_reason}"
+            elif level_db < SELF_TEST_MIN_LEVEL_DB:
+                self.model, self.load_error = None, (
+                    f"neural model fails its self-test: it continues a steady vowel {min(-level_db, 120):.0f} dB "
+                    f"below its level (at most {-SELF_TEST_MIN_LEVEL_DB:.0f} dB below)")
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
+        self.stats, self.deadline_ms, self.voiced_threshold = stats, deadline_ms, threshold
+        self.fallback_reason = None
+        self.noise_frames = 0
+        self.frame_times_ms.clear()
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -316,6 +378,7 @@ class NeuralConcealer(Concealer):
         self._level = np.ones((1, 1), np.float32)
         self._using_fallback = False
         self._fade = (self.fade_start_ms, self.fade_end_ms)   # this loss's fade (set at its start)
+        self._energy_limit = 0.0  # most energy a frame of this loss may have (set at its start)
         self._recent_ms = 0.0
 
     # --------------------------------------------------------------- received
@@ -346,6 +409,11 @@ class NeuralConcealer(Concealer):
             extra = self._generate_frame(self.lost_frames)
         except Exception as exc:
             self._model_raised(exc)
+            self.stats.fallback_frames += 1
+            return fb_out
+        problem = self._frame_problem(extra)
+        if problem is not None:
+            self.fallback_reason = problem
             self.stats.fallback_frames += 1
             return fb_out
         return self._align_and_crossfade(extra, frame)
@@ -386,6 +454,8 @@ class NeuralConcealer(Concealer):
             self._recent_ms *= 0.5  # try the model again later
             self._using_fallback = True
             return self._fallback_frame()
+        if self.lost_frames == 0:
+            self._energy_limit = self._frame_energy_limit()
         start = time.perf_counter()
         try:
             out = self._start_loss() if self.lost_frames == 0 else self._generate_frame(self.lost_frames)
@@ -395,10 +465,40 @@ class NeuralConcealer(Concealer):
             return self._fallback_frame()
         elapsed = (time.perf_counter() - start) * 1000.0
         self.frame_times_ms.append(elapsed)
+        problem = self._frame_problem(out)
+        if problem is not None:
+            self.fallback_reason = problem
+            self._using_fallback = True  # the rest of this loss
+            return self._fallback_frame()
         self.noise_frames += self._noise is not None
         self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
         self.fallback._push_history(out)  # the fallback continues from what was played
         return out
+
+    def _frame_energy_limit(self) -> float:
+        """The most energy (sum of squares) a concealed frame of this loss may have:
+        :data:`MAX_LEVEL_RATIO` times the loudest 10 ms of the last :data:`LEVEL_REFERENCE_MS`
+        before the loss (at least :data:`LEVEL_FLOOR_RMS`)."""
+        n = self.frame_samples
+        recent = self.history[-(LEVEL_REFERENCE_MS * self.sample_rate // 1000) // n * n:].reshape(-1, n)
+        loudest = float(np.einsum("ij,ij->i", recent, recent).max()) / n
+        return (MAX_LEVEL_RATIO ** 2) * max(loudest, LEVEL_FLOOR_RMS ** 2) * n
+
+    def _frame_problem(self, frame: np.ndarray) -> Optional[str]:
+        """Why a frame the model (or the noise continuation) made must not be played, or None.
+
+        A few µs: the frame must be finite and no louder than :meth:`_frame_energy_limit`. A
+        corrupt model (NaN or inf weights, weights scaled out of range) fails this where it
+        would otherwise play silence or a loud tone.
+        """
+        energy = float(np.dot(frame, frame))
+        if energy <= self._energy_limit:
+            return None
+        if not np.all(np.isfinite(frame)):
+            return "the model made a non-finite frame (NaN or inf)"
+        over_db = 10.0 * np.log10(energy / self._energy_limit) + 20.0 * np.log10(MAX_LEVEL_RATIO)
+        return (f"the model made a frame {over_db:.0f} dB louder than the audio before the loss "
+                f"(at most {20.0 * np.log10(MAX_LEVEL_RATIO):.0f} dB)")
 
     def _model_raised(self, exc: Exception) -> None:
         """Record why the fallback conceals from here on (``fallback_reason``)."""
@@ -417,10 +517,10 @@ class NeuralConcealer(Concealer):
             gains = self._fade_gains[key] = fade_gains(t_ms, self._fade).astype(np.float32)
         return gains
 
-    def _start_loss(self, force_model: bool = False) -> np.ndarray:
+    def _start_loss(self) -> np.ndarray:
         """The first lost frame: pitch, voicing and level of the last real audio, then one
         ``start.onnx`` call (conditioning over the context, warm-up, the frame itself), or the
-        noise continuation after unvoiced audio (unless ``force_model``)."""
+        noise continuation after unvoiced audio."""
         m = self.model
         assert m is not None and self._mel_history is not None
         fc, ctx = m.features, m.context_frames
@@ -430,7 +530,7 @@ class NeuralConcealer(Concealer):
         self._fade = ((self.fade_start_ms, self.fade_end_ms) if voiced
                       else (self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms))
         self._loss_started = True
-        if not voiced and self.unvoiced == "noise" and not force_model:
+        if not voiced and self.unvoiced == "noise":
             self._noise = NoiseContinuation(history, self._rng, self.frame_samples, self.sample_rate)
             return self._noise.next_frame() * self._gain(0)
         self._noise = None

@@ -15,6 +15,8 @@ import io
 import json
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 import soundfile as sf
 
@@ -202,3 +204,162 @@ def test_cli_errors_are_one_line(wav, tmp_path, args, message):
     r = plc("netsim", *[subst.get(a, a) for a in args])
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert message in r.stderr and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------- hostile input (issue 20)
+def _files(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _one_line_usage_error(r: Result, *words: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("plc netsim: error: "), r.stderr
+    for word in words:
+        assert word in r.stderr, (word, r.stderr)
+
+
+def test_cli_refuses_to_overwrite_its_input_or_arrivals(wav, tmp_path):
+    import os
+    import shutil
+
+    src = tmp_path / "in.wav"
+    shutil.copy(wav, src)
+    (tmp_path / "link.wav").symlink_to(src)
+    (tmp_path / "a.csv").write_text("seq,send_ms,arrival_ms\n" + "".join(f"{k},{20 * k},{20 * k + 40}\n"
+                                                                         for k in range(150)))
+    os.link(tmp_path / "a.csv", tmp_path / "hard.csv")
+    before = _files(tmp_path)
+    for args in ([str(src), str(src), "--network", "clean"], [str(src), str(tmp_path / "link.wav"), "--network", "clean"],
+                 [str(src), str(tmp_path / "o.wav"), "--arrivals", str(tmp_path / "a.csv"),
+                  "--save-arrivals", str(tmp_path / "hard.csv")],
+                 [str(src), str(tmp_path / "o.wav"), "--network", "clean", "--stats", str(tmp_path / "o.wav")]):
+        r = plc("netsim", *args)
+        _one_line_usage_error(r)
+        assert "is the input" in r.stderr or "is also" in r.stderr
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("option, target", [("--stats", "FOLDER"), ("--stats", "nodir/s.json"),
+                                            ("--save-arrivals", "FOLDER"), ("--stats", "FILE/s.json")])
+def test_cli_checks_every_output_before_the_work(wav, tmp_path, option, target):
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"precious")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_bytes(b"x")
+    target = {"FOLDER": str(tmp_path / "folder"), "FILE/s.json": str(tmp_path / "file" / "s.json")}.get(
+        target, str(tmp_path / target))
+    before = _files(tmp_path)
+    _one_line_usage_error(plc("netsim", wav, str(out), "--network", "heavy", option, target), option)
+    assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize("spec", [
+    "jitter=1e300ms", "jitter=11s", "delay=1e300", "spike=61s", "reorder_delay=1e9", "shape=1e-300 jitter=10ms",
+    "dist=lognormal shape=1e-300 jitter=10ms", "dist=lognormal shape=1e300 jitter=10ms", "shape=nan jitter=10",
+    "shape=inf jitter=10", "burst=inf loss=5%", "burst=nan loss=5%", "burst=1e300 loss=5%",
+    "spike=300ms spike_every=1e-300s", "spike=1e-300ms spike_every=0.001s", "seed=-1", "drift=nan", "loss=nan",
+])
+def test_specs_that_describe_no_network_are_refused(wav, tmp_path, spec):
+    r = plc("netsim", wav, str(tmp_path / "o.wav"), "--network", spec)
+    _one_line_usage_error(r, "network")
+    assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("toml", ['jitter = inf', 'delay = nan', 'burst = 1e300', 'seed = -1', 'shape = 1e-300\njitter = 5'])
+def test_toml_specs_that_describe_no_network_are_refused(wav, tmp_path, toml):
+    (tmp_path / "n.toml").write_text(toml + "\n")
+    _one_line_usage_error(plc("netsim", wav, str(tmp_path / "o.wav"), "--network", str(tmp_path / "n.toml")),
+                          "network")
+
+
+def _arrivals_csv(path, rows) -> str:
+    path.write_text("seq,send_ms,arrival_ms\n" + "".join(f"{s},{t},{'' if a is None else a}\n" for s, t, a in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("late", [1e15, 1e300, 80_000.0 + 3000])
+def test_a_packet_arriving_absurdly_late_is_counted_not_waited_for(wav, tmp_path, late):
+    """The run is bounded by the input: a packet beyond the horizon is late, and the output is
+    the input plus the buffering delay (not the time until that packet)."""
+    import resource
+    import time
+
+    rows = [(k, 20 * k, 20 * k + 40) for k in range(150)]
+    rows[50] = (50, 1000, late)
+    csv_path = _arrivals_csv(tmp_path / "a.csv", rows)
+    started = time.process_time()
+    r = plc("netsim", wav, str(tmp_path / "o.wav"), "--arrivals", csv_path, "--stats", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    assert time.process_time() - started < 30
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 1024 * 1024  # kB: under 4 GB
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["packetsBeyondHorizon"] == 1 and stats["lateLossRate"] == pytest.approx(1 / 150)
+    assert stats["networkLossRate"] == 0.0
+    duration = sf.info(str(tmp_path / "o.wav")).duration
+    assert 3.0 <= duration < 3.5
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([(0, 0, 40), (1, 20, 10)], "before it was sent"),
+    ([(0, 0, 40), (1, 20, -1e300)], "before it was sent"),
+])
+def test_arrivals_that_cannot_happen_are_refused(wav, tmp_path, rows, message):
+    rows = rows + [(k, 20 * k, 20 * k + 40) for k in range(2, 150)]
+    csv_path = _arrivals_csv(tmp_path / "a.csv", rows)
+    _one_line_usage_error(plc("netsim", wav, str(tmp_path / "o.wav"), "--arrivals", csv_path), message)
+
+
+def test_simulate_is_bounded_by_the_input_whatever_the_times():
+    """Send times far apart, all packets beyond the horizon, or at 1e300 ms: the number of 10 ms
+    ticks never exceeds (input + MAX_TRANSIT_MS + tail) / 10 ms."""
+    from jitterbuffer.network import MAX_TRANSIT_MS, Arrival
+
+    x = synthetic_speech(1.0, seed=1)
+    bound = (len(x) / SR * 1000 / 0.95 + MAX_TRANSIT_MS + 5000.0) / 10 + 2
+    cases = [
+        [Arrival(k, 20.0 * k + (1e15 if k == 10 else 0.0), 20.0 * k + 40 + (1e15 if k == 10 else 0.0))
+         for k in range(50)],
+        [Arrival(k, 20.0 * k, 1e12 + k) for k in range(50)],
+        [Arrival(k, 1e300 + 20.0 * k, 1e300 + 20.0 * k) for k in range(50)],
+        [Arrival(k, 20.0 * k, None) for k in range(50)],
+    ]
+    for arrivals in cases:
+        r = simulate(x, arrivals, JitterBufferConfig(), method="zero")
+        assert len(r.tick_ms) <= bound
+        assert len(r.audio) >= len(x)  # never shorter than the input
+
+
+@pytest.mark.parametrize("network, at_most_s", [
+    ("loss=99.9% burst=1000", 3.0), ("loss=99.99% burst=10000 seed=3", 3.0), ("loss=50% burst=100", 4.0),
+    ("heavy", 4.0), ("delay=10s jitter=10s shape=2.01 spike=60s spike_at=1", 3.0 + 75.0 + 5.0),
+])
+def test_output_is_the_input_plus_the_buffering_delay(wav, tmp_path, network, at_most_s):
+    """What the help says: never shorter than the input (with 99.9% loss it used to be), and
+    only longer by the buffering delay (with every packet lost it used to be 2.5 times as long)."""
+    r = plc("netsim", wav, str(tmp_path / "o.wav"), "--network", network, "--stats", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    duration = sf.info(str(tmp_path / "o.wav")).duration
+    assert sf.info(wav).duration <= duration <= at_most_s
+    every_packet_lost = _arrivals_csv(tmp_path / "a.csv", [(k, 20 * k, None) for k in range(150)])
+    r = plc("netsim", wav, str(tmp_path / "lost.wav"), "--arrivals", every_packet_lost)
+    assert r.returncode == 0, r.stderr
+    assert sf.info(str(tmp_path / "lost.wav")).duration == pytest.approx(sf.info(wav).duration, abs=0.021)
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.sampled_from(["delay", "jitter", "spike", "spike_every", "reorder_delay", "burst", "shape", "loss",
+                            "reorder", "dup", "drift", "loss_good", "loss_bad"]),
+       value=st.floats(allow_nan=True, allow_infinity=True))
+def test_any_number_in_a_spec_is_refused_or_simulates_in_bounded_time(key, value):
+    """Property: a SPEC value is a one-line NetworkError, or the network it describes delivers
+    every packet at a finite time after it was sent (and spikes end)."""
+    from jitterbuffer.network import NetworkError
+
+    extra = {"spike_every": " spike=300ms", "shape": " jitter=30ms", "burst": " loss=5%"}.get(key, "")
+    try:
+        spec = parse_network(f"{key}={value!r}{extra}")
+    except NetworkError as exc:
+        assert "\n" not in str(exc)
+        return
+    arrivals = spec.simulate(500)
+    assert all(a.arrival_ms is None or (np.isfinite(a.arrival_ms) and a.arrival_ms >= a.send_ms) for a in arrivals)

@@ -26,7 +26,7 @@ def test_presets_and_overrides():
 @pytest.mark.parametrize("bad, msg", [
     ("", "empty"), ("delay", "key=value"), ("bogus=1", "unknown network parameter"), ("delay=abc", "not a number"),
     ("loss=5", "probability"), ("loss=150%", "probability"), ("drift=10%", "drift"), ("dist=cauchy", "dist"),
-    ("delay=-5", "non-negative"), ("burst=0.5", "burst"), ("jitter=5%", "time"), ("seed=x", "integer"),
+    ("delay=-5", "delay must be a time from 0"), ("burst=0.5", "burst"), ("jitter=5%", "time"), ("seed=x", "integer"),
     ("nothere.toml", "no such"), ("shape=1.5 jitter=10", "shape"), ("delay=", "no value"),
 ])
 def test_bad_specs_are_one_line_errors(bad, msg):

@@ -3,8 +3,9 @@
 Whatever arrives (duplicates, reordering, wrap-around of the sequence number
 and timestamp, SSRC and payload type changes, truncated packets, garbage
 bytes, absurd arrival times), every tick gives exactly one finite 10 ms frame
-in [-1, 1], no exception escapes, no internal error is counted, and memory
-stays bounded.
+in [-1, 1], no exception escapes, no internal error is counted, memory
+stays bounded, the played samples add up and neither the loss nor the delay
+statistics run away.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
 from jitterbuffer.payload import OPUS_PAYLOAD_TYPE, PCM_PAYLOAD_TYPE
-from jitterbuffer.rtp import RtpPacket
+from jitterbuffer.rtp import MAX_REORDERING_THRESHOLD, RtpPacket
 from plc.concealers import make_concealer
 
 CAPACITY = 16
@@ -56,7 +57,7 @@ def check_frame(frame: np.ndarray) -> None:
 def check_bounded(jb: JitterBuffer) -> None:
     assert len(jb.packets) <= CAPACITY
     assert len(jb._sync) <= jb._sync.capacity and len(jb._frames) <= 12
-    assert len(jb.arrivals) <= 1000 and len(jb._recent_ts) <= 256 and len(jb._recent_seq_set) <= 512
+    assert len(jb.arrivals) <= 1000 and len(jb._recent_ts) <= 256 and len(jb._loss._recent_set) <= 512
 
 
 def run(jb: JitterBuffer, evs) -> None:
@@ -74,7 +75,16 @@ def run(jb: JitterBuffer, evs) -> None:
     stats = jb.stats
     assert stats["internalErrors"] == 0
     assert all(np.isfinite(v) for v in stats.values() if isinstance(v, float))
-    assert stats["packetsLost"] >= 0 and stats["concealedSamples"] >= 0
+    check_counters(stats)
+
+
+def check_counters(stats: dict) -> None:
+    """Every played sample is received or concealed; neither loss nor delay runs away."""
+    assert stats["jitterBufferEmittedCount"] + stats["concealedSamples"] == stats["totalSamplesReceived"]
+    assert 0 <= stats["silentConcealedSamples"] <= stats["concealedSamples"]
+    assert 0 <= stats["packetsLost"] <= MAX_REORDERING_THRESHOLD * stats["packetsReceived"]
+    if stats["jitterBufferEmittedCount"]:  # a sample waits at most the buffer plus the arrival tolerance
+        assert 0 <= stats["jitterBufferDelay"] / stats["jitterBufferEmittedCount"] <= 5.0
 
 
 @given(events, st.sampled_from(["adaptive", "fixed:40"]))
@@ -122,3 +132,4 @@ def test_mangled_real_streams_play_without_errors(arrivals, buffer, method):
     s = jb.stats
     assert s["internalErrors"] == 0 and s["packetsMalformed"] == 0
     assert s["packetsReceived"] == len(arrivals)
+    check_counters(s)

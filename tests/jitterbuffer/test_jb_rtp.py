@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jitterbuffer.rtp import RtpError, RtpPacket, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
+from jitterbuffer.rtp import (
+    MAX_REORDERING_THRESHOLD, RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper,
+    parse_rtp,
+)
 
 
 def test_round_trip_with_every_header_part():
@@ -97,3 +101,45 @@ def test_unwrapper_reset():
     u.unwrap(10)
     u.reset()
     assert u.last is None and u.unwrap(40000) == 40000
+
+
+def lost_after(seqs) -> int:
+    counter = SequenceLossCounter()
+    for q in seqs:
+        counter.update(q & 0xFFFF)
+    return counter.packets_lost
+
+
+def test_loss_is_expected_minus_received_across_the_wrap_with_reordering_and_duplicates():
+    seqs = list(range(65500, 65500 + 100))
+    assert lost_after(seqs) == 0
+    gaps = [q for q in seqs if q not in (65530, 65536, 65537)]
+    assert lost_after(gaps) == 3
+    reordered = gaps[:40] + [65537] + gaps[40:45] + [65530] + gaps[45:]  # two late packets fill their holes
+    assert lost_after(reordered) == 1
+    assert lost_after(gaps + gaps[-30:] + gaps[:5]) == 3    # duplicates, even very late ones, count once
+
+
+@pytest.mark.parametrize("jump", [30000, -30000, 40000, 2 ** 15, MAX_REORDERING_THRESHOLD + 1])
+def test_one_packet_with_a_wild_sequence_number_is_a_stray_not_thousands_of_losses(jump):
+    seqs = list(range(1000, 1100))
+    assert lost_after(seqs[:50] + [seqs[50] + jump] + seqs[50:]) == 0   # an extra packet
+    assert lost_after(seqs[:50] + [seqs[50] + jump] + seqs[51:]) == 1   # packet 50 carried a wrong number
+    assert lost_after(seqs[:50] + [seqs[50] + jump] + seqs[52:]) == 2
+
+
+@pytest.mark.parametrize("jump", [30000, -30000, 12345])
+def test_a_sender_that_restarts_its_sequence_numbers_loses_nothing(jump):
+    seqs = list(range(1000, 1100)) + list(range(1100 + jump, 1200 + jump))
+    assert lost_after(seqs) == 0
+    assert lost_after(seqs[:150] + seqs[152:]) == 2  # losses after the restart still count
+
+
+def test_random_sequence_numbers_cannot_inflate_the_loss():
+    """Fuzzing used to reach millions: a packet adds at most the reordering threshold."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        seqs = rng.integers(0, 65536, size=200)
+        assert 0 <= lost_after(seqs) <= (MAX_REORDERING_THRESHOLD - 1) * len(seqs)
+        mixed = np.where(rng.random(200) < 0.3, seqs, 5000 + np.arange(200))
+        assert lost_after(mixed) <= 200
