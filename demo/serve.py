@@ -515,6 +515,8 @@ class DemoServer:
 # --------------------------------------------------------------------- CLI
 def add_serve_parser(demo_sub: argparse._SubParsersAction) -> None:
     """Register ``plc demo serve``."""
+    from plc import argtypes
+
     p = demo_sub.add_parser(
         "serve", help="a web page that calls this server: hear the concealment on your own voice",
         description="Serve a page that sends your microphone to this server over WebRTC; the server passes it "
@@ -523,10 +525,11 @@ def add_serve_parser(demo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 serves the network, "
                         "and then browsers need HTTPS for the microphone: --cert-file, --key-file)")
-    p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--port", type=argtypes.int_range(0, 65535), default=8080,
+                   help="port (default 8080; 0 picks a free one)")
     p.add_argument("--cert-file", metavar="PEM", help="TLS certificate, to serve HTTPS")
     p.add_argument("--key-file", metavar="PEM", help="TLS private key, to serve HTTPS")
-    p.add_argument("--max-calls", type=int, default=DEFAULT_MAX_CALLS,
+    p.add_argument("--max-calls", type=argtypes.int_range(1, 1000), default=DEFAULT_MAX_CALLS,
                    help=f"calls at the same time (default {DEFAULT_MAX_CALLS})")
     p.add_argument("--verbose", action="store_true", help="log each call")
     p.set_defaults(func=run_serve_command)
@@ -548,10 +551,6 @@ def run_serve_command(args: argparse.Namespace) -> int:
         import aiohttp  # noqa: F401
     except ImportError:
         raise UserError("plc demo serve needs aiohttp: pip install 'plc[demo]'") from None
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: must be from 0 to 65535")
-    if args.max_calls < 1:
-        raise UserError(f"--max-calls {args.max_calls}: must be at least 1")
     if bool(args.cert_file) != bool(args.key_file):
         raise UserError("--cert-file and --key-file go together")
     ssl_context = None
