@@ -273,11 +273,8 @@ class JitterBuffer:
         c = self.config
         if concealer is None:
             concealer = make_concealer(default_method(), sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
-        if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
-            raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
-        #: The concealer, behind the fallback (:func:`plc.concealers.with_fallback`): a concealer that
-        #: raises, returns garbage or runs late never costs a frame.
-        self.concealer = with_fallback(concealer)
+        self._use_concealer(concealer)
+        self._retired_fallback_frames = 0  # fallback frames of concealers replaced by replace_concealer
         self.declicker = Declicker(SAMPLE_RATE)
         self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
@@ -304,6 +301,29 @@ class JitterBuffer:
         self._loss = SequenceLossCounter()
         self._held: Optional[_HeldPacket] = None
         self._new_stream()
+
+    def _use_concealer(self, concealer: Concealer) -> None:
+        if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
+            raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
+        #: The concealer, behind the fallback (:func:`plc.concealers.with_fallback`): a concealer that
+        #: raises, returns garbage or runs late never costs a frame.
+        self.concealer = with_fallback(concealer)
+
+    def replace_concealer(self, concealer: Concealer) -> None:
+        """Conceal with ``concealer`` from the next frame on (a live call switching method).
+
+        The buffered packets, the delay estimate and every counter are kept;
+        the new concealer first hears the last audio played, so a loss right
+        after the switch has a past to continue. ``fallbackFrames`` goes on
+        counting (the old concealer's frames are kept); ``fallbackReason`` is
+        the new concealer's.
+        """
+        old_fallback = self.concealer.stats.fallback_frames
+        warm_up = self._played.reshape(-1, FRAME_SAMPLES)
+        self._use_concealer(concealer)
+        for frame in warm_up:  # through the fallback: a concealer that fails here falls back, as in a call
+            self.concealer.process(frame)
+        self._retired_fallback_frames += old_fallback
 
     # ----------------------------------------------------------------- state
     def _new_stream(self) -> None:
@@ -822,8 +842,9 @@ class JitterBuffer:
             "packetsUnknownPayloadType": n.packets_unknown_payload,
             "decodeErrors": n.decode_errors,
             # Frames the classic concealment made: the concealer failed, gave garbage, missed its
-            # deadline or has no model (a model that did not load says so before the first loss too).
-            "fallbackFrames": self.concealer.stats.fallback_frames,
+            # deadline or has no model (a model that did not load says so before the first loss too),
+            # counting those of concealers replace_concealer retired.
+            "fallbackFrames": self._retired_fallback_frames + self.concealer.stats.fallback_frames,
             "fallbackReason": self.concealer.fallback_reason,
             "declickedFrames": self.declicker.declicked_frames,
             "streamResets": n.stream_resets,
