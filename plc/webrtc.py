@@ -27,7 +27,8 @@ network stalls.
 ``RTCRtpReceiver`` instance it is given (or finds on the peer connection,
 now and as transceivers get their remote tracks, via the ``track`` event);
 aiortc's classes, video receivers, senders, data channels and RTCP are not
-touched:
+touched (every access to aiortc's internals is in :mod:`plc.aiortc_compat`, which
+checks that this aiortc has them):
 
 1. the receiver's private aiortc jitter buffer object is replaced by a tap
    that timestamps each packet (after aiortc's own SSRC bookkeeping, RTCP
@@ -47,7 +48,8 @@ touched:
    arrives.
 
 The receiver's ``getStats()`` also gets the jitter buffer's counters added to
-its audio ``inbound-rtp`` entry; :attr:`ConcealmentHandle.stats` and
+its audio ``inbound-rtp`` entry (as declared fields of a subclass of aiortc's
+``RTCInboundRtpStreamStats``); :attr:`ConcealmentHandle.stats` and
 :func:`get_concealment_stats` return them as a dict. Field names are
 WebRTC's (``jitterBufferDelay``, ``jitterBufferTargetDelay``,
 ``jitterBufferEmittedCount``, ``concealedSamples``,
@@ -84,6 +86,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from . import aiortc_compat
 from .codecs import codec_for_mime
 from .dsp import StreamUpsampler
 
@@ -191,18 +194,10 @@ class ReceiverConcealment:
         delayed past later ones arrive reordered). ``None`` (default): none.
     """
 
-    _PRIVATE_JB = "_RTCRtpReceiver__jitter_buffer"
-    _PRIVATE_CODECS = "_RTCRtpReceiver__codecs"
-    _PRIVATE_DECODER = "_RTCRtpReceiver__decoder_thread"
-    _PRIVATE_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
-
     def __init__(self, receiver, method: str, buffer="adaptive", layout: str = "stereo", threaded: bool = True,
                  max_catchup_ms: float = 500.0, max_queued_frames: int = 500, log_ticks: int = 0,
                  concealer_options: Optional[dict] = None, clock: Callable[[], float] = _monotonic_ms) -> None:
-        for attr in (self._PRIVATE_JB, self._PRIVATE_CODECS, self._PRIVATE_DECODER):
-            if not hasattr(receiver, attr):
-                raise RuntimeError("this aiortc version is not supported by plc.webrtc (tested with aiortc 1.16): "
-                                   f"RTCRtpReceiver has no {attr}")
+        aiortc_compat.check_receiver(receiver)
         if layout not in ("stereo", "mono"):
             raise ValueError(f"layout must be 'stereo' or 'mono', not {layout!r}")
         self.receiver = receiver
@@ -232,25 +227,14 @@ class ReceiverConcealment:
         self.enabled = False
         self.error: Optional[str] = None
         self._original_jb = None
-        self._saved_getstats = None
+        self._unpatch_get_stats: Optional[Callable[[], None]] = None
 
     # -------------------------------------------------------------- install
     def _install(self) -> None:
         r = self.receiver
-        self._original_jb = getattr(r, self._PRIVATE_JB)
-        setattr(r, self._PRIVATE_JB, _PacketTap(self))
-        self._saved_getstats = r.__dict__.get("getStats")  # an instance override made by someone else
-        original_get_stats = r.getStats
-        owner = self
-
-        async def getStats():  # noqa: N802 - aiortc's name
-            report = await original_get_stats()
-            if owner.enabled:
-                owner._annotate(report)
-            return report
-
-        getStats.__doc__ = original_get_stats.__doc__
-        r.getStats = getStats
+        self._original_jb = aiortc_compat.jitter_buffer(r)
+        aiortc_compat.set_jitter_buffer(r, _PacketTap(self))
+        self._unpatch_get_stats = aiortc_compat.patch_get_stats(r, self._annotate)
         self.enabled = True
         _RECEIVERS[r] = self
 
@@ -260,12 +244,10 @@ class ReceiverConcealment:
             return
         self.enabled = False
         r = self.receiver
-        if isinstance(getattr(r, self._PRIVATE_JB, None), _PacketTap):
-            setattr(r, self._PRIVATE_JB, self._original_jb)
-        if self._saved_getstats is not None:
-            r.getStats = self._saved_getstats
-        else:
-            r.__dict__.pop("getStats", None)
+        if isinstance(aiortc_compat.jitter_buffer(r), _PacketTap):
+            aiortc_compat.set_jitter_buffer(r, self._original_jb)
+        if self._unpatch_get_stats is not None:
+            self._unpatch_get_stats()
         if _RECEIVERS.get(r) is self:
             del _RECEIVERS[r]
         if self._task is not None and not self._task.done():
@@ -279,7 +261,7 @@ class ReceiverConcealment:
     @property
     def track(self):
         """The receiver's remote track (None until the remote description created it)."""
-        return getattr(self.receiver, "_track", None)
+        return aiortc_compat.remote_track(self.receiver)
 
     def set_method(self, method: str) -> None:
         """Conceal with another method on the live call, without renegotiating.
@@ -312,8 +294,7 @@ class ReceiverConcealment:
         if not self.enabled or (self._task is not None and self._task.done()):
             return  # the track has ended: nothing will play these
         now = self._clock()
-        codecs = getattr(self.receiver, self._PRIVATE_CODECS, {})
-        self._pending.append((now, _rtp_bytes(packet), codecs.get(packet.payload_type)))
+        self._pending.append((now, _rtp_bytes(packet), aiortc_compat.negotiated_codec(self.receiver, packet.payload_type)))
         self.packets_tapped += 1
         if self._t0 is None:
             self._t0 = now
@@ -325,9 +306,8 @@ class ReceiverConcealment:
 
     def _initial_pts(self, packet) -> int:
         """0, or where aiortc's own frames left off when enabled on a live stream."""
-        mapper = getattr(self.receiver, self._PRIVATE_MAPPER, None)
-        origin = getattr(mapper, "_origin", None)
-        codec = getattr(self.receiver, self._PRIVATE_CODECS, {}).get(packet.payload_type)
+        origin = aiortc_compat.timestamp_origin(self.receiver)
+        codec = aiortc_compat.negotiated_codec(self.receiver, packet.payload_type)
         if origin is None or codec is None:
             return 0
         try:
@@ -341,7 +321,7 @@ class ReceiverConcealment:
         track = self.track
         if track is None or track.readyState != "live":
             return True
-        return getattr(self.receiver, self._PRIVATE_DECODER, None) is None
+        return not aiortc_compat.decoder_running(self.receiver)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -381,7 +361,7 @@ class ReceiverConcealment:
 
     def _deliver(self, frame) -> None:
         track = self.track
-        queue: asyncio.Queue = track._queue
+        queue = aiortc_compat.track_queue(track)
         while self.max_queued_frames and queue.qsize() >= self.max_queued_frames:
             try:  # nobody reads the track: drop the oldest frame rather than grow forever
                 old = queue.get_nowait()
@@ -446,11 +426,10 @@ class ReceiverConcealment:
         return s
 
     def _annotate(self, report) -> None:
-        s = self.stats
-        for entry in list(report.values()):
-            if getattr(entry, "type", None) == "inbound-rtp" and getattr(entry, "kind", None) == "audio":
-                for name in STANDARD_STATS:
-                    setattr(entry, name, s[name])
+        """The jitter buffer's WebRTC statistics in the receiver's ``getStats()`` report."""
+        if self.enabled:
+            s = self.stats
+            aiortc_compat.with_inbound_audio_stats(report, {name: s[name] for name in STANDARD_STATS})
 
 
 # ------------------------------------------------------------------- handle
@@ -475,7 +454,7 @@ class ConcealmentHandle:
         self._listener = None
 
     def _attach(self, receiver) -> Optional[ReceiverConcealment]:
-        if not self.enabled or getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
+        if not self.enabled or aiortc_compat.receiver_kind(receiver, "audio") != "audio":
             return None
         existing = _RECEIVERS.get(receiver)
         if existing is not None:
@@ -634,7 +613,7 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
         return handle
     if isinstance(pc_or_receiver, RTCRtpReceiver):
         receiver = pc_or_receiver
-        if getattr(receiver, "_RTCRtpReceiver__kind", None) != "audio":
+        if aiortc_compat.receiver_kind(receiver) != "audio":
             raise ValueError("concealment applies to audio receivers only")
         existing = _RECEIVERS.get(receiver)
         if existing is not None and existing.method != method:

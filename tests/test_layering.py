@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,19 @@ def test_no_runtime_file_imports_training_eval_demo_or_torch():
                 offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
                               if n.split(".")[0] in FORBIDDEN]
     assert not offenders, "runtime code imports outside the runtime:\n" + "\n".join(offenders)
+
+
+def test_aiortc_internals_are_named_in_one_module():
+    """Only plc/aiortc_compat.py reaches into aiortc's private attributes (a new aiortc breaks there)."""
+    import pytest
+
+    pytest.importorskip("aiortc")
+    from plc import aiortc_compat
+
+    private = re.compile(r"_RTCRtpReceiver__|\._(queue|track|origin)\b")
+    offenders = [f"{path.relative_to(ROOT)}: {m.group(0)}" for package in RUNTIME + ("demo", "eval")
+                 for path in sorted((ROOT / package).rglob("*.py")) if path.name != "aiortc_compat.py"
+                 for m in private.finditer(path.read_text())]
+    assert not offenders, "aiortc internals outside plc/aiortc_compat.py:\n" + "\n".join(offenders)
+    with pytest.raises(RuntimeError, match=f"tested with aiortc {aiortc_compat.TESTED_VERSION}"):
+        aiortc_compat.check_receiver(object())

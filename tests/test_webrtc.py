@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 from demo.call import (  # noqa: E402
     ArrayAudioTrack, NetworkImpairment, UdpRelay, connect, estimate_lag, frame_to_mono, run_call,
 )
+from plc import aiortc_compat  # noqa: E402
 from plc.cli import main  # noqa: E402
 from plc.webrtc import (  # noqa: E402
     STANDARD_STATS, ReceiverConcealment, disable_concealment, enable_concealment, get_concealment_stats,
@@ -216,11 +217,11 @@ def test_several_audio_tracks_video_data_and_rtcp_work_and_other_connections_are
                      for t in pc2.getTransceivers() if t.receiver.track.id == tid}
         checks = dict(
             stats=handle.stats, per_track=per_track,
-            patched_tap=[type(getattr(r, ReceiverConcealment._PRIVATE_JB)).__name__ for r in patched_receivers],
+            patched_tap=[type(aiortc_compat.jitter_buffer(r)).__name__ for r in patched_receivers],
             kinds=[r.track.kind for r in patched_receivers],
-            codecs=[sorted(c.mimeType for c in getattr(r, ReceiverConcealment._PRIVATE_CODECS).values())
+            codecs=[sorted(c.mimeType for c in aiortc_compat.negotiated_codecs(r).values())
                     for r in patched_receivers if r.track.kind == "audio"],
-            plain_jb=getattr(plain_receiver, ReceiverConcealment._PRIVATE_JB),
+            plain_jb=aiortc_compat.jitter_buffer(plain_receiver),
             plain_dict=dict(vars(plain_receiver)), plain_enabled=is_concealment_enabled(plain_receiver.track),
             plain_stats=get_concealment_stats(plain_receiver.track),
         )
@@ -277,7 +278,7 @@ def test_enable_on_a_live_call_then_disable_gives_the_stream_back_to_aiortc():
         await asyncio.sleep(0.8)
         n_before = len(frames)
         receiver = pc2.getTransceivers()[0].receiver
-        original = getattr(receiver, ReceiverConcealment._PRIVATE_JB)
+        original = aiortc_compat.jitter_buffer(receiver)
         handle = enable_concealment(pc2, method="g711")
         assert enable_concealment(pc2, method="g711") is handle  # idempotent
         await asyncio.sleep(0.8)
@@ -285,7 +286,7 @@ def test_enable_on_a_live_call_then_disable_gives_the_stream_back_to_aiortc():
         stats = handle.stats
         handle.disable()
         handle.disable()
-        restored = getattr(receiver, ReceiverConcealment._PRIVATE_JB)
+        restored = aiortc_compat.jitter_buffer(receiver)
         await asyncio.gather(*tasks)
         await pc1.close()
         await pc2.close()
@@ -322,22 +323,22 @@ def test_api_validation_idempotence_and_disable_before_negotiation():
             enable_concealment(pc, method="neteq")
         with pytest.raises(ValueError, match="already enabled"):
             enable_concealment(audio_t.receiver, method="neteq")
-        jb_audio = getattr(audio_t.receiver, ReceiverConcealment._PRIVATE_JB)
-        jb_video = getattr(video_t.receiver, ReceiverConcealment._PRIVATE_JB)
+        jb_audio = aiortc_compat.jitter_buffer(audio_t.receiver)
+        jb_video = aiortc_compat.jitter_buffer(video_t.receiver)
         assert type(jb_audio).__name__ == "_PacketTap" and isinstance(jb_video, AiortcJitterBuffer)
         assert is_concealment_enabled(audio_t.receiver) and not is_concealment_enabled(video_t.receiver)
         stats = handle.stats
         assert set(REQUIRED_STATS) <= set(stats) and stats["concealmentEvents"] == 0
         assert get_concealment_stats(audio_t.receiver)["method"] == "none"
         disable_concealment(pc)
-        assert isinstance(getattr(audio_t.receiver, ReceiverConcealment._PRIVATE_JB), AiortcJitterBuffer)
+        assert isinstance(aiortc_compat.jitter_buffer(audio_t.receiver), AiortcJitterBuffer)
         assert "getStats" not in vars(audio_t.receiver) and not is_concealment_enabled(audio_t.receiver)
         assert pc.listeners("track") == []
         # a single receiver, then a different method after disable
         h2 = enable_concealment(audio_t.receiver, method="neural", layout="mono", threaded=False)
         assert h2.receivers[0].layout == "mono" and h2.stats["method"] == "neural"
         h2.disable()
-        assert isinstance(getattr(audio_t.receiver, ReceiverConcealment._PRIVATE_JB), AiortcJitterBuffer)
+        assert isinstance(aiortc_compat.jitter_buffer(audio_t.receiver), AiortcJitterBuffer)
         await pc.close()
 
     run(scenario())
