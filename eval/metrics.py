@@ -12,6 +12,12 @@ both are truncated to the shorter one.
   INTERSPEECH 2023 model, shipped in the package), made deterministic per seed
   without touching numpy's global RNG, ONNX Runtime on one thread.
 * :func:`compute_all` - all of the above plus, optionally, ASR word errors.
+
+:data:`SIGNAL_METRICS` is the registry of the signal metrics: ``plc eval``'s runner computes
+them, its summary bootstraps them and its report tabulates and plots them from there (a new
+metric is a function here and one :class:`SignalMetric` entry); :data:`HEADLINE_METRICS` are
+those the paired-difference and per-corpus columns show. Word error rate is aggregated over the
+corpus, not per clip, and keeps its own columns.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from math import gcd
+from typing import Callable
 
 import numpy as np
 
@@ -30,6 +37,11 @@ __all__ = [
     "plcmos",
     "compute_all",
     "MetricResult",
+    "SignalMetric",
+    "SIGNAL_METRICS",
+    "HEADLINE_METRICS",
+    "WER_LABEL",
+    "signal_metric_names",
     "to_16k",
 ]
 
@@ -141,12 +153,62 @@ def plcmos(deg: np.ndarray, sample_rate: int = SAMPLE_RATE, seed: int = 0) -> fl
     return total / model.embed_rounds
 
 
+# ---------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class SignalMetric:
+    """One signal metric of ``plc eval``.
+
+    Attributes
+    ----------
+    name : str
+        Its column in results.csv and key in summary.json.
+    label : str
+        Its name in the report's tables and plots.
+    short : str
+        Its name in the paired-difference columns (``ΔPLCMOS``).
+    digits : int
+        Decimals in the report's tables.
+    intrusive : bool
+        It compares the output with the reference sample by sample (so it needs them aligned);
+        otherwise it scores the output alone.
+    score : callable
+        ``score(ref, deg, seed)`` on 16 kHz signals (``ref`` is None for a non-intrusive one).
+    """
+
+    name: str
+    label: str
+    short: str
+    digits: int
+    intrusive: bool
+    score: Callable[[np.ndarray | None, np.ndarray, int], float]
+
+
+SIGNAL_METRICS: tuple[SignalMetric, ...] = (
+    SignalMetric("pesq", "PESQ-WB", "PESQ", 2, True, lambda ref, deg, seed: pesq_wb(ref, deg, SAMPLE_RATE)),
+    SignalMetric("stoi", "STOI", "STOI", 3, True, lambda ref, deg, seed: stoi(ref, deg, SAMPLE_RATE)),
+    SignalMetric("plcmos", "PLCMOS v2", "PLCMOS", 2, False,
+                 lambda ref, deg, seed: plcmos(deg, SAMPLE_RATE, seed=seed)),
+)
+#: The metrics the paired-difference and per-corpus columns show, in that order.
+HEADLINE_METRICS = ("plcmos", "pesq")
+#: Word error rate's name in the report.
+WER_LABEL = "WER %"
+
+
+def signal_metric_names(aligned: bool = True) -> tuple[str, ...]:
+    """The signal metrics' names; with ``aligned=False`` only those that need no aligned reference."""
+    return tuple(m.name for m in SIGNAL_METRICS if aligned or not m.intrusive)
+
+
+def signal_metric(name: str) -> SignalMetric:
+    return next(m for m in SIGNAL_METRICS if m.name == name)
+
+
 # --------------------------------------------------------------------------- all
 @dataclass
 class MetricResult:
-    pesq: float = float("nan")
-    stoi: float = float("nan")
-    plcmos: float = float("nan")
+    #: Each signal metric's score (NaN where it was not computed).
+    signals: dict = field(default_factory=lambda: {m.name: float("nan") for m in SIGNAL_METRICS})
     hypothesis: str | None = None
     reference_text: str | None = None
     wer: float | None = None
@@ -159,9 +221,16 @@ class MetricResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        extra = d.pop("extra")
-        d.update(extra)
+        d.update(d.pop("signals"))
+        d.update(d.pop("extra"))
         return d
+
+    def __getattr__(self, name: str):
+        """A signal metric's score by name (``result.pesq``)."""
+        signals = self.__dict__.get("signals", {})
+        if name in signals:
+            return signals[name]
+        raise AttributeError(name)
 
     # dict-like read access, so callers can use result["pesq"]
     def __getitem__(self, key):
@@ -178,26 +247,23 @@ def compute_all(
     transcript: str | None = None,
     asr=None,
     seed: int = 0,
-    metrics: tuple[str, ...] = ("pesq", "stoi", "plcmos"),
+    metrics: tuple[str, ...] = signal_metric_names(),
 ) -> MetricResult:
-    """PESQ-WB, STOI and PLCMOS of ``deg`` against ``ref``; with ``transcript`` and
+    """The signal metrics (:data:`SIGNAL_METRICS`) of ``deg`` against ``ref``; with ``transcript`` and
     ``asr`` (an :class:`eval.asr.Transcriber` or any object with
     ``transcribe(audio, sample_rate) -> str``) also the ASR hypothesis of ``deg``
     and word error counts (jiwer on normalised text, :func:`eval.text_norm.word_errors`).
     ``metrics`` selects which signal metrics to run (others stay NaN). Without the intrusive
     ones (PESQ, STOI), ``deg`` is scored whole: it need not be aligned with ``ref``, nor as long.
     """
-    if "pesq" in metrics or "stoi" in metrics:
+    chosen = [m for m in SIGNAL_METRICS if m.name in metrics]
+    if any(m.intrusive for m in chosen):
         r, d = _pair(ref, deg, sample_rate)
     else:
         r, d = None, to_16k(deg, sample_rate)
     res = MetricResult()
-    if "pesq" in metrics:
-        res.pesq = pesq_wb(r, d, SAMPLE_RATE)
-    if "stoi" in metrics:
-        res.stoi = stoi(r, d, SAMPLE_RATE)
-    if "plcmos" in metrics:
-        res.plcmos = plcmos(d, SAMPLE_RATE, seed=seed)
+    for m in chosen:
+        res.signals[m.name] = m.score(r, d, seed)
     if transcript is not None and asr is not None:
         from .text_norm import word_errors
 

@@ -9,14 +9,15 @@ from typing import Optional
 
 import numpy as np
 
-from .summary import SIGNAL_METRICS, fmt_ci
+from .metrics import HEADLINE_METRICS, SIGNAL_METRICS, WER_LABEL, signal_metric
+from .summary import fmt_ci
 
 RESULT_COLUMNS = [
-    "clip", "corpus", "condition", "method", "codec", "loss_rate", "max_burst", "pesq", "stoi", "plcmos",
+    "clip", "corpus", "condition", "method", "codec", "loss_rate", "max_burst", *(m.name for m in SIGNAL_METRICS),
     "wer", "substitutions", "deletions", "insertions", "hits", "ref_words", "hypothesis", "fallback_frames",
     "delay_ms", "error",
 ]
-METRIC_LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "plcmos": "PLCMOS v2", "wer": "WER %"}
+METRIC_LABELS = {m.name: m.label for m in SIGNAL_METRICS} | {"wer": WER_LABEL}
 
 
 def write_results_csv(path: Path, rows: list[dict]) -> None:
@@ -38,13 +39,18 @@ def method_order(methods: list[str]) -> list[str]:
 
 
 def _diff_header(bases: list[str]) -> str:
-    return " | ".join(f"ΔPLCMOS vs {b} | ΔPESQ vs {b}" for b in bases)
+    return " | ".join(" | ".join(f"Δ{signal_metric(m).short} vs {b}" for m in HEADLINE_METRICS) for b in bases)
 
 
 def _diff_cells(entry: dict, bases: list[str]) -> str:
-    """The paired PLCMOS and PESQ differences of one method's ``entry`` to each baseline."""
-    return " | ".join(f"{fmt_ci(entry.get('diff_vs_' + b, {}).get('plcmos'))} | "
-                      f"{fmt_ci(entry.get('diff_vs_' + b, {}).get('pesq'))}" for b in bases)
+    """The paired differences of one method's ``entry`` to each baseline, on the headline metrics."""
+    return " | ".join(" | ".join(fmt_ci(entry.get("diff_vs_" + b, {}).get(m)) for m in HEADLINE_METRICS)
+                      for b in bases)
+
+
+def _metric_cells(entry: dict, metrics) -> str:
+    """One method's metrics with their intervals, then its WER."""
+    return " | ".join([fmt_ci(entry[m.name], m.digits) for m in metrics] + [fmt_ci(entry["wer"], 1, percent=True)])
 
 
 def baselines_in(summary: dict, cond: dict) -> list[str]:
@@ -57,15 +63,12 @@ def markdown_table(summary: dict, condition: str) -> str:
     """One condition's table: metrics with 95% intervals and paired differences to each baseline."""
     cond = summary["conditions"][condition]
     bases = baselines_in(summary, cond) or [summary["baseline"]]
-    header = ("| method | PESQ-WB | STOI | PLCMOS v2 | WER % | inserted words | "
-              + _diff_header(bases) + " |")
-    lines = [header, "|" + "---|" * (6 + 2 * len(bases))]
+    labels = [m.label for m in SIGNAL_METRICS] + [WER_LABEL]
+    header = f"| method | {' | '.join(labels)} | inserted words | " + _diff_header(bases) + " |"
+    lines = [header, "|" + "---|" * (2 + len(labels) + len(HEADLINE_METRICS) * len(bases))]
     for method in method_order(list(cond)):
         e = cond[method]
-        lines.append(
-            f"| {method} | {fmt_ci(e['pesq'])} | {fmt_ci(e['stoi'], 3)} | {fmt_ci(e['plcmos'])} | "
-            f"{fmt_ci(e['wer'], 1, percent=True)} | {e['insertions']} | {_diff_cells(e, bases)} |"
-        )
+        lines.append(f"| {method} | {_metric_cells(e, SIGNAL_METRICS)} | {e['insertions']} | {_diff_cells(e, bases)} |")
     return "\n".join(lines)
 
 
@@ -75,14 +78,15 @@ def corpus_table(summary: dict, condition: str) -> str:
     by_corpus = summary.get("by_corpus", {})
     conds = {c: v[condition] for c, v in by_corpus.items() if condition in v}
     bases = baselines_in(summary, {(c, m): e for c, cond in conds.items() for m, e in cond.items()})
-    header = ("| corpus | clips | method | PLCMOS v2 | PESQ-WB | WER % | "
-              + _diff_header(bases) + " |")
-    lines = [header, "|" + "---|" * (6 + 2 * len(bases))]
+    headline = [signal_metric(m) for m in HEADLINE_METRICS]
+    labels = [m.label for m in headline] + [WER_LABEL]
+    header = f"| corpus | clips | method | {' | '.join(labels)} | " + _diff_header(bases) + " |"
+    lines = [header, "|" + "---|" * (3 + len(labels) + len(HEADLINE_METRICS) * len(bases))]
     for corpus, cond in conds.items():
         for method in method_order(list(cond)):
             e = cond[method]
-            lines.append(f"| {corpus or '—'} | {e['clips']} | {method} | {fmt_ci(e['plcmos'])} | {fmt_ci(e['pesq'])} | "
-                         f"{fmt_ci(e['wer'], 1, percent=True)} | {_diff_cells(e, bases)} |")
+            lines.append(f"| {corpus or '—'} | {e['clips']} | {method} | {_metric_cells(e, headline)} | "
+                         f"{_diff_cells(e, bases)} |")
     return "\n".join(lines)
 
 
@@ -95,7 +99,7 @@ def plot_metrics(summary: dict, path: Path) -> None:
 
     conditions = [c for c in summary["conditions"] if c != "none"] or list(summary["conditions"])
     methods = method_order(sorted({m for c in conditions for m in summary["conditions"][c]}))
-    metrics = list(SIGNAL_METRICS) + ["wer"]
+    metrics = [m.name for m in SIGNAL_METRICS] + ["wer"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
     width = 0.8 / max(1, len(methods))
     colors = plt.get_cmap("tab10")
@@ -167,11 +171,9 @@ def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Opti
             tables.append(f"#### {condition}, per corpus\n\n" + corpus_table(summary, condition))
     if "none" in summary["conditions"]:
         e = summary["conditions"]["none"].get("reference", {})
-        tables.append(
-            "### no loss (reference, the codec alone)\n\n"
-            f"PESQ-WB {fmt_ci(e.get('pesq'))}, STOI {fmt_ci(e.get('stoi'), 3)}, "
-            f"PLCMOS {fmt_ci(e.get('plcmos'))}, WER {fmt_ci(e.get('wer'), 1, percent=True)} %"
-        )
+        scores = [f"{m.label} {fmt_ci(e.get(m.name), m.digits)}" for m in SIGNAL_METRICS]
+        tables.append("### no loss (reference, the codec alone)\n\n"
+                      + ", ".join(scores + [f"WER {fmt_ci(e.get('wer'), 1, percent=True)} %"]))
     body = "\n\n".join(tables)
     text = (
         "# PLC evaluation report\n\n"

@@ -179,7 +179,7 @@ def run_job(job: Job) -> list[dict]:
     A condition with a ``render(ref, method, job) -> Rendered`` method (``--network``,
     ``--live-call``) makes the audio itself; a loss model's trace is concealed offline.
     """
-    from .metrics import compute_all
+    from .metrics import compute_all, signal_metric_names
 
     condition = NO_LOSS if job.condition is None else job.condition.spec
     base = {"clip": job.clip.clip_id, "corpus": job.clip.corpus, "condition": condition, "codec": job.codec}
@@ -199,7 +199,7 @@ def run_job(job: Job) -> list[dict]:
             row.update({"loss_rate": out.loss_rate, "max_burst": out.max_burst})
             metrics = compute_all(ref, out.audio, SAMPLE_RATE, transcript=job.clip.transcript or None,
                                   asr=asr, seed=trace_seed(job.clip.clip_id, condition, job.seed),
-                                  metrics=("pesq", "stoi", "plcmos") if out.aligned else ("plcmos",))
+                                  metrics=signal_metric_names(aligned=out.aligned))
             row.update({k: v for k, v in metrics.to_dict().items() if k != "reference_text"})
             row["fallback_frames"] = out.fallback_frames
             row["delay_ms"] = out.delay_ms

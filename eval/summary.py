@@ -12,7 +12,8 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-SIGNAL_METRICS = ("pesq", "stoi", "plcmos")
+from .metrics import signal_metric_names
+
 BASELINE = "neteq"
 #: Every method is paired against each of these that the condition has: WebRTC's NetEQ
 #: concealment, and libopus' own PLC (Opus pipeline only).
@@ -115,7 +116,7 @@ def _summarize_conditions(rows: list[dict], baselines: tuple[str, ...], seed: in
         cond_out: dict = {}
         for (method,), m_rows in methods.items():
             entry: dict = {}
-            for metric in SIGNAL_METRICS:
+            for metric in signal_metric_names():
                 entry[metric] = bootstrap_mean(_finite(r.get(metric) for r in m_rows),
                                                _rng(seed, condition, method, metric))
             errors, words, inserts = _wer_arrays(m_rows)
@@ -135,7 +136,7 @@ def _paired(m_rows: list[dict], base_by_clip: dict, rng: np.random.Generator) ->
     """Per-clip paired differences (method - baseline) with bootstrap intervals."""
     pairs = [(r, base_by_clip[r["clip"]]) for r in m_rows if r["clip"] in base_by_clip]
     diff: dict = {}
-    for metric in SIGNAL_METRICS:
+    for metric in signal_metric_names():
         d = _finite(float(a[metric]) - float(b[metric]) if _ok(a[metric]) and _ok(b[metric]) else np.nan
                     for a, b in pairs)
         diff[metric] = bootstrap_mean(d, rng)

@@ -294,7 +294,8 @@ class ReceiverConcealment:
         if not self.enabled or (self._task is not None and self._task.done()):
             return  # the track has ended: nothing will play these
         now = self._clock()
-        self._pending.append((now, _rtp_bytes(packet), aiortc_compat.negotiated_codec(self.receiver, packet.payload_type)))
+        codec = aiortc_compat.negotiated_codec(self.receiver, packet.payload_type)
+        self._pending.append((now, _rtp_bytes(packet), codec))
         self.packets_tapped += 1
         if self._t0 is None:
             self._t0 = now

@@ -29,3 +29,23 @@ def test_paired_line_prints_a_row_against_its_reference_with_an_optional_note():
     assert paired_line("neural", r, "neteq") == ("neural PLCMOS 3.500  PESQ 2.250  | vs neteq: dPLCMOS +0.125 "
                                                  "+-0.062  dPESQ -0.010")
     assert paired_line("x", r, "first", "3 clips").endswith("dPESQ -0.010  (3 clips)")
+
+
+def test_runner_summary_and_report_read_one_metric_registry(monkeypatch):
+    """A metric is one SignalMetric entry: results.csv's columns, the summary, the report's tables and
+    compute_all all follow the registry (here with a cheap made-up metric added)."""
+    import numpy as np
+
+    from eval import metrics, report, summary
+
+    extra = metrics.SignalMetric("rms", "RMS level", "RMS", 4, False, lambda ref, deg, seed: float(np.std(deg)))
+    monkeypatch.setattr(metrics, "SIGNAL_METRICS", metrics.SIGNAL_METRICS + (extra,))
+    monkeypatch.setattr(report, "SIGNAL_METRICS", metrics.SIGNAL_METRICS)
+    assert {m.name for m in metrics.SIGNAL_METRICS[:3]} <= set(report.RESULT_COLUMNS)
+    result = metrics.compute_all(np.zeros(16000), np.full(16000, 0.5), metrics=("rms",)).to_dict()
+    assert result["rms"] == 0.0 and np.isnan(result["pesq"])
+    rows = [dict(clip=str(i), corpus="", condition="c", method=m, codec="pcm", pesq=2.0, stoi=0.9, plcmos=3.0,
+                 rms=0.1 * i, error="") for i in range(4) for m in ("neteq", "neural")]
+    s = summary.summarize(rows)
+    assert abs(s["conditions"]["c"]["neural"]["rms"]["mean"] - 0.15) < 1e-12
+    assert "| RMS level |" in report.markdown_table(s, "c") and "0.1500" in report.markdown_table(s, "c")

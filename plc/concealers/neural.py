@@ -158,8 +158,8 @@ class NeuralModel:
         info = json.loads((model_dir / "model.json").read_text())
         version = info.get("format_version") if isinstance(info, dict) else contract.FORMAT_VERSION
         if version != contract.FORMAT_VERSION:
-            raise ModelUnavailable(f"neural model in {model_dir} has format {version}, "
-                                   f"this runtime reads format {contract.FORMAT_VERSION} (re-export it with plc export)")
+            raise ModelUnavailable(f"neural model in {model_dir} has format {version}, this runtime reads format "
+                                   f"{contract.FORMAT_VERSION} (re-export it with plc export)")
         check_model_description(info)
         graphs = read_graphs(model_dir, info)
         self.features = FeatureConfig(**info["features"])
