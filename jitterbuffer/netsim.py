@@ -185,20 +185,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps)
     n_packets = len(pk.packets)
     jb = JitterBuffer(concealer or make_method_concealer(method, codec), config)
-    for a in arrivals:
-        if not (np.isfinite(a.send_ms) and (a.arrival_ms is None or np.isfinite(a.arrival_ms))):
-            raise ValueError(f"packet {a.seq}: send and arrival times must be finite numbers of ms")
-        if a.arrival_ms is not None and a.arrival_ms < a.send_ms:
-            raise ValueError(f"packet {a.seq} arrives at {a.arrival_ms:g} ms, before it was sent at {a.send_ms:g} ms")
-    send_ms = np.full(n_packets, np.nan)
-    for a in arrivals:
-        if 0 <= a.seq < n_packets and np.isnan(send_ms[a.seq]):
-            send_ms[a.seq] = a.send_ms
-    if np.any(np.isnan(send_ms)):  # packets missing from a trace: never sent as far as we know
-        known = np.flatnonzero(~np.isnan(send_ms))
-        if len(known) == 0:
-            raise ValueError("the arrivals cover none of the packets")
-        send_ms = np.interp(np.arange(n_packets), known, send_ms[known])
+    _check_times(arrivals)
+    send_ms = _send_times(arrivals, n_packets)
     start = float(np.floor(send_ms.min() / FRAME_MS) * FRAME_MS)
     # The longest the sender can take to send the input, and how long we wait for its packets.
     span_ms = n_packets * PACKET_MS / (1.0 - MAX_DRIFT)
@@ -211,6 +199,57 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     end_ms = min(float(send_ms.max()) + PACKET_MS, horizon_ms)  # the input's end: always played out
     last_event = max(events[-1][0] if events else start, end_ms)
     max_ticks = int(np.ceil((span_ms + MAX_TRANSIT_MS + max_tail_ms) / FRAME_MS)) + 1
+    ticks = _play(jb, pk, send_ms, events, start, end_ms, last_event + max_tail_ms, max_ticks)
+    stats = jb.stats
+    spike = largest_spike([a for a in arrivals if a.arrival_ms is None or a.arrival_ms <= horizon_ms], spec)
+    arrived = len({e[2] for e in events} | beyond)
+    stats.update(_simulation_stats(stats, ticks, spike, n_packets, arrived, len(beyond)))
+    stats.update({"durationS": len(ticks.audio) / SAMPLE_RATE, "inputDurationS": len(audio) / SAMPLE_RATE})
+    return NetsimResult(ticks.audio, stats, ticks.tick_ms, ticks.delay, ticks.target, ticks.e2e, ticks.buffered,
+                        ticks.operations)
+
+
+def _check_times(arrivals: list[Arrival]) -> None:
+    """``ValueError`` for a time that is not finite or a packet that arrives before it was sent."""
+    for a in arrivals:
+        if not (np.isfinite(a.send_ms) and (a.arrival_ms is None or np.isfinite(a.arrival_ms))):
+            raise ValueError(f"packet {a.seq}: send and arrival times must be finite numbers of ms")
+        if a.arrival_ms is not None and a.arrival_ms < a.send_ms:
+            raise ValueError(f"packet {a.seq} arrives at {a.arrival_ms:g} ms, before it was sent at {a.send_ms:g} ms")
+
+
+def _send_times(arrivals: list[Arrival], n_packets: int) -> np.ndarray:
+    """Each packet's send time, ms (interpolated for packets a trace does not list)."""
+    send_ms = np.full(n_packets, np.nan)
+    for a in arrivals:
+        if 0 <= a.seq < n_packets and np.isnan(send_ms[a.seq]):
+            send_ms[a.seq] = a.send_ms
+    if np.any(np.isnan(send_ms)):  # packets missing from a trace: never sent as far as we know
+        known = np.flatnonzero(~np.isnan(send_ms))
+        if len(known) == 0:
+            raise ValueError("the arrivals cover none of the packets")
+        send_ms = np.interp(np.arange(n_packets), known, send_ms[known])
+    return send_ms
+
+
+@dataclass
+class _Ticks:
+    """What :func:`_play` recorded, per 10 ms tick."""
+
+    audio: np.ndarray
+    tick_ms: np.ndarray
+    delay: np.ndarray
+    target: np.ndarray
+    e2e: np.ndarray
+    buffered: np.ndarray
+    operations: list[str]
+
+
+def _play(jb: JitterBuffer, pk: Packetized, send_ms: np.ndarray, events: list, start: float, end_ms: float,
+          give_up_ms: float, max_ticks: int) -> _Ticks:
+    """Insert each packet at its arrival time and play a frame every 10 ms from ``start`` until the
+    input's end (``end_ms``) and every arrived packet have been played, or ``give_up_ms``."""
+    n_packets = len(pk.packets)
     frames, ticks, delays, targets, e2e, buffered, ops = [], [], [], [], [], [], []
     i = 0
     step = pk.timestamp_step
@@ -236,36 +275,33 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
         played_to = now + FRAME_MS
         if i >= len(events) and not jb.has_pending_audio and played_to >= end_ms:
             break
-        if played_to > last_event + max_tail_ms:
+        if played_to > give_up_ms:
             break
-    out = np.concatenate(frames)
-    tick_ms = np.asarray(ticks)
-    delay = np.asarray(delays)
-    target = np.asarray(targets)
-    e2e_arr = np.asarray(e2e)
-    stats = jb.stats
-    received = e2e_arr[~np.isnan(e2e_arr)]
-    playing = np.asarray(ops) != Operation.SILENCE.value
+    return _Ticks(np.concatenate(frames), np.asarray(ticks), np.asarray(delays), np.asarray(targets),
+                  np.asarray(e2e), np.asarray(buffered), ops)
+
+
+def _simulation_stats(stats: dict, ticks: _Ticks, spike: Optional[tuple[float, float]], n_packets: int,
+                      arrived: int, beyond: int) -> dict:
+    """The simulation's own statistics (module docstring) from the jitter buffer's ``stats``."""
+    received = ticks.e2e[~np.isnan(ticks.e2e)]
+    playing = np.asarray(ticks.operations) != Operation.SILENCE.value
     played = stats["totalSamplesReceived"]
-    spike = largest_spike([a for a in arrivals if a.arrival_ms is None or a.arrival_ms <= horizon_ms], spec)
     recovery = None
     if spike is not None:
-        recovery = recovery_time(tick_ms, delay, target, spike[1])
-    stats.update({
+        recovery = recovery_time(ticks.tick_ms, ticks.delay, ticks.target, spike[1])
+    return {
         "packetsSent": n_packets,
-        "packetsArrived": len({e[2] for e in events} | beyond),
+        "packetsArrived": arrived,
         "playoutDelayMeanMs": float(np.mean(received)) if len(received) else None,
         "playoutDelayP95Ms": float(np.percentile(received, 95)) if len(received) else None,
         "jitterBufferDelayMeanMs": (1000.0 * stats["jitterBufferDelay"] / stats["jitterBufferEmittedCount"]
                                     if stats["jitterBufferEmittedCount"] else None),
-        "targetDelayMeanMs": float(np.mean(target[playing])) if np.any(playing) else None,
-        "packetsBeyondHorizon": len(beyond),
-        "lateLossRate": (stats["packetsLate"] + len(beyond)) / n_packets,
-        "networkLossRate": 1.0 - len({e[2] for e in events} | beyond) / n_packets,
+        "targetDelayMeanMs": float(np.mean(ticks.target[playing])) if np.any(playing) else None,
+        "packetsBeyondHorizon": beyond,
+        "lateLossRate": (stats["packetsLate"] + beyond) / n_packets,
+        "networkLossRate": 1.0 - arrived / n_packets,
         "concealedFraction": stats["concealedSamples"] / played if played else 0.0,
         "largestSpikeMs": spike[0] if spike else None,
         "spikeRecoveryMs": recovery,
-        "durationS": len(out) / SAMPLE_RATE,
-        "inputDurationS": len(audio) / SAMPLE_RATE,
-    })
-    return NetsimResult(out, stats, tick_ms, delay, target, e2e_arr, np.asarray(buffered), ops)
+    }

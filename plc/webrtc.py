@@ -579,52 +579,67 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     from aiortc import RTCPeerConnection, RTCRtpReceiver
 
     method = _check_method(method)
-    allowed = {"buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks",
-               "concealer_options"}
-    unknown = set(options) - allowed
+    _check_options(options)
+    if isinstance(pc_or_receiver, RTCPeerConnection):
+        return _enable_on_peer_connection(pc_or_receiver, method, options)
+    if isinstance(pc_or_receiver, RTCRtpReceiver):
+        return _enable_on_receiver(pc_or_receiver, method, options)
+    raise TypeError(f"enable_concealment needs an RTCPeerConnection or RTCRtpReceiver, not "
+                    f"{type(pc_or_receiver).__name__}")
+
+
+#: The options :func:`enable_concealment` takes.
+OPTIONS = ("buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks", "concealer_options")
+
+
+def _check_options(options: dict) -> None:
+    """``ValueError`` for an unknown option or a bad ``buffer`` spec."""
+    unknown = set(options) - set(OPTIONS)
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(allowed))}")
+        raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(OPTIONS))}")
     if "buffer" in options and isinstance(options["buffer"], str):
         from jitterbuffer.jitter_buffer import JitterBufferConfig
 
         JitterBufferConfig.from_spec(options["buffer"])  # raises ValueError on a bad spec
-    if isinstance(pc_or_receiver, RTCPeerConnection):
-        pc = pc_or_receiver
-        handle = _PEERS.get(pc)
-        if handle is not None:
-            if handle.method != method or handle.options != options:
-                raise ValueError(f"concealment is already enabled on this peer connection with method "
-                                 f"{handle.method!r}; call disable() first")
-            return handle
-        handle = ConcealmentHandle(pc, method, options)
+
+
+def _enable_on_peer_connection(pc, method: str, options: dict) -> ConcealmentHandle:
+    """Every audio receiver of ``pc``, now and as transceivers get their remote tracks."""
+    handle = _PEERS.get(pc)
+    if handle is not None:
+        if handle.method != method or handle.options != options:
+            raise ValueError(f"concealment is already enabled on this peer connection with method "
+                             f"{handle.method!r}; call disable() first")
+        return handle
+    handle = ConcealmentHandle(pc, method, options)
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "audio":
+            handle._attach(transceiver.receiver)
+
+    def on_track(track) -> None:
+        if track.kind != "audio" or not handle.enabled:
+            return
         for transceiver in pc.getTransceivers():
-            if transceiver.kind == "audio":
+            if transceiver.receiver.track is track:
                 handle._attach(transceiver.receiver)
 
-        def on_track(track) -> None:
-            if track.kind != "audio" or not handle.enabled:
-                return
-            for transceiver in pc.getTransceivers():
-                if transceiver.receiver.track is track:
-                    handle._attach(transceiver.receiver)
+    handle._listener = on_track
+    pc.on("track", on_track)
+    _PEERS[pc] = handle
+    return handle
 
-        handle._listener = on_track
-        pc.on("track", on_track)
-        _PEERS[pc] = handle
-        return handle
-    if isinstance(pc_or_receiver, RTCRtpReceiver):
-        receiver = pc_or_receiver
-        if aiortc_compat.receiver_kind(receiver) != "audio":
-            raise ValueError("concealment applies to audio receivers only")
-        existing = _RECEIVERS.get(receiver)
-        if existing is not None and existing.method != method:
-            raise ValueError(f"concealment is already enabled on this receiver with method {existing.method!r}; "
-                             "disable it first")
-        handle = ConcealmentHandle(receiver, method, options)
-        handle._attach(receiver)
-        return handle
-    raise TypeError(f"enable_concealment needs an RTCPeerConnection or RTCRtpReceiver, not "
-                    f"{type(pc_or_receiver).__name__}")
+
+def _enable_on_receiver(receiver, method: str, options: dict) -> ConcealmentHandle:
+    """One audio receiver."""
+    if aiortc_compat.receiver_kind(receiver) != "audio":
+        raise ValueError("concealment applies to audio receivers only")
+    existing = _RECEIVERS.get(receiver)
+    if existing is not None and existing.method != method:
+        raise ValueError(f"concealment is already enabled on this receiver with method {existing.method!r}; "
+                         "disable it first")
+    handle = ConcealmentHandle(receiver, method, options)
+    handle._attach(receiver)
+    return handle
 
 
 def disable_concealment(pc_or_receiver) -> None:

@@ -31,6 +31,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -146,34 +147,57 @@ class _Batches(torch.utils.data.IterableDataset):
             step += n_workers
 
 
-def run(args: argparse.Namespace) -> int:
-    from plc.cli import UserError
+@dataclass
+class _Run:
+    """One rank's view of a training run: its settings, data, models and optimisers."""
 
+    args: argparse.Namespace
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    config: dict
+    feat_cfg: FeatureConfig
+    model_cfg: ModelConfig
+    data_cfg: DataConfig
+    loss_cfg: LossConfig
+    train_paths: list
+    dev_paths: list
+    model: PLCModel
+    opt: torch.optim.Optimizer
+    disc: Optional[MultiResolutionDiscriminator] = None
+    opt_d: Optional[torch.optim.Optimizer] = None
+    ddp_model: Optional[torch.nn.Module] = None
+    ddp_disc: Optional[torch.nn.Module] = None
+
+
+def run(args: argparse.Namespace) -> int:
     rank, world, local_rank = _dist_info()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda but no CUDA device is available")
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
-    out = Path(args.out)
-    ckpt_path = out / "last.pt"
-    if args.resume and not ckpt_path.is_file():
-        raise UserError(f"--resume: {ckpt_path} does not exist")
-    for manifest in (args.data, args.dev):
-        if not Path(manifest).is_file():
-            raise UserError(f"{manifest}: no such manifest")
+    r = _setup(args, rank, world, _device(args, world, local_rank))
+    step, best = _restore(args, r.out / "last.pt", r.model, r.opt, r.disc, r.opt_d, rank)
+    r.ddp_model, r.ddp_disc = r.model, r.disc
+    if world > 1:
+        ids = [local_rank] if r.device.type == "cuda" else None
+        r.ddp_model = torch.nn.parallel.DistributedDataParallel(r.model, device_ids=ids)
+        if r.disc is not None:
+            r.ddp_disc = torch.nn.parallel.DistributedDataParallel(r.disc, device_ids=ids)
+    _train(r, step, best)
+    if world > 1:
+        dist.destroy_process_group()
+    return 0
 
+
+def _setup(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> _Run:
+    """Check the inputs, write ``config.json`` (rank 0, new runs) and build the models."""
+    out = Path(args.out)
+    _check_inputs(args, out / "last.pt")
     feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing)
     loss_cfg = LossConfig()
-    train_paths = read_clip_list(args.data)
-    dev_paths = read_clip_list(args.dev)
+    train_paths, dev_paths = read_clip_list(args.data), read_clip_list(args.dev)
     if not train_paths:
-        raise UserError(f"{args.data}: no clips")
+        raise _user_error(f"{args.data}: no clips")
     config = {
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "features": feat_cfg.as_dict(), "model": model_cfg.as_dict(), "data": asdict(data_cfg),
@@ -185,14 +209,123 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         if not args.resume:
             (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-
     torch.manual_seed(args.seed + rank)
     model = PLCModel(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5)
-    disc = opt_d = None
+    r = _Run(args, rank, world, device, out, config, feat_cfg, model_cfg, data_cfg, loss_cfg, train_paths, dev_paths,
+             model, torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-5))
     if args.adversarial > 0:
-        disc = MultiResolutionDiscriminator(periods=args.disc_periods).to(device)
-        opt_d = torch.optim.AdamW(disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-5)
+        r.disc = MultiResolutionDiscriminator(periods=args.disc_periods).to(device)
+        r.opt_d = torch.optim.AdamW(r.disc.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-5)
+    return r
+
+
+def _train(r: _Run, step: int, best: float) -> None:
+    """Optimise from ``step`` to ``--steps`` (or ``--max-minutes``), validating and saving on the way."""
+    from tqdm import tqdm
+
+    args = r.args
+    val_batches = None
+    if r.rank == 0:
+        dev_corpus = SpeechCorpus(r.dev_paths[: max(40, args.plcmos_clips)])
+        vrng = np.random.default_rng(999)
+        val_batches = [loss_event_batch(dev_corpus, vrng, 32, r.data_cfg, r.feat_cfg, r.model_cfg, augment_audio=False)
+                       for _ in range(4)]
+        print(f"model: {count_parameters(r.model):,} parameters; {len(r.train_paths)} training clips; "
+              f"world size {r.world}; device {r.device}", flush=True)
+    batches = _Batches(r.train_paths, args.seed, r.rank, step, args.batch_size, r.data_cfg, r.feat_cfg, r.model_cfg)
+    loader = iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=args.workers,
+                                              prefetch_factor=4 if args.workers else None,
+                                              persistent_workers=False))
+    bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", disable=r.rank != 0, dynamic_ncols=True)
+    started = time.time()
+    running = None
+    while step < args.steps:
+        batch = {k: v.to(r.device) for k, v in next(loader).items()}
+        for o in (r.opt, r.opt_d) if r.opt_d is not None else (r.opt,):
+            for g in o.param_groups:
+                g["lr"] = _lr_at(args, step)
+        loss, adversarial = _train_step(r, batch)
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        bar.update()
+        bar.set_postfix(loss=f"{running:.3f}")
+        out_of_time = args.max_minutes and (time.time() - started) / 60 > args.max_minutes
+        if step % args.val_every == 0 or step == args.steps or out_of_time:
+            log = {"step": step, "train_loss": running, "lr": _lr_at(args, step),
+                   "elapsed_s": round(time.time() - started, 1),
+                   **{k: round(v.item(), 4) for k, v in adversarial.items()}}
+            best = _validate_and_save(r, step, best, val_batches, log, bar)
+        if out_of_time:
+            break
+    bar.close()
+
+
+def _validate_and_save(r: _Run, step: int, best: float, val_batches: Optional[list], log: dict, bar) -> float:
+    """Validate, checkpoint and log (rank 0; every rank's RNG state goes into the checkpoint);
+    returns the best validation loss so far."""
+    rngs = [{"torch": torch.get_rng_state(), "rank": r.rank}]
+    if r.world > 1:
+        gathered = [None] * r.world
+        dist.all_gather_object(gathered, rngs[0])
+        rngs = gathered
+    if r.rank == 0:
+        val, val_parts = _validate(r.model, val_batches, r.device, r.data_cfg, r.model_cfg, r.loss_cfg)
+        record = {"step": log["step"], "train_loss": log["train_loss"], "val_loss": val, **val_parts,
+                  **{k: v for k, v in log.items() if k not in ("step", "train_loss")}}
+        _save(r.out, r.model, r.opt, r.disc, r.opt_d, step, min(best, val), rngs, r.config, val < best)
+        best = min(best, val)
+        if r.args.plcmos_clips > 0:
+            record.update(_dev_plcmos(r.out, r.model, r.dev_paths[: r.args.plcmos_clips], r.config))
+        with open(r.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        bar.write(json.dumps(record))
+    if r.world > 1:
+        dist.barrier()
+    return best
+
+
+def _save(out: Path, model: PLCModel, opt, disc, opt_d, step: int, best: float, rngs: list, config: dict,
+          is_best: bool) -> None:
+    """``last.pt`` (everything an exact resume needs, written atomically) and, if ``is_best``, ``best.pt``."""
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best, "rng": rngs,
+             "config": config}
+    if disc is not None:
+        state.update(discriminator=disc.state_dict(), optimizer_d=opt_d.state_dict())
+    torch.save(state, out / "last.tmp")
+    os.replace(out / "last.tmp", out / "last.pt")
+    if is_best:
+        torch.save({"model": model.state_dict(), "step": step, "config": config}, out / "best.pt")
+
+
+def _user_error(message: str) -> Exception:
+    from plc.cli import UserError
+
+    return UserError(message)
+
+
+def _device(args: argparse.Namespace, world: int, local_rank: int) -> torch.device:
+    """This rank's device (and, on CPU, its share of the threads)."""
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise _user_error("--device cuda but no CUDA device is available")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        return device
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
+    return torch.device("cpu")
+
+
+def _check_inputs(args: argparse.Namespace, ckpt_path: Path) -> None:
+    if args.resume and not ckpt_path.is_file():
+        raise _user_error(f"--resume: {ckpt_path} does not exist")
+    for manifest in (args.data, args.dev):
+        if not Path(manifest).is_file():
+            raise _user_error(f"{manifest}: no such manifest")
+
+
+def _restore(args: argparse.Namespace, ckpt_path: Path, model: PLCModel, opt, disc, opt_d,
+             rank: int) -> tuple[int, float]:
+    """Start from ``--init`` or resume from ``last.pt``; returns the step and the best validation loss."""
     step, best = 0, float("inf")
     if args.init and not args.resume:
         state = torch.load(args.init, map_location="cpu", weights_only=False)
@@ -201,8 +334,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 fresh = disc.load_spectral_state(state["discriminator"])  # new period sub-discriminators start fresh
             except RuntimeError as exc:
-                raise UserError(f"--init: {args.init}: {exc} (pass the --disc-periods it was trained with, "
-                                "or more)") from None
+                raise _user_error(f"--init: {args.init}: {exc} (pass the --disc-periods it was trained with, "
+                                  "or more)") from None
             if fresh and rank == 0:
                 print(f"--init: {len(fresh)} period-discriminator tensors start from scratch", flush=True)
     if args.resume:
@@ -210,111 +343,51 @@ def run(args: argparse.Namespace) -> int:
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as exc:
-            raise UserError(f"--resume: {ckpt_path} is a different model ({str(exc).splitlines()[0]})") from None
+            raise _user_error(f"--resume: {ckpt_path} is a different model ({str(exc).splitlines()[0]})") from None
         opt.load_state_dict(state["optimizer"])
         if disc is not None:
             if "discriminator" not in state:
-                raise UserError(f"--resume --adversarial: {ckpt_path} was trained without a discriminator "
-                                "(start a new run with --init)")
+                raise _user_error(f"--resume --adversarial: {ckpt_path} was trained without a discriminator "
+                                  "(start a new run with --init)")
             try:
                 disc.load_state_dict(state["discriminator"])
             except RuntimeError:
-                raise UserError(f"--resume: {ckpt_path}'s discriminator has other sub-discriminators "
-                                "(resume with the --disc-periods it was trained with)") from None
+                raise _user_error(f"--resume: {ckpt_path}'s discriminator has other sub-discriminators "
+                                  "(resume with the --disc-periods it was trained with)") from None
             opt_d.load_state_dict(state["optimizer_d"])
         step, best = state["step"], state.get("best", best)
-    ddp_model, ddp_disc = model, disc
-    if world > 1:
-        ids = [local_rank] if device.type == "cuda" else None
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        if disc is not None:
-            ddp_disc = torch.nn.parallel.DistributedDataParallel(disc, device_ids=ids)
+    return step, best
 
-    val_batches = None
-    if rank == 0:
-        dev_corpus = SpeechCorpus(dev_paths[: max(40, args.plcmos_clips)])
-        vrng = np.random.default_rng(999)
-        val_batches = [loss_event_batch(dev_corpus, vrng, 32, data_cfg, feat_cfg, model_cfg, augment_audio=False)
-                       for _ in range(4)]
-        print(f"model: {count_parameters(model):,} parameters; {len(train_paths)} training clips; "
-              f"world size {world}; device {device}", flush=True)
 
-    def lr_at(s: int) -> float:  # warm-up then cosine to 10%
-        warm = 200
-        if s < warm:
-            return args.lr * (s + 1) / warm
-        frac = min(1.0, (s - warm) / max(1, args.steps - warm))
-        return args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
+def _lr_at(args: argparse.Namespace, step: int) -> float:
+    """Learning rate at ``step``: warm-up, then a cosine to 10%."""
+    warm = 200
+    if step < warm:
+        return args.lr * (step + 1) / warm
+    frac = min(1.0, (step - warm) / max(1, args.steps - warm))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * frac)))
 
-    from tqdm import tqdm
 
-    batches = _Batches(train_paths, args.seed, rank, step, args.batch_size, data_cfg, feat_cfg, model_cfg)
-    loader = iter(torch.utils.data.DataLoader(batches, batch_size=None, num_workers=args.workers,
-                                              prefetch_factor=4 if args.workers else None,
-                                              persistent_workers=False))
-    bar = tqdm(total=args.steps, initial=step, desc="train", unit="step", disable=rank != 0, dynamic_ncols=True)
-    started = time.time()
-    running = None
-    while step < args.steps:
-        batch = {k: v.to(device) for k, v in next(loader).items()}
-        for o in (opt, opt_d) if opt_d is not None else (opt,):
-            for g in o.param_groups:
-                g["lr"] = lr_at(step)
-        ddp_model.train()
-        loss, _, (real, fake) = batch_loss(ddp_model, batch, data_cfg, model_cfg, loss_cfg)
-        if disc is not None:
-            adv, fm = generator_adversarial_loss(disc, real, fake)
-            loss = loss + args.adversarial * (adv + fm)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        if disc is not None:
-            d_loss = discriminator_loss(ddp_disc, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            torch.nn.utils.clip_grad_norm_(disc.parameters(), 1.0)
-            opt_d.step()
-        step += 1
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        bar.update()
-        bar.set_postfix(loss=f"{running:.3f}")
-        out_of_time = args.max_minutes and (time.time() - started) / 60 > args.max_minutes
-        if step % args.val_every == 0 or step == args.steps or out_of_time:
-            rngs = [{"torch": torch.get_rng_state(), "rank": rank}]
-            if world > 1:
-                gathered = [None] * world
-                dist.all_gather_object(gathered, rngs[0])
-                rngs = gathered
-            if rank == 0:
-                val, val_parts = _validate(model, val_batches, device, data_cfg, model_cfg, loss_cfg)
-                record = {"step": step, "train_loss": running, "val_loss": val, **val_parts, "lr": lr_at(step),
-                          "elapsed_s": round(time.time() - started, 1)}
-                if disc is not None:
-                    record.update(adv=round(adv.item(), 4), feature_matching=round(fm.item(), 4),
-                                  disc_loss=round(d_loss.item(), 4))
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                         "best": min(best, val), "rng": rngs, "config": config}
-                if disc is not None:
-                    state.update(discriminator=disc.state_dict(), optimizer_d=opt_d.state_dict())
-                torch.save(state, out / "last.tmp")
-                os.replace(out / "last.tmp", ckpt_path)
-                if val < best:
-                    best = val
-                    torch.save({"model": model.state_dict(), "step": step, "config": config}, out / "best.pt")
-                if args.plcmos_clips > 0:
-                    record.update(_dev_plcmos(out, model, dev_paths[: args.plcmos_clips], config))
-                with open(out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                bar.write(json.dumps(record))
-            if world > 1:
-                dist.barrier()
-        if out_of_time:
-            break
-    bar.close()
-    if world > 1:
-        dist.destroy_process_group()
-    return 0
+def _train_step(r: _Run, batch: dict) -> tuple[torch.Tensor, dict]:
+    """One optimisation step of the generator (and the discriminator, when adversarial); returns
+    the generator's loss and the adversarial losses (tensors) for the log."""
+    r.ddp_model.train()
+    loss, _, (real, fake) = batch_loss(r.ddp_model, batch, r.data_cfg, r.model_cfg, r.loss_cfg)
+    if r.disc is not None:
+        adv, fm = generator_adversarial_loss(r.disc, real, fake)
+        loss = loss + r.args.adversarial * (adv + fm)
+    r.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(r.model.parameters(), 1.0)
+    r.opt.step()
+    if r.disc is None:
+        return loss, {}
+    d_loss = discriminator_loss(r.ddp_disc, real, fake)
+    r.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    torch.nn.utils.clip_grad_norm_(r.disc.parameters(), 1.0)
+    r.opt_d.step()
+    return loss, {"adv": adv.detach(), "feature_matching": fm.detach(), "disc_loss": d_loss.detach()}
 
 
 def fade_gain(n_samples: int, fade_ms: tuple[float, float], sample_rate: int = 16000) -> np.ndarray:
