@@ -114,20 +114,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.method}: {result['concealed_frames']} concealed 10 ms frames over "
-              f"{args.repeat} x {result['speech_s']} s of speech ({args.loss}), one thread")
-        print(f"  concealed frame: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
-              f"max {result['max_ms']:.3f} ms")
-        if result["noise_frames"]:
-            print(f"  {result['noise_frames']} frames after unvoiced audio were LPC noise; the others' p50 "
-                  f"{result['not_noise_p50_ms']:.3f} ms")
-        print(f"  received frame:  mean {result['received_ms']:.4f} ms  p99 {result['received_p99_ms']:.4f} ms")
-        print(f"  real-time factor {result['rtf']:.4f} overall, {result['rtf_concealed']:.3f} while concealing")
-        print(f"  {result['params']:,} parameters, {result['model_bytes']:,} model bytes, "
-              f"peak RSS {result['peak_rss_mb']} MB, {result['fallback_frames']} fallback frames")
-        if "model_error" in result:
-            print(f"  model unavailable, classic fallback measured: {result['model_error']}")
+        _print_result(args, result)
     return 0
+
+
+def _print_result(args: argparse.Namespace, result: dict) -> None:
+    """The figures of one bench, for people."""
+    print(f"{args.method}: {result['concealed_frames']} concealed 10 ms frames over "
+          f"{args.repeat} x {result['speech_s']} s of speech ({args.loss}), one thread")
+    print(f"  concealed frame: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
+          f"max {result['max_ms']:.3f} ms")
+    if result["noise_frames"]:
+        print(f"  {result['noise_frames']} frames after unvoiced audio were LPC noise; the others' p50 "
+              f"{result['not_noise_p50_ms']:.3f} ms")
+    print(f"  received frame:  mean {result['received_ms']:.4f} ms  p99 {result['received_p99_ms']:.4f} ms")
+    print(f"  real-time factor {result['rtf']:.4f} overall, {result['rtf_concealed']:.3f} while concealing")
+    print(f"  {result['params']:,} parameters, {result['model_bytes']:,} model bytes, "
+          f"peak RSS {result['peak_rss_mb']} MB, {result['fallback_frames']} fallback frames")
+    if "model_error" in result:
+        print(f"  model unavailable, classic fallback measured: {result['model_error']}")
 
 
 def _default_speech() -> list[Path]:
