@@ -10,6 +10,12 @@ Two payloads are known, each under its usual dynamic payload type:
   the decoder runs its own concealment (:meth:`PayloadDecoder.conceal`),
   which keeps its state continuous and is what ``--method opus`` plays.
 
+In-band FEC is a decoder capability: :meth:`PayloadDecoder.fec_duration` says whether a
+payload also carries a redundant copy of the frame before it, and
+:meth:`PayloadDecoder.decode_fec` decodes that copy (Opus: the LBRR data,
+:mod:`plc.codecs.opus_fec`); formats without FEC keep the defaults (none). A format with a
+``split`` (RED, RFC 2198, :mod:`jitterbuffer.red`) wraps other payloads instead of being decoded.
+
 A packet must carry a whole number of 10 ms frames (the decision interval);
 anything else is reported as malformed by :meth:`PayloadDecoder.duration`
 and dropped by the jitter buffer.
@@ -20,9 +26,12 @@ from __future__ import annotations
 import abc
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
+
+from .red import RED_PAYLOAD_TYPE, split_red
 
 #: Output rate of every decoder (the concealers' native rate), Hz.
 SAMPLE_RATE = 16000
@@ -59,6 +68,16 @@ class PayloadDecoder(abc.ABC):
 
     def conceal(self, n_samples: int) -> Optional[np.ndarray]:
         """The codec's own concealment of ``n_samples`` lost samples, or None if it has none."""
+        return None
+
+    def fec_duration(self, payload: bytes) -> Optional[int]:
+        """Duration in RTP units of the in-band FEC copy of the audio just before ``payload``
+        (libwebrtc's ``PacketDurationRedundant``), or None if the payload carries none."""
+        return None
+
+    def decode_fec(self, payload: bytes, duration: int) -> Optional[np.ndarray]:
+        """The ``duration`` RTP units before ``payload`` decoded from its FEC copy, at
+        :data:`SAMPLE_RATE`; None if undecodable. Called before ``payload`` itself is decoded."""
         return None
 
     def reset(self) -> None:
@@ -124,7 +143,8 @@ def opus_packet_samples_48k(payload: bytes) -> Optional[int]:
 
 
 class OpusPayloadDecoder(PayloadDecoder):
-    """Opus through libopus, decoded at 16 kHz; ``conceal`` is libopus' own PLC."""
+    """Opus through libopus, decoded at 16 kHz; ``conceal`` is libopus' own PLC, ``decode_fec``
+    its in-band FEC (as libwebrtc's ``AudioDecoderOpusImpl::DecodeRedundantInternal``)."""
 
     name = "opus"
     clock_rate = 48000
@@ -156,6 +176,20 @@ class OpusPayloadDecoder(PayloadDecoder):
             out = np.pad(out, (0, max(0, want - len(out))))[:want]
         return np.asarray(out, dtype=np.float32)
 
+    def fec_duration(self, payload: bytes) -> Optional[int]:
+        from plc.codecs.opus_fec import fec_samples
+
+        return fec_samples(payload, self.clock_rate)
+
+    def decode_fec(self, payload: bytes, duration: int) -> Optional[np.ndarray]:
+        from plc.codecs.opus import OpusError
+
+        try:
+            out = self._decoder.decode_fec(bytes(payload), duration * SAMPLE_RATE // self.clock_rate)
+        except (OpusError, ValueError):
+            return None
+        return np.asarray(out, dtype=np.float32)
+
     def conceal(self, n_samples: int) -> Optional[np.ndarray]:
         from plc.codecs.opus import OpusError
 
@@ -171,17 +205,29 @@ class OpusPayloadDecoder(PayloadDecoder):
 
 @dataclass(frozen=True)
 class PayloadFormat:
-    """A payload type's name, RTP clock rate and decoder factory."""
+    """A payload type's name, RTP clock rate and decoder factory.
+
+    ``split``: for a format that wraps other payloads (RED) instead of being decoded, the
+    function that cuts a payload into its blocks (:func:`jitterbuffer.red.split_red`'s
+    signature); such a format has no decoder factory.
+    """
 
     name: str
     clock_rate: int
-    factory: Callable[[], PayloadDecoder]
+    factory: Optional[Callable[[], PayloadDecoder]]
+    split: Optional[Callable[[bytes], list]] = None
+
+
+def red_format(clock_rate: int = 48000, payload_type: int = RED_PAYLOAD_TYPE) -> PayloadFormat:
+    """RED (RFC 2198) under ``payload_type``, over a codec of ``clock_rate``."""
+    return PayloadFormat("red", clock_rate, None, split=partial(split_red, red_payload_type=payload_type))
 
 
 #: The payload types the jitter buffer knows by default.
 DEFAULT_PAYLOAD_TYPES: dict[int, PayloadFormat] = {
     PCM_PAYLOAD_TYPE: PayloadFormat("pcm", SAMPLE_RATE, PcmDecoder),
     OPUS_PAYLOAD_TYPE: PayloadFormat("opus", 48000, OpusPayloadDecoder),
+    RED_PAYLOAD_TYPE: red_format(48000, RED_PAYLOAD_TYPE),
 }
 
 #: Payload type of each codec name, for the sender side.
