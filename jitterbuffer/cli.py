@@ -65,6 +65,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", choices=("pcm", "opus"), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
+    argtypes.add_fec_options(p)
+    p.add_argument("--red", action="store_true",
+                   help="RED (RFC 2198, audio/red): every Opus packet also carries the one before it as a "
+                        "redundant block (doubling the bitrate; needs --codec opus)")
     p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
     p.add_argument("--seed", type=argtypes.seed, default=None, help="override the network SPEC's seed")
     p.add_argument("--min-delay", type=DELAY_MS, default=0.0, metavar="MS", help="adaptive: lowest target delay (ms)")
@@ -94,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"unknown method {method!r}; choose from {', '.join(available_methods())}")
     if method in DECODER_METHODS and args.codec != "opus":
         raise UserError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
+    fec_error = argtypes.fec_options_error(args)
+    if fec_error:
+        raise UserError(fec_error)
+    if args.red and args.codec != "opus":
+        raise UserError("--red carries Opus packets: add --codec opus")
     try:
         output = check_output_path(args.output)
     except AudioError as exc:
@@ -120,11 +129,15 @@ def run(args: argparse.Namespace) -> int:
             if covered < n_packets:
                 raise UserError(f"{args.arrivals}: the trace covers {covered} packets but {args.input} needs "
                                 f"{n_packets} ({PACKET_MS} ms packets)")
+        fec_options = {"fec": args.fec, "red": args.red}
+        if args.expected_loss is not None:
+            fec_options["expected_loss_percent"] = args.expected_loss
         result = simulate(x, arrivals, config, method=method, codec=args.codec, seed=args.seed or 0,
-                          spec=spec, bitrate_bps=args.bitrate)
+                          spec=spec, bitrate_bps=args.bitrate, **fec_options)
         stats = result.stats
         stats.update({"input": str(args.input), "network": args.network, "arrivals": args.arrivals,
-                      "buffer": args.buffer, "method": method, "codec": args.codec})
+                      "buffer": args.buffer, "method": method, "codec": args.codec, "fec": args.fec,
+                      "red": args.red})
         with StagedOutputs() as staged:  # every output, or none of them
             write_audio(staged.path(output), resample(result.audio, SAMPLE_RATE, rate), rate,
                         subtype=audio_subtype(args.input))
@@ -138,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{output}: {stats['packetsSent']} packets, {100 * stats['networkLossRate']:.1f}% lost in the network, "
           f"{100 * stats['lateLossRate']:.1f}% late; playout delay {_ms(delay)} mean, "
           f"{_ms(stats['playoutDelayP95Ms'])} p95; {100 * stats['concealedFraction']:.1f}% concealed "
-          f"({args.buffer}, {method}, {args.codec})")
+          f"({args.buffer}, {method}, {args.codec})"
+          + (f"; {stats['fecPacketsRecovered']} packets recovered from redundancy, "
+             f"{stats['payloadBitrateBps'] / 1000:.1f} kbit/s" if args.fec or args.red else ""))
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Optional
 
 import numpy as np
 
+from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 from plc.concealers import Concealer, make_concealer
 
 from .concealment import CodecPlcConcealer
@@ -37,6 +38,7 @@ from .decision_logic import Operation
 from .neteq import FRAME_MS, JitterBuffer, JitterBufferConfig
 from .network import MAX_DRIFT, MAX_TRANSIT_MS, Arrival, NetworkSpec
 from .payload import PAYLOAD_TYPE_OF, SAMPLE_RATE, encode_pcm
+from .red import RED_PAYLOAD_TYPE, build_red
 from .rtp import RtpPacket
 
 PACKET_MS = 20
@@ -54,11 +56,21 @@ class Packetized:
     first_timestamp: int
     timestamp_step: int
     clock_rate: int
+    #: Mean payload bitrate (RTP payloads, headers left out), bit/s.
+    payload_bitrate_bps: float = 0.0
 
 
 def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS, seed: int = 0,
-              bitrate_bps: int = 24000) -> Packetized:
-    """Cut 16 kHz mono ``audio`` into ``packet_ms`` RTP packets (random first seq, timestamp, SSRC)."""
+              bitrate_bps: int = 24000, fec: bool = False, expected_loss_percent: int = DEFAULT_EXPECTED_LOSS_PERCENT,
+              red: bool = False) -> Packetized:
+    """Cut 16 kHz mono ``audio`` into ``packet_ms`` RTP packets (random first seq, timestamp, SSRC).
+
+    ``fec``: Opus with in-band FEC planned for ``expected_loss_percent`` loss. ``red``: each packet
+    also carries the one before it as a RED block (RFC 2198, payload type
+    :data:`~jitterbuffer.red.RED_PAYLOAD_TYPE`, as Chrome sends ``audio/red``).
+    """
+    if (fec or red) and codec != "opus":
+        raise ValueError("FEC and RED are sent with Opus: use --codec opus")
     rng = np.random.default_rng(seed + 7919)
     seq0 = int(rng.integers(0, 1 << 16))
     ts0 = int(rng.integers(0, 1 << 32))
@@ -74,15 +86,19 @@ def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS,
         from plc.codecs.opus import OpusEncoder
 
         clock = 48000
-        enc = OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms)
+        enc = OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms, fec=fec,
+                          expected_loss_percent=expected_loss_percent)
         payloads = [enc.encode(padded[k * per:(k + 1) * per]) for k in range(n)]
     else:
         raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
     step = clock * packet_ms // 1000
     pt = PAYLOAD_TYPE_OF[codec]
+    if red:
+        payloads = [build_red(pt, payloads[k], [(step, payloads[k - 1])] if k else []) for k in range(n)]
+        pt = RED_PAYLOAD_TYPE
     packets = [RtpPacket(pt, (seq0 + k) & 0xFFFF, (ts0 + k * step) & 0xFFFFFFFF, ssrc, payloads[k],
                          marker=k == 0).serialize() for k in range(n)]
-    return Packetized(packets, ts0, step, clock)
+    return Packetized(packets, ts0, step, clock, sum(len(p) for p in payloads) * 8 * 1000.0 / (n * packet_ms))
 
 
 def make_method_concealer(method: str, codec: str) -> Concealer:
@@ -165,7 +181,8 @@ def recovery_time(tick_ms: np.ndarray, delay: np.ndarray, target: np.ndarray, st
 def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[JitterBufferConfig] = None,
              method: str = "g711", codec: str = "pcm", seed: int = 0, spec: Optional[NetworkSpec] = None,
              concealer: Optional[Concealer] = None, bitrate_bps: int = 24000,
-             max_tail_ms: float = 5000.0) -> NetsimResult:
+             max_tail_ms: float = 5000.0, fec: bool = False,
+             expected_loss_percent: int = DEFAULT_EXPECTED_LOSS_PERCENT, red: bool = False) -> NetsimResult:
     """Run the receive side on ``audio`` (16 kHz mono float) under ``arrivals``.
 
     Parameters
@@ -183,6 +200,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
         The model that made ``arrivals`` (for its spike list).
     max_tail_ms : float
         Stop at the latest this long after the last arrival (or the input's end, if later).
+    fec, expected_loss_percent, red :
+        The sender's redundancy (:func:`packetize`); the jitter buffer uses what arrives.
 
     Raises ``ValueError`` for times that are not finite or a packet that arrives before it
     was sent. The run takes at most ``(input + MAX_TRANSIT_MS + max_tail_ms) / 10 ms`` ticks.
@@ -191,7 +210,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     if len(audio) == 0:
         raise ValueError("no audio to send")
-    pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps)
+    pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps, fec=fec,
+                   expected_loss_percent=expected_loss_percent, red=red)
     n_packets = len(pk.packets)
     jb = JitterBuffer(concealer or make_method_concealer(method, codec), config)
     for a in arrivals:
@@ -274,6 +294,7 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
         "concealedFraction": stats["concealedSamples"] / played if played else 0.0,
         "largestSpikeMs": spike[0] if spike else None,
         "spikeRecoveryMs": recovery,
+        "payloadBitrateBps": pk.payload_bitrate_bps,
         "durationS": len(out) / SAMPLE_RATE,
         "inputDurationS": len(audio) / SAMPLE_RATE,
     })

@@ -9,6 +9,12 @@ Two pipelines:
 * ``opus``: the input is the *sender's* audio. It is encoded with libopus
   (20 ms packets, VOIP, wideband), lost packets are dropped, the rest decoded,
   and the lost ones concealed (by libopus itself with ``method="opus"``).
+  With ``fec=True`` the encoder adds in-band FEC (each speech packet carries a
+  low-bitrate copy of the frame before it, within the same bitrate), and a lost
+  packet whose successor arrived and carries that copy is decoded from it
+  (``opus_decode`` with ``decode_fec=1``), as NetEQ does when the next packet is in
+  its buffer: offline it always is. The concealer is told only about the packets
+  nothing recovered.
 
 Concealers run at their native rate (16 kHz); the pipeline resamples around
 them. At other input rates the received samples are still passed through
@@ -82,6 +88,8 @@ def conceal_audio(
     packet_ms: int = 20,
     bitrate_bps: int = 24000,
     concealer_factory: Optional[Callable[[], Concealer]] = None,
+    fec: bool = False,
+    expected_loss_percent: Optional[int] = None,
 ) -> ConcealResult:
     """Conceal the lost packets of ``audio`` (``(samples,)`` or ``(samples, channels)``).
 
@@ -97,15 +105,26 @@ def conceal_audio(
         Pipeline, see the module docstring.
     concealer_factory : callable, optional
         Builds the concealer instead of ``make_concealer(method)`` (one per channel).
+    fec : bool
+        Opus only: in-band FEC on at the sender, planned for ``expected_loss_percent`` loss
+        (default :data:`plc.codecs.opus.DEFAULT_EXPECTED_LOSS_PERCENT`).
 
     Returns
     -------
     ConcealResult
-        Audio with the input's shape and rate, and summed concealer statistics.
+        Audio with the input's shape and rate, and summed concealer statistics. With Opus
+        also ``fec_recovered_packets`` (lost packets decoded from FEC, per channel, summed)
+        and ``payload_bitrate_bps`` (the coded bitrate, all channels).
     """
+    from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; choose pcm or opus")
     check_packet_ms(packet_ms, codec)
+    if (fec or expected_loss_percent is not None) and codec != "opus":
+        raise ValueError("in-band FEC is Opus': use it with --codec opus")
+    if expected_loss_percent is None:
+        expected_loss_percent = DEFAULT_EXPECTED_LOSS_PERCENT
     if method in DECODER_METHODS and codec != "opus":
         raise ValueError(f"method {method!r} is the codec's own concealment: use it with --codec opus")
     audio = np.asarray(audio, dtype=np.float32)
@@ -130,13 +149,20 @@ def conceal_audio(
         return offline_concealer(method)
 
     outputs, stats, reasons = [], {}, []
+    unrecovered = []  # per channel: the lost packets nothing recovered
+    coded_bits = 0
     for ch in range(channels.shape[1]):
         concealer = new_concealer()
         x = channels[:, ch]
         if codec == "pcm":
             y = _conceal_pcm_channel(x, sample_rate, lost_packets, packet_ms, concealer)
+            unrecovered.append(lost_packets)
         else:
-            y = _conceal_opus_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer)
+            coded = _conceal_opus_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer, fec,
+                                          expected_loss_percent)
+            y = coded.audio
+            unrecovered.append(lost_packets & ~coded.recovered[:len(lost_packets)])
+            coded_bits += coded.payload_bytes * 8
         outputs.append(y)
         if concealer is not None:
             for key, value in concealer.stats.as_dict().items():
@@ -145,13 +171,17 @@ def conceal_audio(
             if reason and reason not in reasons:
                 reasons.append(reason)
     if method in DECODER_METHODS:  # the codec concealed: count it the same way
-        frames = int(lost_packets.sum()) * (packet_ms // FRAME_MS) * channels.shape[1]
-        bursts = int(np.count_nonzero(np.diff(np.concatenate([[0], lost_packets.astype(np.int8)])) == 1))
+        frames = sum(int(u.sum()) for u in unrecovered) * (packet_ms // FRAME_MS)
+        bursts = sum(int(np.count_nonzero(np.diff(np.concatenate([[0], u.astype(np.int8)])) == 1))
+                     for u in unrecovered)
         stats = {"concealed_frames": frames, "concealed_samples": frames * NATIVE_RATE * FRAME_MS // 1000,
-                 "concealment_events": bursts * channels.shape[1]}
+                 "concealment_events": bursts}
     out = np.stack(outputs, axis=1)
     stats["lost_packets"] = int(lost_packets.sum())
     stats["packets"] = int(len(lost_packets))
+    if codec == "opus":
+        stats["fec_recovered_packets"] = sum(int((lost_packets & ~u).sum()) for u in unrecovered)
+        stats["payload_bitrate_bps"] = coded_bits / (len(lost_packets) * packet_ms / 1000.0)
     return ConcealResult(out[:, 0] if mono else out, sample_rate, stats, reasons)
 
 
@@ -212,12 +242,22 @@ def _splice(original: np.ndarray, replacement: np.ndarray, use_replacement: np.n
     return (original * (1.0 - weight) + replacement * weight).astype(np.float32)
 
 
+@dataclass
+class _CodedChannel:
+    audio: np.ndarray          # the channel at the input's rate
+    recovered: np.ndarray      # per packet: lost, and decoded from the next packet's FEC copy
+    payload_bytes: int         # the coded size of the packets covering the input
+
+
 def _conceal_opus_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
-                          bitrate_bps: int, concealer: Optional[Concealer]) -> np.ndarray:
+                          bitrate_bps: int, concealer: Optional[Concealer], fec: bool = False,
+                          expected_loss_percent: int = 0) -> _CodedChannel:
     from .codecs.opus import OpusDecoder, OpusEncoder
+    from .codecs.opus_fec import fec_samples
 
     native = resample(x, sample_rate, NATIVE_RATE)
-    encoder = OpusEncoder(NATIVE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms)
+    encoder = OpusEncoder(NATIVE_RATE, bitrate_bps=bitrate_bps, frame_ms=packet_ms, fec=fec,
+                          expected_loss_percent=expected_loss_percent)
     decoder = OpusDecoder(NATIVE_RATE, frame_ms=packet_ms)
     packet = encoder.frame_samples
     # Pad so that the encoder's lookahead is flushed out at the end.
@@ -226,14 +266,23 @@ def _conceal_opus_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndar
     signal = np.zeros(n_packets * packet, dtype=np.float32)
     signal[:len(native)] = native
     frame = NATIVE_RATE * FRAME_MS // 1000
+    payloads = [encoder.encode(signal[p * packet:(p + 1) * packet]) for p in range(n_packets)]
     decoded = np.empty_like(signal)
+    recovered = np.zeros(n_packets, dtype=bool)
     for p in range(n_packets):
-        payload = encoder.encode(signal[p * packet:(p + 1) * packet])
-        # On a loss the decoder always runs its own PLC so that its state stays
-        # continuous; other methods replace that output below.
-        decoded[p * packet:(p + 1) * packet] = decoder.decode(None if lost[p] else payload)
+        if not lost[p]:
+            decoded[p * packet:(p + 1) * packet] = decoder.decode(payloads[p])
+        elif p + 1 < n_packets and not lost[p + 1] and fec_samples(payloads[p + 1], NATIVE_RATE) == packet:
+            # the next packet arrived with a copy of this one (whatever the sender was told, as a receiver)
+            decoded[p * packet:(p + 1) * packet] = decoder.decode_fec(payloads[p + 1], packet)
+            recovered[p] = True
+        else:
+            # On a loss the decoder always runs its own PLC so that its state stays
+            # continuous; other methods replace that output below.
+            decoded[p * packet:(p + 1) * packet] = decoder.decode(None)
     if concealer is not None:
-        lost_frames = np.repeat(lost, packet // frame)
+        lost_frames = np.repeat(lost & ~recovered, packet // frame)
         decoded = run_concealer(decoded, lost_frames, concealer)
     aligned = decoded[encoder.lookahead:encoder.lookahead + len(native)]
-    return resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
+    audio = resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
+    return _CodedChannel(audio, recovered, sum(len(p) for p in payloads[:len(lost_packets)]))
