@@ -40,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", choices=("pcm", "opus"), default="pcm")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate (default 24000)")
+    argtypes.add_fec_options(p, also="; each method then also runs as METHOD+fec on the same traces, paired "
+                                     "against itself without FEC, and the report gives the bitrate and the losses "
+                                     "FEC recovered")
     p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,
                    help="packet duration in ms (default 20; with Opus 10, 20, 40 or 60)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -94,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--network and --live-call send 20 ms packets: leave --packet-ms at 20")
     if args.live_call and args.codec != "opus":
         raise UserError("a live call is always Opus (aiortc's encoder): add --codec opus")
+    fec_error = argtypes.fec_options_error(args)
+    if fec_error:
+        raise UserError(fec_error)
     try:
         check_packet_ms(args.packet_ms, args.codec)
         default_loss = [] if (args.network or args.live_call) else ["gilbert:0.1,3"]
@@ -119,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
         asr_backend = Transcriber(backend=args.asr).backend
     jobs = plan_jobs(clips, conditions, methods, args.codec, seed=args.seed, packet_ms=args.packet_ms,
-                     bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference)
+                     bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference,
+                     fec=args.fec, expected_loss_percent=args.expected_loss)
     rows: list[dict] = []
     if bool(args.reuse) != bool(args.reuse_methods):
         raise UserError("--reuse and --reuse-methods go together")

@@ -102,14 +102,15 @@ bitrate_bps = int_range(OPUS_MIN_BITRATE_BPS, OPUS_MAX_BITRATE_BPS)
 loss_percent = int_range(0, 100)
 
 
-def add_fec_options(parser: argparse.ArgumentParser) -> None:
-    """``--fec`` and ``--expected-loss``: Opus in-band FEC at the sender, the same wording everywhere."""
+def add_fec_options(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """``--fec`` and ``--expected-loss``: Opus in-band FEC at the sender, the same wording everywhere
+    (``also``: what the command does more with it)."""
     from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 
     parser.add_argument("--fec", action="store_true",
                         help="Opus in-band FEC: every speech packet also carries a low-bitrate copy of the one "
                              "before (within --bitrate), and a lost packet whose successor arrived is decoded "
-                             "from it instead of concealed (needs --codec opus)")
+                             "from it instead of concealed (needs --codec opus)" + also)
     parser.add_argument("--expected-loss", type=loss_percent, default=None, metavar="PERCENT",
                         help="with --fec: the packet loss the encoder plans the FEC for "
                              f"(default {DEFAULT_EXPECTED_LOSS_PERCENT}; 0 = no FEC copies)")
