@@ -46,6 +46,11 @@ touched:
    receives a frame every 20 ms, concealment included, even when no packet
    arrives.
 
+Opus in-band FEC: the jitter buffer decodes a missing frame from the next packet's FEC
+copy whenever one is there (browsers send it); with ``fec=True`` this connection's own
+Opus senders send it too and its SDP says ``useinbandfec=1`` (:mod:`plc.webrtc_fec`).
+``fecPacketsReceived`` and ``fecPacketsDiscarded`` count the copies.
+
 The receiver's ``getStats()`` also gets the jitter buffer's counters added to
 its audio ``inbound-rtp`` entry; :attr:`ConcealmentHandle.stats` and
 :func:`get_concealment_stats` return them as a dict. Field names are
@@ -85,6 +90,8 @@ import numpy as np
 
 from jitterbuffer.payload import OpusPayloadDecoder, PayloadDecoder, PayloadFormat
 
+from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -100,13 +107,16 @@ OUTPUT_FRAME_SAMPLES = 960
 OUTPUT_FRAME_MS = 20
 _JB_RATE = 16000
 _JB_FRAME_MS = 10
+#: Options of :func:`enable_concealment` for the sender side (:mod:`plc.webrtc_fec`), not the receivers.
+_FEC_OPTIONS = {"fec", "expected_loss_percent"}
 _TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 
 #: The WebRTC ``RTCInboundRtpStreamStats`` fields added to the receiver's ``getStats()``.
 STANDARD_STATS = (
     "jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferEmittedCount", "concealedSamples",
     "silentConcealedSamples", "concealmentEvents", "insertedSamplesForDeceleration",
-    "removedSamplesForAcceleration", "packetsDiscarded", "totalSamplesReceived",
+    "removedSamplesForAcceleration", "packetsDiscarded", "totalSamplesReceived", "fecPacketsReceived",
+    "fecPacketsDiscarded",
 )
 
 # ------------------------------------------------------------------ registry
@@ -531,6 +541,8 @@ class ConcealmentHandle:
         self.receivers: list[ReceiverConcealment] = []
         self.enabled = True
         self._listener = None
+        #: The sender side of ``fec=True`` (:class:`plc.webrtc_fec.OpusFecHandle`), else None.
+        self.fec = None
 
     def _attach(self, receiver) -> Optional[ReceiverConcealment]:
         if not self.enabled or getattr(receiver, "_RTCRtpReceiver__kind", "audio") != "audio":
@@ -543,7 +555,8 @@ class ConcealmentHandle:
                                      f"{existing.method!r}; disable it first")
                 self.receivers.append(existing)
             return existing
-        rc = ReceiverConcealment(receiver, self.method, **self.options)
+        receiver_options = {k: v for k, v in self.options.items() if k not in _FEC_OPTIONS}
+        rc = ReceiverConcealment(receiver, self.method, **receiver_options)
         rc._install()
         self.receivers.append(rc)
         return rc
@@ -578,6 +591,8 @@ class ConcealmentHandle:
                 pass
         for rc in self.receivers:
             rc.disable()
+        if self.fec is not None:
+            self.fec.disable()
         if target is not None and _PEERS.get(target) is self:
             del _PEERS[target]
 
@@ -629,7 +644,11 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
         unread frames kept in the track before the oldest are dropped);
         ``log_ticks`` (keep the last N tick operations in
         :attr:`ReceiverConcealment.timeline`); ``concealer_options`` (dict of
-        keyword arguments for the concealer, e.g. ``{"model_dir": ...}``).
+        keyword arguments for the concealer, e.g. ``{"model_dir": ...}``);
+        ``fec`` (default False; True: this connection's Opus senders send in-band
+        FEC and its SDP advertises ``useinbandfec=1``, :func:`plc.webrtc_fec.enable_opus_fec`;
+        a peer connection only) with ``expected_loss_percent`` (default 10, the loss
+        the encoder plans the FEC for). Received FEC is used either way.
 
     Returns
     -------
@@ -650,10 +669,12 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     if method not in _method_names():
         raise ValueError(f"unknown concealment method {method!r}; choose from {', '.join(_method_names())}")
     allowed = {"buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks",
-               "concealer_options"}
+               "concealer_options"} | _FEC_OPTIONS
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(allowed))}")
+    if "expected_loss_percent" in options and not options.get("fec"):
+        raise ValueError("expected_loss_percent goes with fec=True")
     if "buffer" in options and isinstance(options["buffer"], str):
         from jitterbuffer.neteq import JitterBufferConfig
 
@@ -667,6 +688,10 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
                                  f"{handle.method!r}; call disable() first")
             return handle
         handle = ConcealmentHandle(pc, method, options)
+        if options.get("fec"):
+            from .webrtc_fec import enable_opus_fec
+
+            handle.fec = enable_opus_fec(pc, options.get("expected_loss_percent", DEFAULT_EXPECTED_LOSS_PERCENT))
         for transceiver in pc.getTransceivers():
             if transceiver.kind == "audio":
                 handle._attach(transceiver.receiver)
@@ -686,6 +711,8 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
         receiver = pc_or_receiver
         if getattr(receiver, "_RTCRtpReceiver__kind", None) != "audio":
             raise ValueError("concealment applies to audio receivers only")
+        if options.get("fec"):
+            raise ValueError("fec=True turns on the connection's Opus senders: pass the RTCPeerConnection")
         existing = _RECEIVERS.get(receiver)
         if existing is not None and existing.method != method:
             raise ValueError(f"concealment is already enabled on this receiver with method {existing.method!r}; "
