@@ -3,13 +3,14 @@
 Modules, one per protocol part:
 
 * :mod:`~jitterbuffer.rtp`: RTP header parsing, validation, serialization, counter unwrapping.
-* :mod:`~jitterbuffer.packet_buffer`: packets by timestamp; duplicates, late packets, overflow.
+* :mod:`~jitterbuffer.packet_buffer`: packets by timestamp and priority; duplicates, late packets, overflow.
+* :mod:`~jitterbuffer.red`: RED (RFC 2198) payloads split into primary and redundant blocks.
 * :mod:`~jitterbuffer.delay_manager`: the target delay from arrival jitter (and clock skew).
 * :mod:`~jitterbuffer.decision_logic`: normal, expand, merge, accelerate, preemptive expand.
 * :mod:`~jitterbuffer.time_stretch`: accelerate / preemptive expand by whole pitch periods.
 * :mod:`~jitterbuffer.sync_buffer`: audio prepared for playout.
 * :mod:`~jitterbuffer.concealment`: the pluggable concealer, guarded (fallback, de-click).
-* :mod:`~jitterbuffer.payload`: PCM and Opus payload decoders.
+* :mod:`~jitterbuffer.payload`: PCM and Opus payload decoders (Opus also decodes in-band FEC).
 * :mod:`~jitterbuffer.neteq`: :class:`JitterBuffer`, putting it all together.
 * :mod:`~jitterbuffer.network`, :mod:`~jitterbuffer.netsim`, :mod:`~jitterbuffer.cli`: ``plc netsim``.
 * :mod:`~jitterbuffer.bench_network`: the benchmark behind ``RESULTS.md``.

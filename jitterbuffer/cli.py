@@ -38,6 +38,13 @@ Limits: delay, jitter and reorder_delay up to 10 s, spike up to 60 s,
 spike_every 0 or at least 0.1 s, burst up to 10000 packets, shape 2..100
 (pareto) or 0.01..3 (lognormal).
 
+--fec: the sender's Opus carries in-band FEC (a low-bitrate copy of the previous
+frame in each speech packet, within --bitrate); the buffer decodes a missing
+packet from its successor's copy when that is in the buffer in time. --red: each
+packet also carries the one before as an RFC 2198 redundant block. The stats
+count the copies (fecPacketsReceived, fecPacketsDiscarded, fecPacketsRecovered)
+and give the payload bitrate (payloadBitrateBps).
+
 --arrivals CSV: columns seq,send_ms,arrival_ms (seq = packet index from 0; an
 empty arrival_ms = never arrived; a seq listed twice = duplicated).
 """

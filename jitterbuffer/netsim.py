@@ -17,6 +17,8 @@ Besides the jitter buffer's own statistics, :func:`simulate` measures:
 * ``lateLossRate``: packets that arrived too late to be played (the buffer's
   ``packetsLate`` and the ``packetsBeyondHorizon``), over packets sent;
 * ``concealedFraction``: concealed samples over samples played since playout began;
+* ``payloadBitrateBps``: the mean bitrate of the RTP payloads sent (with ``fec`` or ``red``,
+  what the redundancy costs);
 * ``spikeRecoveryMs``: after the largest delay spike, the time from the
   arrival of its first delayed packet until the playout delay is back
   within 20 ms of the target (and stays there for 200 ms); 0 if it never
