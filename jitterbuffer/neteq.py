@@ -441,20 +441,10 @@ class JitterBuffer:
             return False
         red_blocks: list[RedBlock] = []
         if fmt.split is not None:  # RED: the primary block goes on as the packet, the rest are copies
-            try:
-                *red_blocks, primary = fmt.split(pkt.payload)
-            except ValueError:  # RedError: malformed, refused whole
-                self._n.packets_malformed += 1
+            unwrapped = self._unwrap_red(pkt, fmt)
+            if unwrapped is None:
                 return False
-            inner = self.payload_types.get(primary.payload_type)
-            if inner is None:
-                self._n.packets_unknown_payload += 1
-                return False
-            if inner.split is not None or inner.clock_rate != fmt.clock_rate:  # RED in RED, or a clock mismatch
-                self._n.packets_malformed += 1
-                return False
-            pkt = dataclasses.replace(pkt, payload_type=primary.payload_type, payload=primary.payload)
-            fmt = inner
+            pkt, fmt, red_blocks = unwrapped
         decoder = self._decoder(pkt.payload_type, fmt)
         duration = decoder.duration(pkt.payload) if decoder is not None else None
         if duration is None:
@@ -488,6 +478,23 @@ class JitterBuffer:
         self._n.packets_off_timeline += held is not None
         self._held = _HeldPacket(pkt, ts, duration, arrival_ms)
         return True
+
+    def _unwrap_red(self, pkt: RtpPacket, fmt: PayloadFormat
+                    ) -> Optional[tuple[RtpPacket, PayloadFormat, list[RedBlock]]]:
+        """A RED packet as its primary block, that block's format and the redundant blocks; None if
+        refused (counted: malformed, RED in RED or another clock; unknown payload type)."""
+        try:
+            *blocks, primary = fmt.split(pkt.payload)
+        except ValueError:  # RedError: refused whole
+            blocks, primary = [], None
+        inner = self.payload_types.get(primary.payload_type) if primary is not None else None
+        if primary is not None and inner is None:
+            self._n.packets_unknown_payload += 1
+            return None
+        if inner is None or inner.split is not None or inner.clock_rate != fmt.clock_rate:
+            self._n.packets_malformed += 1
+            return None
+        return dataclasses.replace(pkt, payload_type=primary.payload_type, payload=primary.payload), inner, blocks
 
     def _checked_arrival(self, arrival_ms: float) -> float:
         """``arrival_ms``, or the playout clock if it is further than ``arrival_tolerance_ms`` from it
