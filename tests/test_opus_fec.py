@@ -112,3 +112,14 @@ def test_fec_off_is_the_default_pipeline():
     a = conceal_audio(x, 16000, lost, "neteq", codec="opus")
     b = conceal_audio(x, 16000, lost, "neteq", codec="opus", fec=False)
     assert np.array_equal(a.audio, b.audio) and a.stats["fec_recovered_packets"] == 0
+
+
+def test_fec_share_counts_lbrr_packets_bitrate_and_modes():
+    from eval.fec_share import encode_offline, summarize_packets
+
+    x = syllabic(2.0, seed=6)
+    on = summarize_packets(encode_offline(x, 24000, True, 10), 2.0)
+    off = summarize_packets(encode_offline(x, 24000, False, 10), 2.0)
+    assert on["lbrr_share"] > 0.3 and off["lbrr_share"] == 0.0
+    assert 15 < on["kbps"] < 30 and abs(on["kbps"] - off["kbps"]) < 4
+    assert on["modes"] == {"SILK": 1.0}
