@@ -205,7 +205,7 @@ def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> s
 
     from . import report
     from .loss_models import burst_lengths
-    from .runner import SAMPLE_RATE, Job, job_trace, load_clip_16k
+    from .runner import FEC_SUFFIX, SAMPLE_RATE, Job, job_trace, load_clip_16k
 
     for clip in clips[:50]:
         job = Job(clip, condition, tuple(methods), args.codec, args.seed, args.packet_ms, args.bitrate, False)
@@ -229,8 +229,10 @@ def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> s
         window = (max(0.0, t_start - 0.25), min(len(ref) / SAMPLE_RATE, t_end + 0.25))
         signals = {"reference": ref}
         for m in methods:
-            signals[m] = conceal_audio(ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms,
-                                       bitrate_bps=args.bitrate).audio
+            for fec in (False, True) if getattr(args, "fec", False) else (False,):
+                signals[m + (FEC_SUFFIX if fec else "")] = conceal_audio(
+                    ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms, bitrate_bps=args.bitrate,
+                    fec=fec, expected_loss_percent=args.expected_loss if fec else None).audio
         name = "spectrograms.png"
         report.plot_spectrograms(signals, lost, SAMPLE_RATE, args.packet_ms, staged.path(out / name),
                                  f"{clip.clip_id} under {condition.spec}: burst of {bursts[b]} packets",
