@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     except ImportError:
         return
     add_call_parser(demo_sub)
+    from .serve import add_serve_parser
+
+    add_serve_parser(demo_sub)
 
 
 def _add_offline_args(p: argparse.ArgumentParser) -> None:

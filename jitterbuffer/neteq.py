@@ -308,11 +308,8 @@ class JitterBuffer:
         c = self.config
         if concealer is None:
             concealer = make_concealer(default_method(), sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
-        if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
-            raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
-        self.concealer = concealer
-        self._codec_plc = isinstance(concealer, CodecPlcConcealer)
-        self.guard = GuardedConcealer(concealer)
+        self._use_concealer(concealer)
+        self._retired_fallback_frames = 0  # fallback frames of concealers replaced by replace_concealer
         self.payload_types = dict(payload_types or DEFAULT_PAYLOAD_TYPES)
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
         self.packets = PacketBuffer(c.capacity_packets, overflow)
@@ -342,6 +339,29 @@ class JitterBuffer:
         self._loss = SequenceLossCounter()
         self._held: Optional[_HeldPacket] = None
         self._new_stream()
+
+    def _use_concealer(self, concealer: Concealer) -> None:
+        if concealer.sample_rate != SAMPLE_RATE or concealer.frame_samples != FRAME_SAMPLES:
+            raise ValueError(f"the concealer must work on 10 ms frames at {SAMPLE_RATE} Hz")
+        self.concealer = concealer
+        self._codec_plc = isinstance(concealer, CodecPlcConcealer)
+        self.guard = GuardedConcealer(concealer)
+
+    def replace_concealer(self, concealer: Concealer) -> None:
+        """Conceal with ``concealer`` from the next frame on (a live call switching method).
+
+        The buffered packets, the delay estimate and every counter are kept;
+        the new concealer first hears the last audio played, so a loss right
+        after the switch has a past to continue. ``fallbackFrames`` goes on
+        counting (the old concealer's frames are kept); ``fallbackReason`` is
+        the new concealer's.
+        """
+        old_fallback = self.guard.fallback_frames + self.guard.concealer.stats.fallback_frames
+        warm_up = self._played.reshape(-1, FRAME_SAMPLES)
+        self._use_concealer(concealer)
+        for frame in warm_up:  # through the guard: a concealer that fails here falls back, as in a call
+            self.guard.process(frame)
+        self._retired_fallback_frames += old_fallback
 
     # ----------------------------------------------------------------- state
     def _new_stream(self) -> None:
@@ -959,7 +979,7 @@ class JitterBuffer:
             "fecSamplesDecoded": n.fec_samples_decoded,
             # Frames the classic concealment made: the guard's (the concealer raised or gave garbage)
             # and the concealer's own (e.g. the neural model missed its deadline or is missing).
-            "fallbackFrames": self.guard.fallback_frames + own_fallback,
+            "fallbackFrames": self._retired_fallback_frames + self.guard.fallback_frames + own_fallback,
             "fallbackReason": reason,
             "declickedFrames": self.guard.declicked_frames,
             "streamResets": n.stream_resets,

@@ -234,19 +234,30 @@ def _method_names() -> list[str]:
     return sorted(set(available_methods()) | {"none"})
 
 
-def _make_jitter_buffer(method: str, buffer: str, concealer_options: dict):
-    from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+def _check_method(method: str) -> str:
+    """The method's name (lower case); ValueError if unknown."""
+    name = str(method).lower()
+    if name not in _method_names():
+        raise ValueError(f"unknown concealment method {method!r}; choose from {', '.join(_method_names())}")
+    return name
+
+
+def _make_concealer(method: str, concealer_options: dict):
     from plc.concealers import make_concealer
 
     name = "zero" if method == "none" else method
     if name == "opus":
         from jitterbuffer.concealment import CodecPlcConcealer
 
-        concealer = CodecPlcConcealer(sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS)
-    else:
-        concealer = make_concealer(name, sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS, **concealer_options)
+        return CodecPlcConcealer(sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS)
+    return make_concealer(name, sample_rate=_JB_RATE, frame_ms=_JB_FRAME_MS, **concealer_options)
+
+
+def _make_jitter_buffer(method: str, buffer: str, concealer_options: dict):
+    from jitterbuffer.neteq import JitterBuffer, JitterBufferConfig
+
     config = buffer if isinstance(buffer, JitterBufferConfig) else JitterBufferConfig.from_spec(str(buffer))
-    return JitterBuffer(concealer=concealer, config=config, payload_types={})
+    return JitterBuffer(concealer=_make_concealer(method, concealer_options), config=config, payload_types={})
 
 
 # ------------------------------------------------------------ receiver patch
@@ -284,6 +295,11 @@ class ReceiverConcealment:
     timeline : collections.deque or None
         With ``log_ticks=N``: the last N jitter buffer ticks as
         ``(frame_index, operation)`` (two 10 ms ticks per output frame).
+    impairment : callable or None
+        A simulated network on the receive path (``plc demo serve``): called
+        with each RTP packet aiortc hands over, before the jitter buffer; it
+        returns ``None`` to drop the packet or an extra delay in ms (packets
+        delayed past later ones arrive reordered). ``None`` (default): none.
     """
 
     _PRIVATE_JB = "_RTCRtpReceiver__jitter_buffer"
@@ -307,7 +323,9 @@ class ReceiverConcealment:
         self.max_queued_frames = int(max_queued_frames)
         self._clock = clock
         self._lock = threading.Lock()
-        self.jitter_buffer = _make_jitter_buffer(method, buffer, dict(concealer_options or {}))
+        self._concealer_options = dict(concealer_options or {})
+        self.jitter_buffer = _make_jitter_buffer(method, buffer, self._concealer_options)
+        self.impairment: Optional[Callable[[Any], Optional[float]]] = None
         self._upsampler = StreamUpsampler(OUTPUT_RATE // _JB_RATE)
         self._pending: deque = deque()          # (arrival_ms, rtp bytes, codec), loop thread -> worker
         self._known_pt: set[int] = set()
@@ -374,9 +392,34 @@ class ReceiverConcealment:
         """The receiver's remote track (None until the remote description created it)."""
         return getattr(self.receiver, "_track", None)
 
+    def set_method(self, method: str) -> None:
+        """Conceal with another method on the live call, without renegotiating.
+
+        The jitter buffer keeps its packets, delay and counters
+        (:meth:`jitterbuffer.neteq.JitterBuffer.replace_concealer`); the new
+        concealer is built before the audio lock is taken (loading the neural
+        model takes a moment: call it off the event loop).
+        """
+        method = _check_method(method)
+        concealer = _make_concealer(method, self._concealer_options)
+        with self._lock:
+            self.jitter_buffer.replace_concealer(concealer)
+            self.method = method
+
     # --------------------------------------------------------------- input
     def _on_packet(self, packet) -> None:
-        """A packet from aiortc's receive path (event loop thread)."""
+        """A packet from aiortc's receive path (event loop thread), through :attr:`impairment` if set."""
+        if self.impairment is not None and self.enabled:
+            delay_ms = self.impairment(packet)
+            if delay_ms is None:
+                return
+            if delay_ms > 0:
+                asyncio.get_running_loop().call_later(delay_ms / 1000.0, self._accept, packet)
+                return
+        self._accept(packet)
+
+    def _accept(self, packet) -> None:
+        """A packet for the jitter buffer."""
         if not self.enabled or (self._task is not None and self._task.done()):
             return  # the track has ended: nothing will play these
         now = self._clock()
@@ -578,6 +621,16 @@ class ConcealmentHandle:
             return live[0]
         return _sum_stats(live)
 
+    def set_method(self, method: str) -> None:
+        """Switch every receiver (and those to come) to another concealment method on the live call.
+
+        See :meth:`ReceiverConcealment.set_method`; raises ValueError on an unknown method.
+        """
+        method = _check_method(method)
+        for rc in self.receivers:
+            rc.set_method(method)
+        self.method = method
+
     def disable(self) -> None:
         """Restore aiortc's own audio path on every receiver (idempotent)."""
         if not self.enabled:
@@ -665,9 +718,7 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     """
     from aiortc import RTCPeerConnection, RTCRtpReceiver
 
-    method = str(method).lower()
-    if method not in _method_names():
-        raise ValueError(f"unknown concealment method {method!r}; choose from {', '.join(_method_names())}")
+    method = _check_method(method)
     allowed = {"buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks",
                "concealer_options"} | _FEC_OPTIONS
     unknown = set(options) - allowed

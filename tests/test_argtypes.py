@@ -81,6 +81,8 @@ NUMBER_OPTIONS = [
     (["demo", "call"], "--seconds", ["nan", "inf", "0", "-3"]),
     (["demo", "call"], "--jitter-ms", ["nan", "-1", "1e300"]),
     (["demo"], "--jobs", ["0", "-3"]),
+    (["demo", "serve"], "--port", ["-1", "65536", "80.5", "nan"]),
+    (["demo", "serve"], "--max-calls", ["0", "-1", "1e9"]),
     (["netsim", IN, OUT, "--network", "clean"], "--max-delay", ["nan", "inf", "-1", "1e300"]),
     (["netsim", IN, OUT, "--network", "clean"], "--min-delay", ["nan", "-inf", "-5"]),
     (["netsim", IN, OUT, "--network", "clean"], "--quantile", ["nan", "1", "0.2", "inf"]),

@@ -290,3 +290,38 @@ def test_output_has_no_jumps_at_operation_boundaries(method):
             if kind in ("accelerate", "preemptive_expand"):  # the cross-fade lies inside the tick
                 inner = np.max(np.abs(np.diff(y[b - 1:b + 160])))
                 assert inner <= limit, f"{method}: step {inner:.3f} inside {kind} tick {i}"
+
+
+def test_replace_concealer_on_a_live_stream_keeps_buffer_and_counters(helpers):
+    """A live call switching method: the next loss is the new concealer's; nothing else restarts."""
+    x = helpers.harmonic(2.0)
+    pk = helpers.pcm_packets(x)
+    lost = {20, 21, 60, 61}
+    arrivals = [(20.0 * k + 40, p) for k, p in enumerate(pk) if k not in lost]
+    jb = JitterBuffer(make_concealer("zero"), JitterBufferConfig.from_spec("fixed:80"))
+    first = helpers.play(jb, [a for a in arrivals if a[0] < 40 * 20], 80)  # the first loss, with silence
+    before = jb.stats
+    assert before["concealmentEvents"] == 1 and before["silentConcealedSamples"] == before["concealedSamples"] > 0
+    with pytest.raises(ValueError):
+        jb.replace_concealer(make_concealer("neteq", sample_rate=8000))
+    jb.replace_concealer(make_concealer("neteq"))
+    rest = helpers.play(jb, [a for a in arrivals if a[0] >= 40 * 20], 220, start_ms=800.0, until_done=True)
+    after = jb.stats
+    assert after["concealmentEvents"] == 2 and after["packetsLost"] == 4
+    assert after["silentConcealedSamples"] == before["silentConcealedSamples"]  # the second loss is not silent
+    assert after["jitterBufferEmittedCount"] >= before["jitterBufferEmittedCount"] + 0.9 * len(rest)  # not restarted
+    assert after["fallbackFrames"] == 0 and np.abs(rest).max() > 0.1 and len(first) == 80 * 160
+
+
+def test_replace_concealer_keeps_counting_the_old_concealers_fallback_frames(helpers):
+    x = helpers.harmonic(2.0)
+    pk = helpers.pcm_packets(x)
+    keep = np.random.default_rng(0).random(len(pk)) > 0.2
+    arrivals = [(20.0 * k + 40, p) for k, p in enumerate(pk) if keep[k]]
+    jb = JitterBuffer(Flaky(), JitterBufferConfig.from_spec("fixed:60"))
+    helpers.play(jb, arrivals[:40], 100)
+    failed = jb.stats["fallbackFrames"]
+    assert failed > 5
+    jb.replace_concealer(make_concealer("g711"))
+    helpers.play(jb, arrivals[40:], 120, start_ms=1000.0)
+    assert jb.stats["fallbackFrames"] == failed and jb.stats["concealmentEvents"] > 5
