@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from plc import argtypes
+from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 
 SEND_RATE = 48000
 FRAME_SAMPLES = 960            # 20 ms at 48 kHz
@@ -356,10 +357,13 @@ class CallResult:
 
 async def run_call(audio48: np.ndarray, method: str = "neteq", loss: Optional[str] = None, jitter_ms: float = 0.0,
                    seed: int = 0, lost: Optional[list[int]] = None, tail_s: float = 1.0,
-                   connect_timeout_s: float = 15.0, options: Optional[dict] = None) -> CallResult:
+                   connect_timeout_s: float = 15.0, options: Optional[dict] = None,
+                   fec: Optional[int] = None) -> CallResult:
     """One call: send ``audio48`` (mono, 48 kHz) through the relay, record the receiver's remote track.
 
-    ``method`` ``aiortc`` runs without :func:`plc.webrtc.enable_concealment`.
+    ``method`` ``aiortc`` runs without :func:`plc.webrtc.enable_concealment`. ``fec``: the
+    sender's Opus carries in-band FEC planned for that packet loss (%)
+    (:func:`plc.webrtc_fec.enable_opus_fec`), and the receiver advertises ``useinbandfec=1``.
     The sender follows the audio with silence; the receiver records
     ``len(audio48)`` plus ``tail_s`` seconds of frames (aiortc alone: as
     many frames, or until its track goes quiet for ``tail_s``).
@@ -368,6 +372,7 @@ async def run_call(audio48: np.ndarray, method: str = "neteq", loss: Optional[st
     from aiortc.mediastreams import MediaStreamError
 
     from plc.webrtc import enable_concealment
+    from plc.webrtc_fec import enable_opus_fec
 
     relay = await UdpRelay(NetworkImpairment(loss, jitter_ms, seed, lost)).start()
     config = RTCConfiguration(iceServers=[])
@@ -411,7 +416,10 @@ async def run_call(audio48: np.ndarray, method: str = "neteq", loss: Optional[st
 
     try:
         if method != "aiortc":
-            handle = enable_concealment(pc_recv, method=method, **(options or {}))
+            fec_options = {"fec": True, "expected_loss_percent": fec} if fec is not None else {}
+            handle = enable_concealment(pc_recv, method=method, **(options or {}), **fec_options)
+        if fec is not None:
+            enable_opus_fec(pc_send, fec)
         pc_send.addTrack(track)
         await connect(pc_send, pc_recv, relay)
         deadline = connect_timeout_s + len(audio48) / SEND_RATE + tail_s + 10.0
@@ -572,6 +580,12 @@ def add_call_parser(demo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the network impairments (default 0)")
     p.add_argument("--buffer", default="adaptive", metavar="MODE",
                    help="receiver jitter buffer: adaptive (default) or fixed:MS")
+    p.add_argument("--fec", action="store_true",
+                   help="the sender's Opus carries in-band FEC (as browsers send it; aiortc's encoder at its 96 "
+                        "kbit/s with libopus' fec and packet_loss options) and the receiver decodes lost packets "
+                        "from it (plc.webrtc_fec)")
+    p.add_argument("--expected-loss", type=argtypes.loss_percent, default=None, metavar="PERCENT",
+                   help="with --fec: the packet loss the sender plans the FEC for (default 10)")
     p.add_argument("--no-score", action="store_true", help="skip PLCMOS and the word error rate")
     p.add_argument("--out", default="out/call", metavar="DIR", help="output folder (default out/call)")
     p.set_defaults(func=run_call_command)
@@ -597,6 +611,8 @@ def _check_args(args: argparse.Namespace) -> Optional[str]:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")
+    if args.expected_loss is not None and not args.fec:
+        raise UserError("--expected-loss goes with --fec")
     return loss
 
 
@@ -616,10 +632,12 @@ def run_call_command(args: argparse.Namespace) -> int:
     print(f"Call over loopback: {source} ({len(sent16) / 16000:.1f} s), loss {loss or 'none'}, "
           f"jitter {args.jitter_ms:g} ms, seed {args.seed}; receiver: {', '.join(methods)}")
     runs: dict[str, dict] = {}
+    fec = (DEFAULT_EXPECTED_LOSS_PERCENT if args.expected_loss is None else args.expected_loss) if args.fec else None
     for method in methods:
         options = {"buffer": args.buffer} if method != "aiortc" else None
         try:
-            result = asyncio.run(run_call(audio48, method, loss, args.jitter_ms, args.seed, options=options))
+            result = asyncio.run(run_call(audio48, method, loss, args.jitter_ms, args.seed, options=options,
+                                          fec=fec))
         except (RuntimeError, asyncio.TimeoutError, OSError) as exc:
             raise UserError(f"the {method} call failed: {type(exc).__name__}: {exc}") from None
         wav = out / f"received_{method}.wav"
@@ -629,12 +647,16 @@ def run_call_command(args: argparse.Namespace) -> int:
         r = runs[method]
         print(f"  {method:7s} {r['frames']} frames, {r['network']['rtp_dropped']}/{r['network']['rtp_packets']} "
               f"packets dropped, {r['network']['rtp_reordered']} reordered, {r['pts_gaps']} time gaps in the "
-              f"received frames -> {wav}")
+              f"received frames"
+              + (f", {r['receiver_stats'].get('fecPacketsRecovered', 0)} packets recovered from FEC"
+                 if fec is not None and r.get("receiver_stats") else "")
+              + f" -> {wav}")
     if not args.no_score:
         _score(runs, call_input)
     stats = {
         "config": {"input": source, "seconds": len(sent16) / 16000, "loss": loss, "jitter_ms": args.jitter_ms,
-                   "seed": args.seed, "buffer": args.buffer, "transcript": call_input.transcript},
+                   "seed": args.seed, "buffer": args.buffer, "transcript": call_input.transcript,
+                   "fec_expected_loss_percent": fec},
         "runs": runs,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2, default=_json_default) + "\n")

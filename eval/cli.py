@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="pipeline (default pcm: the received audio; opus: coded with libopus, see plc conceal --help)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate (default 24000)")
+    argtypes.add_fec_options(p, also="; each method then also runs as METHOD+fec on the same traces, paired "
+                                     "against itself without FEC, and the report gives the bitrate and the losses "
+                                     "FEC recovered")
     p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,
                    help="packet duration in ms (default 20; with Opus 10, 20, 40 or 60)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -99,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--network and --live-call send 20 ms packets: leave --packet-ms at 20")
     if args.live_call and args.codec != "opus":
         raise UserError("a live call is always Opus (aiortc's encoder): add --codec opus")
+    fec_error = argtypes.fec_options_error(args)
+    if fec_error:
+        raise UserError(fec_error)
     try:
         check_packet_ms(args.packet_ms, args.codec)
         default_loss = [] if (args.network or args.live_call) else ["gilbert:0.1,3"]
@@ -124,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
 
         asr_backend = Transcriber(backend=args.asr).backend
     jobs = plan_jobs(clips, conditions, methods, args.codec, seed=args.seed, packet_ms=args.packet_ms,
-                     bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference)
+                     bitrate_bps=args.bitrate, use_asr=use_asr, reference=not args.no_reference,
+                     fec=args.fec, expected_loss_percent=args.expected_loss)
     rows: list[dict] = []
     if bool(args.reuse) != bool(args.reuse_methods):
         raise UserError("--reuse and --reuse-methods go together")
@@ -203,7 +210,7 @@ def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> s
 
     from . import report
     from plc.loss_models import burst_lengths
-    from .runner import SAMPLE_RATE, Job, job_trace, load_clip_16k
+    from .runner import FEC_SUFFIX, SAMPLE_RATE, Job, job_trace, load_clip_16k
 
     for clip in clips[:50]:
         job = Job(clip, condition, tuple(methods), args.codec, args.seed, args.packet_ms, args.bitrate, False)
@@ -227,8 +234,10 @@ def _spectrogram_figure(staged, out: Path, clips, condition, methods, args) -> s
         window = (max(0.0, t_start - 0.25), min(len(ref) / SAMPLE_RATE, t_end + 0.25))
         signals = {"reference": ref}
         for m in methods:
-            signals[m] = conceal_audio(ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms,
-                                       bitrate_bps=args.bitrate).audio
+            for fec in (False, True) if getattr(args, "fec", False) else (False,):
+                signals[m + (FEC_SUFFIX if fec else "")] = conceal_audio(
+                    ref, SAMPLE_RATE, lost, m, codec=args.codec, packet_ms=args.packet_ms, bitrate_bps=args.bitrate,
+                    fec=fec, expected_loss_percent=args.expected_loss if fec else None).audio
         name = "spectrograms.png"
         report.plot_spectrograms(signals, lost, SAMPLE_RATE, args.packet_ms, staged.path(out / name),
                                  f"{clip.clip_id} under {condition.spec}: burst of {bursts[b]} packets",

@@ -3,7 +3,8 @@
 Two aiortc peer connections in this process talk over 127.0.0.1 through the demo's lossy
 UDP relay (:mod:`demo.call`: :class:`~demo.call.NetworkImpairment`, :class:`~demo.call.UdpRelay`,
 :func:`~demo.call.run_call`); the sender streams the clip through aiortc's Opus encoder
-(its defaults: 96 kbit/s, 48 kHz) in real time, the receiver conceals with the method
+(its defaults: 96 kbit/s, 48 kHz; with ``plc eval --fec`` also with in-band FEC,
+:mod:`plc.webrtc_fec`) in real time, the receiver conceals with the method
 (:func:`plc.webrtc.enable_concealment`, the NetEQ-style adaptive buffer) and what it plays
 is scored. The relay's losses and delays are seeded per clip from SPEC's seed, so every
 method meets the same network on a clip; with several seeds one noisy live call becomes a
@@ -72,20 +73,27 @@ class LiveCallCondition:
         from demo.call import FRAME_SAMPLES, SEND_RATE, NetworkImpairment, run_call, summarize
         from eval.metrics import to_16k
         from plc.audio_io import resample
+        from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 
+        from .runner import split_variant
+
+        method, fec = split_variant(method)
+        expected_loss = job.expected_loss_percent if job.expected_loss_percent is not None else DEFAULT_EXPECTED_LOSS_PERCENT
         audio48 = resample(ref, 16000, SEND_RATE)
         seed = self.clip_seed(job.clip.clip_id, job.seed)
-        result = asyncio.run(run_call(audio48, method, self.loss,
-                                      self.jitter_ms, seed, tail_s=TAIL_S, options={"buffer": self.buffer}))
+        result = asyncio.run(run_call(audio48, method, self.loss, self.jitter_ms, seed, tail_s=TAIL_S,
+                                      options={"buffer": self.buffer}, fec=expected_loss if fec else None))
         info = summarize(result, ref)
         n_packets = int(np.ceil(len(audio48) / FRAME_SAMPLES))
         lost = NetworkImpairment(self.loss, self.jitter_ms, seed).lost[:n_packets]  # the relay's own draw
         bursts = burst_lengths(lost)
+        stats = result.stats or {}
         return Rendered(to_16k(result.received, result.sample_rate).astype(np.float32),
                         loss_rate=float(lost.mean()) if n_packets else 0.0,
                         max_burst=int(bursts.max()) if len(bursts) else 0,
-                        fallback_frames=int((result.stats or {}).get("fallbackFrames") or 0),
-                        delay_ms=info.get("mean_playout_delay_ms"), aligned=False)
+                        fallback_frames=int(stats.get("fallbackFrames") or 0),
+                        delay_ms=info.get("mean_playout_delay_ms"), aligned=False,
+                        lost_packets=int(lost.sum()), fec_recovered=stats.get("fecPacketsRecovered"))
 
 
 def parse_live_call(text: str) -> LiveCallCondition:

@@ -47,25 +47,36 @@ class NetworkCondition:
     def render(self, ref: np.ndarray, method: str, job: Job) -> Rendered:
         from jitterbuffer.jitter_buffer import JitterBufferConfig
         from jitterbuffer.netsim import simulate
+        from plc.codecs import get_codec
         from plc.concealers import make_concealer
 
+        from .runner import split_variant
+
+        method, fec = split_variant(method)
         net = self.network(job.clip.clip_id, job.seed)
         n_packets = int(np.ceil(len(ref) / (16000 * PACKET_MS / 1000)))
         arrivals = net.simulate(n_packets, PACKET_MS)
         # A simulation, not a call: no real-time deadline, so a busy machine does not change the output.
         concealer = make_concealer(method, realtime=False)
+        fec_options = {"fec": fec}
+        if fec and job.expected_loss_percent is not None:
+            fec_options["expected_loss_percent"] = job.expected_loss_percent
         result = simulate(ref, arrivals, JitterBufferConfig(), method=method, codec=job.codec, seed=job.seed,
-                          spec=net, concealer=concealer, bitrate_bps=job.bitrate_bps)
+                          spec=net, concealer=concealer, bitrate_bps=job.bitrate_bps, **fec_options)
         got = np.zeros(n_packets, dtype=bool)
         for a in arrivals:
             if a.arrival_ms is not None and a.seq < n_packets:
                 got[a.seq] = True
         bursts = burst_lengths(~got)
         s = result.stats
+        coded = get_codec(job.codec).lossy
         return Rendered(result.audio, loss_rate=float(s["networkLossRate"] + s["lateLossRate"]),
                         max_burst=int(bursts.max()) if len(bursts) else 0,
                         fallback_frames=int(s.get("fallbackFrames") or 0),
-                        delay_ms=s.get("playoutDelayMeanMs"), aligned=False)
+                        delay_ms=s.get("playoutDelayMeanMs"), aligned=False,
+                        lost_packets=int((~got).sum()) if coded else None,
+                        fec_recovered=int(s["fecPacketsRecovered"]) if coded else None,
+                        payload_kbps=s["payloadBitrateBps"] / 1000.0 if coded else None)
 
 
 def parse_network_condition(text: str) -> NetworkCondition:

@@ -10,12 +10,13 @@ from typing import Optional
 import numpy as np
 
 from .metrics import HEADLINE_METRICS, SIGNAL_METRICS, WER_LABEL, signal_metric
+from .runner import FEC_SUFFIX, split_variant
 from .summary import fmt_ci
 
 RESULT_COLUMNS = [
     "clip", "corpus", "condition", "method", "codec", "loss_rate", "max_burst", *(m.name for m in SIGNAL_METRICS),
     "wer", "substitutions", "deletions", "insertions", "hits", "ref_words", "hypothesis", "fallback_frames",
-    "delay_ms", "error",
+    "delay_ms", "lost_packets", "fec_recovered", "payload_kbps", "error",
 ]
 METRIC_LABELS = {m.name: m.label for m in SIGNAL_METRICS} | {"wer": WER_LABEL}
 
@@ -33,9 +34,33 @@ def write_summary_json(path: Path, summary: dict) -> None:
 
 
 def method_order(methods: list[str]) -> list[str]:
-    """Reference first, then the classic baselines, then the rest in given order."""
+    """Reference first, then the classic baselines, then the rest in given order; a ``+fec``
+    variant right after its method."""
     preferred = ["reference", "zero", "repeat", "g711", "neteq", "opus", "neural"]
-    return [m for m in preferred if m in methods] + [m for m in methods if m not in preferred]
+    plain = list(dict.fromkeys(split_variant(m)[0] for m in methods))
+    ordered = [m for m in preferred if m in plain] + [m for m in plain if m not in preferred]
+    return [v for m in ordered for v in (m, m + FEC_SUFFIX) if v in methods]
+
+
+def fec_table(cond: dict) -> str:
+    """Each method with and without in-band FEC (``plc eval --fec``) in one condition: PLCMOS
+    and PESQ, their paired differences, the losses FEC recovered and the coded bitrates."""
+    lines = ["| method | PLCMOS without FEC | PLCMOS with FEC | Δ PLCMOS, FEC − none (95%) | "
+             "Δ PESQ (95%) | lost packets recovered by FEC | kbit/s without → with FEC |",
+             "|" + "---|" * 7]
+    for method in method_order(list(cond)):
+        plain, fec = split_variant(method)
+        if not fec or plain not in cond:
+            continue
+        e, p = cond[method], cond[plain]
+        d = e.get("diff_vs_nofec", {})
+        lost, got = e.get("lost_packets"), e.get("fec_recovered")
+        share = f"{got} of {lost} ({100.0 * got / lost:.0f}%)" if lost and got is not None else "—"
+        rate = (f"{p['payload_kbps']:.1f} → {e['payload_kbps']:.1f}"
+                if "payload_kbps" in p and "payload_kbps" in e else "—")
+        lines.append(f"| {plain} | {fmt_ci(p['plcmos'])} | {fmt_ci(e['plcmos'])} | {fmt_ci(d.get('plcmos'))} | "
+                     f"{fmt_ci(d.get('pesq'))} | {share} | {rate} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def _diff_header(bases: list[str]) -> str:
@@ -167,13 +192,23 @@ def write_report_md(path: Path, summary: dict, args_line: str, asr_backend: Opti
         if condition == "none":
             continue
         tables.append(f"### {condition}\n\n" + markdown_table(summary, condition))
+        fec = fec_table(summary["conditions"][condition])
+        if fec:
+            tables.append(f"#### {condition}: with and without Opus in-band FEC\n\n" + fec)
         if summary.get("by_corpus"):
             tables.append(f"#### {condition}, per corpus\n\n" + corpus_table(summary, condition))
     if "none" in summary["conditions"]:
-        e = summary["conditions"]["none"].get("reference", {})
-        scores = [f"{m.label} {fmt_ci(e.get(m.name), m.digits)}" for m in SIGNAL_METRICS]
-        tables.append("### no loss (reference, the codec alone)\n\n"
-                      + ", ".join(scores + [f"WER {fmt_ci(e.get('wer'), 1, percent=True)} %"]))
+        for ref in ("reference", "reference" + FEC_SUFFIX):
+            e = summary["conditions"]["none"].get(ref)
+            if e is None:
+                continue
+            scores = [f"{m.label} {fmt_ci(e.get(m.name), m.digits)}" for m in SIGNAL_METRICS]
+            tables.append(
+                f"### no loss ({ref}, the codec alone{' with in-band FEC' if ref != 'reference' else ''})\n\n"
+                + ", ".join(scores + [f"WER {fmt_ci(e.get('wer'), 1, percent=True)} %"])
+                + (f"; {e['payload_kbps']:.1f} kbit/s" if "payload_kbps" in e else "")
+                + (f"; Δ PLCMOS against no FEC {fmt_ci(e['diff_vs_nofec']['plcmos'])}, Δ PESQ "
+                   f"{fmt_ci(e['diff_vs_nofec']['pesq'])}" if "diff_vs_nofec" in e else ""))
     body = "\n\n".join(tables)
     text = (
         "# PLC evaluation report\n\n"

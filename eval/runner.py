@@ -25,6 +25,16 @@ SAMPLE_RATE = 16000
 MIN_CLIP_S = 0.25
 #: The condition label of the no-loss reference rows (the codec alone).
 NO_LOSS = "none"
+#: ``plc eval --fec``: each method also runs over Opus with in-band FEC, as ``METHOD+fec``
+#: (the same trace or network, the same bitrate), and is paired against itself without it.
+FEC_SUFFIX = "+fec"
+
+
+def split_variant(method: str) -> tuple[str, bool]:
+    """``("neteq", True)`` for ``neteq+fec``: the concealment method and whether the sender used FEC."""
+    if method.endswith(FEC_SUFFIX):
+        return method[:-len(FEC_SUFFIX)], True
+    return method, False
 
 
 class ManifestError(ValueError):
@@ -105,6 +115,8 @@ class Job:
     packet_ms: int
     bitrate_bps: int
     use_asr: bool
+    #: Planned packet loss of the ``+fec`` variants' encoder, % (None: the codec's default).
+    expected_loss_percent: Optional[int] = None
 
 
 _WORKER: dict = {}
@@ -158,6 +170,11 @@ class Rendered:
     fallback_frames: int = 0
     delay_ms: Optional[float] = None
     aligned: bool = True
+    #: Opus only: packets lost (in the network or the trace), of those decoded from in-band FEC,
+    #: and the coded payload bitrate (kbit/s).
+    lost_packets: Optional[int] = None
+    fec_recovered: Optional[int] = None
+    payload_kbps: Optional[float] = None
 
 
 def render_trace(job: Job, ref: np.ndarray, method: str) -> Rendered:
@@ -166,11 +183,17 @@ def render_trace(job: Job, ref: np.ndarray, method: str) -> Rendered:
 
     lost = job_trace(job, len(ref))
     bursts = burst_lengths(lost)
+    method, fec = split_variant(method)
     # The reference has no loss: any concealer returns the (coded) input.
     result = conceal_audio(ref, SAMPLE_RATE, lost, "zero" if method == "reference" else method, codec=job.codec,
-                           packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps)
+                           packet_ms=job.packet_ms, bitrate_bps=job.bitrate_bps, fec=fec,
+                           expected_loss_percent=job.expected_loss_percent if fec else None)
+    s = result.stats
+    coded = "payload_bitrate_bps" in s
     return Rendered(result.audio, float(lost.mean()) if len(lost) else 0.0, int(bursts.max()) if len(bursts) else 0,
-                    result.stats.get("fallback_frames", 0))
+                    s.get("fallback_frames", 0), lost_packets=s["lost_packets"] if coded else None,
+                    fec_recovered=s.get("fec_recovered_packets"),
+                    payload_kbps=s["payload_bitrate_bps"] / 1000.0 if coded else None)
 
 
 def run_job(job: Job) -> list[dict]:
@@ -203,6 +226,8 @@ def run_job(job: Job) -> list[dict]:
             row.update({k: v for k, v in metrics.to_dict().items() if k != "reference_text"})
             row["fallback_frames"] = out.fallback_frames
             row["delay_ms"] = out.delay_ms
+            row.update({"lost_packets": out.lost_packets, "fec_recovered": out.fec_recovered,
+                        "payload_kbps": out.payload_kbps})
             row["error"] = ""
         except Exception as exc:  # one bad clip must not end a long run; it is reported
             row["error"] = _error_text(exc)
@@ -216,14 +241,22 @@ def _error_text(exc: BaseException) -> str:
 
 def plan_jobs(clips: list[Clip], conditions: list[LossModel], methods: list[str], codec: str,
               seed: int = 0, packet_ms: int = 20, bitrate_bps: int = 24000, use_asr: bool = True,
-              reference: bool = True) -> list[Job]:
-    """All jobs of a run: each clip under each condition, plus a no-loss reference per clip."""
+              reference: bool = True, fec: bool = False, expected_loss_percent: Optional[int] = None) -> list[Job]:
+    """All jobs of a run: each clip under each condition, plus a no-loss reference per clip.
+
+    With ``fec``, every method (and the reference) also runs as ``METHOD+fec`` in the same job.
+    """
+    def variants(names: list[str]) -> tuple[str, ...]:
+        return tuple(v for m in names for v in ((m, m + FEC_SUFFIX) if fec else (m,)))
+
     jobs = []
     for clip in clips:
         if reference:
-            jobs.append(Job(clip, None, ("reference",), codec, seed, packet_ms, bitrate_bps, use_asr))
+            jobs.append(Job(clip, None, variants(["reference"]), codec, seed, packet_ms, bitrate_bps, use_asr,
+                            expected_loss_percent))
         for cond in conditions:
-            jobs.append(Job(clip, cond, tuple(methods), codec, seed, packet_ms, bitrate_bps, use_asr))
+            jobs.append(Job(clip, cond, variants(methods), codec, seed, packet_ms, bitrate_bps, use_asr,
+                            expected_loss_percent))
     return jobs
 
 

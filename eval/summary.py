@@ -13,6 +13,7 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .metrics import signal_metric_names
+from .runner import split_variant
 
 BASELINE = "neteq"
 #: Every method is paired against each of these that the condition has: WebRTC's NetEQ
@@ -91,7 +92,9 @@ def summarize(rows: list[dict], baselines: tuple[str, ...] = BASELINES, seed: in
     """``{condition: {method: {metric: {mean, ci95, n}, ...}}}`` plus paired differences.
 
     Each method gets ``diff_vs_<b>`` for every baseline ``b`` of ``baselines`` present in
-    the condition (not itself). With rows of more than one corpus, ``by_corpus`` holds the
+    the condition (not itself); a ``METHOD+fec`` variant (``plc eval --fec``) also gets
+    ``diff_vs_nofec``, paired against ``METHOD``, and Opus rows add up ``lost_packets``,
+    ``fec_recovered`` and the mean ``payload_kbps``. With rows of more than one corpus, ``by_corpus`` holds the
     same summary per corpus. Every statistic draws its bootstrap from its own RNG, seeded
     from ``seed`` and what it is, so a figure does not depend on which other methods ran.
     """
@@ -127,9 +130,27 @@ def _summarize_conditions(rows: list[dict], baselines: tuple[str, ...], seed: in
                 base_by_clip = {r["clip"]: r for r in methods.get((base,), [])}
                 if base_by_clip and method != base:
                     entry["diff_vs_" + base] = _paired(m_rows, base_by_clip, _rng(seed, condition, method, base))
+            plain, fec = split_variant(method)
+            if fec and (plain,) in methods:
+                entry["diff_vs_nofec"] = _paired(m_rows, {r["clip"]: r for r in methods[(plain,)]},
+                                                 _rng(seed, condition, method, "nofec"))
+            entry.update(_coding_totals(m_rows))
             cond_out[method] = entry
         conditions[condition] = cond_out
     return conditions
+
+
+def _coding_totals(rows: list[dict]) -> dict:
+    """Packets lost and recovered from FEC (sums) and the mean payload bitrate, where rows have them."""
+    out: dict = {}
+    for key in ("lost_packets", "fec_recovered"):
+        values = _finite(r.get(key) for r in rows)
+        if len(values):
+            out[key] = int(values.sum())
+    kbps = _finite(r.get("payload_kbps") for r in rows)
+    if len(kbps):
+        out["payload_kbps"] = float(kbps.mean())
+    return out
 
 
 def _paired(m_rows: list[dict], base_by_clip: dict, rng: np.random.Generator) -> dict:

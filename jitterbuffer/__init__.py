@@ -3,7 +3,7 @@
 Modules, one per protocol part:
 
 * :mod:`~jitterbuffer.rtp`: RTP header parsing, validation, serialization, counter unwrapping.
-* :mod:`~jitterbuffer.packet_buffer`: packets by timestamp; duplicates, late packets, overflow.
+* :mod:`~jitterbuffer.packet_buffer`: packets by timestamp and priority; duplicates, late packets, overflow.
 * :mod:`~jitterbuffer.delay_manager`: the target delay from arrival jitter (and clock skew).
 * :mod:`~jitterbuffer.decision_logic`: normal, expand, merge, accelerate, preemptive expand.
 * :mod:`~jitterbuffer.time_stretch`: accelerate / preemptive expand by whole pitch periods.
@@ -12,6 +12,9 @@ Modules, one per protocol part:
 * :mod:`~jitterbuffer.jitter_buffer`: :class:`JitterBuffer`, putting it all together.
 * :mod:`~jitterbuffer.network`, :mod:`~jitterbuffer.netsim`, :mod:`~jitterbuffer.cli`: ``plc netsim``.
 * :mod:`~jitterbuffer.bench_network`: the benchmark behind ``RESULTS.md``.
+
+Payloads (PCM, Opus with its in-band FEC, RED) are decoded through the codec registry,
+:mod:`plc.codecs`.
 
 Names are imported lazily so that ``plc --help`` stays fast.
 """

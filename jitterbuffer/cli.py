@@ -11,7 +11,7 @@ import dataclasses
 import json
 
 from plc import argtypes
-from plc.codecs import codec_names
+from plc.codecs import codec_names, get_codec, redundant_codecs
 from plc.cli import UserError
 
 from .delay_manager import DelayManagerConfig
@@ -40,6 +40,13 @@ loss_good, loss_bad, reorder, reorder_delay, dup, drift (sender clock, within
 Limits: delay, jitter and reorder_delay up to 10 s, spike up to 60 s,
 spike_every 0 or at least 0.1 s, burst up to 10000 packets, shape 2..100
 (pareto) or 0.01..3 (lognormal).
+
+--fec: the sender's Opus carries in-band FEC (a low-bitrate copy of the previous
+frame in each speech packet, within --bitrate); the buffer decodes a missing
+packet from its successor's copy when that is in the buffer in time. --red: each
+packet also carries the one before as an RFC 2198 redundant block. The stats
+count the copies (fecPacketsReceived, fecPacketsDiscarded, fecPacketsRecovered)
+and give the payload bitrate (payloadBitrateBps).
 
 --arrivals CSV: columns seq,send_ms,arrival_ms (seq = packet index from 0; an
 empty arrival_ms = never arrived; a seq listed twice = duplicated).
@@ -70,6 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec", choices=codec_names(), default="pcm", help="payload (default pcm: 16-bit 16 kHz)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
+    argtypes.add_fec_options(p)
+    p.add_argument("--red", action="store_true",
+                   help="RED (RFC 2198, audio/red): every Opus packet also carries the one before it as a "
+                        "redundant block (doubling the bitrate; needs --codec opus)")
     p.add_argument("--stats", metavar="JSON", help="write the statistics to this JSON file")
     p.add_argument("--seed", type=argtypes.seed, default=None, help="override the network SPEC's seed")
     p.add_argument("--min-delay", type=DELAY_MS, default=DELAY_DEFAULTS.min_delay_ms, metavar="MS",
@@ -101,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
         check_method(method, args.codec)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    fec_error = argtypes.fec_options_error(args)
+    if fec_error:
+        raise UserError(fec_error)
+    if args.red and not get_codec(args.codec).redundancy:
+        raise UserError(f"--red carries {' or '.join(c.label for c in redundant_codecs())} packets: add --codec "
+                        f"{' or '.join(c.name for c in redundant_codecs())}")
     try:
         output = check_output_path(args.output)
     except AudioError as exc:
@@ -127,11 +144,15 @@ def run(args: argparse.Namespace) -> int:
             if covered < n_packets:
                 raise UserError(f"{args.arrivals}: the trace covers {covered} packets but {args.input} needs "
                                 f"{n_packets} ({PACKET_MS} ms packets)")
+        fec_options = {"fec": args.fec, "red": args.red}
+        if args.expected_loss is not None:
+            fec_options["expected_loss_percent"] = args.expected_loss
         result = simulate(x, arrivals, config, method=method, codec=args.codec, seed=args.seed or 0,
-                          spec=spec, bitrate_bps=args.bitrate)
+                          spec=spec, bitrate_bps=args.bitrate, **fec_options)
         stats = result.stats
         stats.update({"input": str(args.input), "network": args.network, "arrivals": args.arrivals,
-                      "buffer": args.buffer, "method": method, "codec": args.codec})
+                      "buffer": args.buffer, "method": method, "codec": args.codec, "fec": args.fec,
+                      "red": args.red})
         with StagedOutputs() as staged:  # every output, or none of them
             write_audio(staged.path(output), resample(result.audio, SAMPLE_RATE, rate), rate,
                         subtype=audio_subtype(args.input))
@@ -145,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{output}: {stats['packetsSent']} packets, {100 * stats['networkLossRate']:.1f}% lost in the network, "
           f"{100 * stats['lateLossRate']:.1f}% late; playout delay {_ms(delay)} mean, "
           f"{_ms(stats['playoutDelayP95Ms'])} p95; {100 * stats['concealedFraction']:.1f}% concealed "
-          f"({args.buffer}, {method}, {args.codec})")
+          f"({args.buffer}, {method}, {args.codec})"
+          + (f"; {stats['fecPacketsRecovered']} packets recovered from redundancy, "
+             f"{stats['payloadBitrateBps'] / 1000:.1f} kbit/s" if args.fec or args.red else ""))
     return 0
 
 

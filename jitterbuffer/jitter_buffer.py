@@ -7,7 +7,15 @@ arrives; ``get_audio()`` every 10 ms. Inside:
 * :mod:`~jitterbuffer.rtp` parses and validates the header and unwraps the
   sequence number and timestamp; malformed packets are counted and dropped.
 * :mod:`~jitterbuffer.packet_buffer` holds the packets by timestamp (duplicates,
-  late packets and overflow handled there).
+  late packets and overflow handled there), each with NetEQ's priority.
+* Redundancy, as NetEQ's ``InsertPacketInternal`` (``modules/audio_coding/neteq/neteq_impl.cc``):
+  a packet whose decoder finds an in-band FEC copy of the frame before it (Opus LBRR,
+  ``AudioDecoderOpusImpl::ParsePayload``) also puts that copy into the packet buffer at the
+  earlier timestamp, with a worse priority; a RED packet (RFC 2198, :mod:`plc.codecs.red`)
+  is split into its primary and redundant blocks (``RedPayloadSplitter``). A missing frame
+  whose copy is buffered is then simply there when its turn comes and is decoded from the
+  copy (``decode_fec``), not concealed; a late primary replaces its copy, a copy never replaces
+  a primary. Only primary packets feed the delay estimates and the loss count.
 * :mod:`~jitterbuffer.delay_manager` turns arrival times into the target delay.
 * :mod:`~jitterbuffer.decision_logic` picks each tick's operation: normal,
   expand, merge, accelerate, fast accelerate or preemptive expand.
@@ -45,6 +53,7 @@ or concealed (``concealedSamples``), and the two add up to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -53,13 +62,14 @@ from typing import Optional
 import numpy as np
 
 from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, default_payload_types
+from plc.codecs.red import RedBlock
 from plc.concealers import Concealer, available_methods, make_concealer, with_fallback
 from plc.dsp import raised_cosine_fade
 
 from .declick import Declicker
 from .decision_logic import Decision, DecisionConfig, DecisionLogic, DecisionStatus, Operation
 from .delay_manager import START_DELAY_MS, ClockSkewEstimator, DelayManager, DelayManagerConfig, PacketArrivalHistory
-from .packet_buffer import CAPACITY_PACKETS, BufferedPacket, InsertResult, PacketBuffer
+from .packet_buffer import CAPACITY_PACKETS, BufferedPacket, InsertResult, PacketBuffer, Priority
 from .sync_buffer import SyncBuffer
 from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, TimestampUnwrapper, parse_rtp
 from .time_stretch import NoiseFloorTracker, TimeStretchConfig, accelerate, preemptive_expand
@@ -123,6 +133,9 @@ class JitterBufferConfig:
         A packet arriving less than this fraction of its timestamp step after the
         previous one queued behind it; it is left out of the delay histogram, so a
         delay spike or a jitter burst counts once, not once per packet it held up.
+    use_redundancy : bool
+        Decode missing frames from the redundant copies packets carry (Opus in-band FEC, RED
+        blocks), as NetEQ always does; False plays the primary payloads only (for comparisons).
     stream_restart_ms, max_timestamp_lead_ms : float
         A packet whose timestamp puts it more than ``stream_restart_ms`` behind (NetEQ's 5 s
         horizon, ``PacketBuffer::IsObsoleteTimestamp``) or ``max_timestamp_lead_ms`` ahead of
@@ -149,6 +162,7 @@ class JitterBufferConfig:
     max_timestamp_lead_ms: float = 500.0
     arrival_tolerance_ms: float = 2000.0
     burst_follower_ratio: float = 0.25
+    use_redundancy: bool = True
     delay: DelayManagerConfig = field(default_factory=DelayManagerConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
     stretch: TimeStretchConfig = field(default_factory=TimeStretchConfig)
@@ -227,6 +241,10 @@ class _Counters:
     timeline_restarts: int = 0
     internal_errors: int = 0
     lost_in_closed_streams: int = 0
+    fec_packets_received: int = 0
+    fec_packets_discarded: int = 0
+    fec_packets_recovered: int = 0
+    fec_samples_decoded: int = 0
     operations: dict = field(default_factory=lambda: {op.value: 0 for op in Operation})
 
 
@@ -421,6 +439,12 @@ class JitterBuffer:
         if codec is None:
             self._n.packets_unknown_payload += 1
             return False
+        red_blocks: list[RedBlock] = []
+        if codec.split is not None:  # RED: the primary block goes on as the packet, the rest are copies
+            unwrapped = self._unwrap_red(pkt, codec)
+            if unwrapped is None:
+                return False
+            pkt, codec, red_blocks = unwrapped
         decoder = self._decoder(pkt.payload_type, codec)
         duration = decoder.duration(pkt.payload) if decoder is not None else None
         if duration is None:
@@ -439,17 +463,37 @@ class JitterBuffer:
         held, self._held = self._held, None
         if self._on_timeline(ts, arrival_ms):
             self._n.packets_off_timeline += held is not None  # the packet before was a stray
-            return self._accept(pkt, duration, arrival_ms)
+            accepted = self._accept(pkt, duration, arrival_ms)
+            self._accept_redundancy(pkt, decoder, red_blocks, arrival_ms)
+            return accepted
         if held is not None and ts > held.timestamp and self._continues(held, ts, arrival_ms):
             # Two packets in a row on a new timeline: the sender jumped its timestamps.
             self._n.timestamp_jumps += 1
             self._n.stream_resets += 1
             self._new_stream()
             self._accept(held.packet, held.duration, held.arrival_ms)
-            return self._accept(pkt, duration, arrival_ms)
+            accepted = self._accept(pkt, duration, arrival_ms)
+            self._accept_redundancy(pkt, decoder, red_blocks, arrival_ms)
+            return accepted
         self._n.packets_off_timeline += held is not None
         self._held = _HeldPacket(pkt, ts, duration, arrival_ms)
         return True
+
+    def _unwrap_red(self, pkt: RtpPacket, red: Codec) -> Optional[tuple[RtpPacket, Codec, list[RedBlock]]]:
+        """A RED packet as its primary block, that block's codec and the redundant blocks; None if
+        refused (counted: malformed, RED in RED or another clock; unknown payload type)."""
+        try:
+            *blocks, primary = red.split(pkt.payload)
+        except ValueError:  # RedError: refused whole
+            blocks, primary = [], None
+        inner = self.payload_types.get(primary.payload_type) if primary is not None else None
+        if primary is not None and inner is None:
+            self._n.packets_unknown_payload += 1
+            return None
+        if inner is None or inner.split is not None or inner.clock_rate != red.clock_rate:
+            self._n.packets_malformed += 1
+            return None
+        return dataclasses.replace(pkt, payload_type=primary.payload_type, payload=primary.payload), inner, blocks
 
     def _checked_arrival(self, arrival_ms: float) -> float:
         """``arrival_ms``, or the playout clock if it is further than ``arrival_tolerance_ms`` from it
@@ -508,6 +552,8 @@ class JitterBuffer:
         result = self.packets.insert(BufferedPacket(ts, duration, seq, pkt.payload_type, pkt.payload, arrival_ms))
         if result in (InsertResult.DROPPED_DUPLICATE, InsertResult.REPLACED_DUPLICATE):
             self._n.packets_duplicated += 1
+        elif result == InsertResult.REPLACED_REDUNDANT:  # the late primary takes its copy's place
+            self._n.fec_packets_discarded += 1
         elif result == InsertResult.INSERTED_AFTER_OVERFLOW and self.packets.overflow == "flush":
             self._n.timeline_restarts += 1  # NetEQ: flush, then start again from this packet
             self._restart_timeline()
@@ -517,6 +563,44 @@ class JitterBuffer:
             delay = self.config.prefetch_ms if self.config.mode == "fixed" else self.target_delay_ms
             self._start_at_ms = arrival_ms + delay
         return result not in (InsertResult.DROPPED_DUPLICATE, InsertResult.DROPPED_OVERFLOW)
+
+    def _accept_redundancy(self, pkt: RtpPacket, decoder: PayloadDecoder, red_blocks: list[RedBlock],
+                           arrival_ms: float) -> None:
+        """Buffer the redundant copies a packet carries: its decoder's in-band FEC copy of the frame
+        before it (priority codec level 1) and the RED blocks (RED level k), each with its own FEC
+        copy. As ``InsertPacketInternal``, each is one more packet of worse priority at its own
+        timestamp; it feeds neither the delay estimates nor the loss count."""
+        if not self.config.use_redundancy:
+            return
+        base = self._ts.peek(pkt.timestamp)
+        seq = self._seq.peek(pkt.sequence_number)
+        pieces = [(base, pkt.payload, 0)] + [(base - b.timestamp_offset, b.payload, b.red_level) for b in red_blocks]
+        for ts, payload, red_level in pieces:
+            if red_level:  # a RED block: the codec's own frame, sent again
+                duration = decoder.duration(payload)
+                if duration is not None:
+                    self._buffer_copy(BufferedPacket(ts, duration, seq, pkt.payload_type, payload, arrival_ms,
+                                                     Priority(0, red_level)))
+            fec = decoder.fec_duration(payload)
+            if fec:
+                self._buffer_copy(BufferedPacket(ts - fec, fec, seq, pkt.payload_type, payload, arrival_ms,
+                                                 Priority(1, red_level)))
+
+    def _buffer_copy(self, copy: BufferedPacket) -> None:
+        """Insert one redundant copy (``fecPacketsReceived``); a copy that is too late, or where a
+        better one already is, is dropped and counted in ``fecPacketsDiscarded``."""
+        self._n.fec_packets_received += 1
+        if self._target_ts is not None and copy.end <= self._target_ts or copy.timestamp in self._recent_ts_set:
+            self._n.fec_packets_discarded += 1
+            return
+        result = self.packets.insert(copy)
+        if result in (InsertResult.DROPPED_REDUNDANT, InsertResult.REPLACED_REDUNDANT,
+                      InsertResult.DROPPED_DUPLICATE, InsertResult.REPLACED_DUPLICATE,
+                      InsertResult.DROPPED_OVERFLOW):
+            self._n.fec_packets_discarded += 1
+        elif result == InsertResult.INSERTED_AFTER_OVERFLOW and self.packets.overflow == "flush":
+            self._n.timeline_restarts += 1
+            self._restart_timeline()
 
     def _decoder(self, payload_type: int, codec: Codec) -> Optional[PayloadDecoder]:
         dec = self._decoders.get(payload_type)
@@ -592,8 +676,11 @@ class JitterBuffer:
             else:
                 self._record(now, Operation.SILENCE, None, 0)
                 return np.zeros(FRAME_SAMPLES, dtype=np.float32)
-        for _ in self.packets.discard_old(self._target_ts):
-            self._n.packets_late += 1
+        for p in self.packets.discard_old(self._target_ts):
+            if p.is_primary:
+                self._n.packets_late += 1
+            else:
+                self._n.fec_packets_discarded += 1
         available = self._frame_available()
         leap = None
         if not available and len(self.packets):
@@ -650,18 +737,25 @@ class JitterBuffer:
                 return False
         if not self._frames:
             p = self.packets.pop()
-            self._remember_ts(p.timestamp)
+            if p.is_primary:  # a copy's timestamp stays open: its late primary counts as late, not duplicated
+                self._remember_ts(p.timestamp)
             self._payload_type = p.payload_type
             step = self._frame_rtp
             k = -(-(self._target_ts - p.timestamp) // step)  # first frame at or after the target
             if p.timestamp + k * step >= p.end:
-                self._n.packets_late += 1
+                if p.is_primary:
+                    self._n.packets_late += 1
+                else:
+                    self._n.fec_packets_discarded += 1
                 return False
             self._target_ts = p.timestamp + k * step
-            samples = self._decoders[p.payload_type].decode(p.payload) if p.payload_type in self._decoders else None
+            samples = self._decode(p)
             if samples is None:
                 self._n.decode_errors += 1
             n_frames = p.duration // step
+            if samples is not None and not p.is_primary:  # a missing frame recovered from its copy
+                self._n.fec_packets_recovered += 1
+                self._n.fec_samples_decoded += (n_frames - k) * FRAME_SAMPLES
             for i in range(k, n_frames):
                 frame = None if samples is None else samples[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
                 if frame is not None and len(frame) < FRAME_SAMPLES:
@@ -681,6 +775,16 @@ class JitterBuffer:
         self._ever_played = True
         self._plc_debt = 0  # the codec decoded real audio: its next concealment starts afresh
         return True
+
+    def _decode(self, p: BufferedPacket) -> Optional[np.ndarray]:
+        """A buffered packet's samples: its payload decoded, or for an in-band FEC copy the
+        payload's redundant data (``decode_fec``); None if undecodable."""
+        decoder = self._decoders.get(p.payload_type)
+        if decoder is None:
+            return None
+        if p.priority.codec_level > 0:
+            return decoder.decode_fec(p.payload, p.duration)
+        return decoder.decode(p.payload)
 
     def _fill(self, n: int, merge: bool = False, label: Optional[Operation] = None) -> Operation:
         """Prepare at least ``n`` samples; returns the tick's operation label."""
@@ -805,6 +909,11 @@ class JitterBuffer:
         emitted samples, in seconds (divide by ``jitterBufferEmittedCount``);
         every played sample is emitted (received) or concealed:
         ``jitterBufferEmittedCount + concealedSamples == totalSamplesReceived``.
+        ``fecPacketsReceived`` counts the redundant copies packets carried (Opus in-band FEC, RED
+        blocks), ``fecPacketsDiscarded`` those not used (their packet came, they came too late,
+        or a better copy was there), ``fecPacketsRecovered`` those played in place of a missing
+        packet and ``fecSamplesDecoded`` their samples (NetEQ's ``SecondaryDecodedSamples``):
+        those are received audio, not concealment.
         ``packetsDiscarded`` counts packets dropped as late, as duplicates, on
         overflow, on a flush or as strays off the timeline (broken down in ``packetsLate``,
         ``packetsDuplicated``, ``packetsOverflow``, ``packetsFlushed``, ``packetsOffTimeline``);
@@ -841,6 +950,10 @@ class JitterBuffer:
             "packetsMalformed": n.packets_malformed,
             "packetsUnknownPayloadType": n.packets_unknown_payload,
             "decodeErrors": n.decode_errors,
+            "fecPacketsReceived": n.fec_packets_received,
+            "fecPacketsDiscarded": n.fec_packets_discarded,
+            "fecPacketsRecovered": n.fec_packets_recovered,
+            "fecSamplesDecoded": n.fec_samples_decoded,
             # Frames the classic concealment made: the concealer failed, gave garbage, missed its
             # deadline or has no model (a model that did not load says so before the first loss too),
             # counting those of concealers replace_concealer retired.

@@ -17,6 +17,8 @@ Besides the jitter buffer's own statistics, :func:`simulate` measures:
 * ``lateLossRate``: packets that arrived too late to be played (the buffer's
   ``packetsLate`` and the ``packetsBeyondHorizon``), over packets sent;
 * ``concealedFraction``: concealed samples over samples played since playout began;
+* ``payloadBitrateBps``: the mean bitrate of the RTP payloads sent (with ``fec`` or ``red``,
+  what the redundancy costs);
 * ``spikeRecoveryMs``: after the largest delay spike, the time from the
   arrival of its first delayed packet until the playout delay is back
   within 20 ms of the target (and stays there for 200 ms); 0 if it never
@@ -31,6 +33,8 @@ from typing import Optional
 import numpy as np
 
 from plc.codecs import SAMPLE_RATE, codec_names, get_codec
+from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+from plc.codecs.red import RED_PAYLOAD_TYPE, build_red
 from plc.concealers import Concealer, check_method, make_concealer
 
 from .decision_logic import Operation
@@ -53,11 +57,23 @@ class Packetized:
     first_timestamp: int
     timestamp_step: int
     clock_rate: int
+    #: Mean payload bitrate (RTP payloads, headers left out), bit/s.
+    payload_bitrate_bps: float = 0.0
 
 
 def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS, seed: int = 0,
-              bitrate_bps: int = 24000) -> Packetized:
-    """Cut 16 kHz mono ``audio`` into ``packet_ms`` RTP packets (random first seq, timestamp, SSRC)."""
+              bitrate_bps: int = 24000, fec: bool = False, expected_loss_percent: int = DEFAULT_EXPECTED_LOSS_PERCENT,
+              red: bool = False) -> Packetized:
+    """Cut 16 kHz mono ``audio`` into ``packet_ms`` RTP packets (random first seq, timestamp, SSRC).
+
+    ``fec``: Opus with in-band FEC planned for ``expected_loss_percent`` loss. ``red``: each packet
+    also carries the one before it as a RED block (RFC 2198, payload type
+    :data:`~plc.codecs.red.RED_PAYLOAD_TYPE`, as Chrome sends ``audio/red``).
+    """
+    spec = get_codec(codec)
+    if spec.encoder is None or spec.payload_type is None:
+        raise ValueError(f"codec {codec!r} is received only; send {' or '.join(codec_names())}")
+    spec.check_redundancy(fec, red)
     rng = np.random.default_rng(seed + 7919)
     seq0 = int(rng.integers(0, 1 << 16))
     ts0 = int(rng.integers(0, 1 << 32))
@@ -66,17 +82,18 @@ def packetize(audio: np.ndarray, codec: str = "pcm", packet_ms: int = PACKET_MS,
     n = int(np.ceil(len(audio) / per))
     padded = np.zeros(n * per, dtype=np.float32)
     padded[:len(audio)] = audio
-    spec = get_codec(codec)
-    if spec.encoder is None or spec.payload_type is None:
-        raise ValueError(f"codec {codec!r} is received only; send {' or '.join(codec_names())}")
-    encoder = spec.encoder(bitrate_bps, packet_ms)
+    encoder = spec.encoder(bitrate_bps, packet_ms, **({"fec": True, "expected_loss_percent": expected_loss_percent}
+                                                       if fec else {}))
     payloads = [encoder.encode(padded[k * per:(k + 1) * per]) for k in range(n)]
     clock = spec.clock_rate
     step = clock * packet_ms // 1000
     pt = spec.payload_type
+    if red:
+        payloads = [build_red(pt, payloads[k], [(step, payloads[k - 1])] if k else []) for k in range(n)]
+        pt = RED_PAYLOAD_TYPE
     packets = [RtpPacket(pt, (seq0 + k) & 0xFFFF, (ts0 + k * step) & 0xFFFFFFFF, ssrc, payloads[k],
                          marker=k == 0).serialize() for k in range(n)]
-    return Packetized(packets, ts0, step, clock)
+    return Packetized(packets, ts0, step, clock, sum(len(p) for p in payloads) * 8 * 1000.0 / (n * packet_ms))
 
 
 def make_method_concealer(method: str, codec: str) -> Concealer:
@@ -156,7 +173,8 @@ def recovery_time(tick_ms: np.ndarray, delay: np.ndarray, target: np.ndarray, st
 def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[JitterBufferConfig] = None,
              method: str = "g711", codec: str = "pcm", seed: int = 0, spec: Optional[NetworkSpec] = None,
              concealer: Optional[Concealer] = None, bitrate_bps: int = 24000,
-             max_tail_ms: float = 5000.0) -> NetsimResult:
+             max_tail_ms: float = 5000.0, fec: bool = False,
+             expected_loss_percent: int = DEFAULT_EXPECTED_LOSS_PERCENT, red: bool = False) -> NetsimResult:
     """Run the receive side on ``audio`` (16 kHz mono float) under ``arrivals``.
 
     Parameters
@@ -174,6 +192,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
         The model that made ``arrivals`` (for its spike list).
     max_tail_ms : float
         Stop at the latest this long after the last arrival (or the input's end, if later).
+    fec, expected_loss_percent, red :
+        The sender's redundancy (:func:`packetize`); the jitter buffer uses what arrives.
 
     Raises ``ValueError`` for times that are not finite or a packet that arrives before it
     was sent. The run takes at most ``(input + MAX_TRANSIT_MS + max_tail_ms) / 10 ms`` ticks.
@@ -182,7 +202,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     audio = np.asarray(audio, dtype=np.float32).reshape(-1)
     if len(audio) == 0:
         raise ValueError("no audio to send")
-    pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps)
+    pk = packetize(audio, codec, seed=seed, bitrate_bps=bitrate_bps, fec=fec,
+                   expected_loss_percent=expected_loss_percent, red=red)
     n_packets = len(pk.packets)
     jb = JitterBuffer(concealer or make_method_concealer(method, codec), config)
     _check_times(arrivals)
@@ -204,7 +225,8 @@ def simulate(audio: np.ndarray, arrivals: list[Arrival], config: Optional[Jitter
     spike = largest_spike([a for a in arrivals if a.arrival_ms is None or a.arrival_ms <= horizon_ms], spec)
     arrived = len({e[2] for e in events} | beyond)
     stats.update(_simulation_stats(stats, ticks, spike, n_packets, arrived, len(beyond)))
-    stats.update({"durationS": len(ticks.audio) / SAMPLE_RATE, "inputDurationS": len(audio) / SAMPLE_RATE})
+    stats.update({"payloadBitrateBps": pk.payload_bitrate_bps, "durationS": len(ticks.audio) / SAMPLE_RATE,
+                  "inputDurationS": len(audio) / SAMPLE_RATE})
     return NetsimResult(ticks.audio, stats, ticks.tick_ms, ticks.delay, ticks.target, ticks.e2e, ticks.buffered,
                         ticks.operations)
 

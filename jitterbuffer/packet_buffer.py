@@ -3,9 +3,15 @@
 Like NetEQ's ``PacketBuffer``:
 
 * packets are kept sorted by their (unwrapped) RTP timestamp;
-* a second packet with the same timestamp is a duplicate: the better copy is
-  kept (the longer payload, i.e. not a truncated one; on a tie, the first to
-  arrive) and the other dropped and counted;
+* each packet has a :class:`Priority` (NetEQ's ``Packet::Priority``): a primary
+  packet (0, 0), an Opus in-band FEC copy of the frame before a packet (codec
+  level 1), a RED redundant block (RED level k). Of two packets with the same
+  timestamp, the one with the better (lower) priority is kept: a late primary
+  replaces a FEC copy, a FEC copy never replaces a primary (``PacketBuffer::
+  InsertPacket`` in ``modules/audio_coding/neteq/packet_buffer.cc``);
+* a second packet with the same timestamp and priority is a duplicate: the
+  better copy is kept (the longer payload, i.e. not a truncated one; on a tie,
+  the first to arrive) and the other dropped and counted;
 * packets whose audio lies entirely before the playout point are "too late"
   and are discarded and counted by :meth:`PacketBuffer.discard_old`;
 * the capacity is bounded (``capacity`` packets). On overflow the policy is
@@ -19,12 +25,33 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 OVERFLOW_POLICIES = ("drop_oldest", "flush")
 
 #: Packets the buffer holds by default (NetEQ's ``max_packets_in_buffer``).
 CAPACITY_PACKETS = 100
+
+
+class Priority(NamedTuple):
+    """NetEQ's ``Packet::Priority``: lower is better, compared codec level first.
+
+    Attributes
+    ----------
+    codec_level : int
+        0 for the codec's own frame, 1 for an in-band FEC copy (libwebrtc's
+        ``AudioDecoderOpusImpl::ParsePayload`` gives the LBRR copy priority 1).
+    red_level : int
+        0 for a RED packet's primary block (and any packet outside RED), k for its k-th
+        oldest redundant block (``RedPayloadSplitter::SplitRed``).
+    """
+
+    codec_level: int = 0
+    red_level: int = 0
+
+
+#: The priority of a packet's own (primary) payload.
+PRIMARY = Priority(0, 0)
 
 
 @dataclass(order=True)
@@ -45,6 +72,8 @@ class BufferedPacket:
         Payload bytes, padding removed.
     arrival_ms : float
         Arrival time in the receiver's clock, ms.
+    priority : Priority
+        :data:`PRIMARY`, or the rank of a redundant copy (FEC, RED).
     """
 
     timestamp: int
@@ -53,6 +82,12 @@ class BufferedPacket:
     payload_type: int = field(compare=False)
     payload: bytes = field(compare=False, repr=False)
     arrival_ms: float = field(compare=False)
+    priority: Priority = field(default=PRIMARY, compare=False)
+
+    @property
+    def is_primary(self) -> bool:
+        """True for a packet's own payload, False for a redundant copy (FEC or RED)."""
+        return self.priority == PRIMARY
 
     @property
     def end(self) -> int:
@@ -68,6 +103,10 @@ class InsertResult(enum.Enum):
     REPLACED_DUPLICATE = "replaced_duplicate"
     #: A duplicate; the old copy was kept.
     DROPPED_DUPLICATE = "dropped_duplicate"
+    #: Same timestamp as a redundant copy of worse priority, which it replaced (that copy was discarded).
+    REPLACED_REDUNDANT = "replaced_redundant"
+    #: A redundant copy where a packet of better priority already is: dropped.
+    DROPPED_REDUNDANT = "dropped_redundant"
     #: Inserted, but the buffer overflowed and other packets were dropped.
     INSERTED_AFTER_OVERFLOW = "inserted_after_overflow"
     #: The buffer was full and the new packet was the oldest: dropped.
@@ -114,6 +153,12 @@ class PacketBuffer:
         """Insert ``packet`` in timestamp order (see :class:`InsertResult`)."""
         i = bisect.bisect_left(self._packets, packet)
         if i < len(self._packets) and self._packets[i].timestamp == packet.timestamp:
+            old = self._packets[i]
+            if packet.priority < old.priority:  # e.g. a late primary: it replaces the FEC copy
+                self._packets[i] = packet
+                return InsertResult.REPLACED_REDUNDANT
+            if packet.priority > old.priority:  # a FEC copy never replaces a primary
+                return InsertResult.DROPPED_REDUNDANT
             self.duplicates_dropped += 1
             if len(packet.payload) > len(self._packets[i].payload):
                 self._packets[i] = packet
@@ -151,8 +196,9 @@ class PacketBuffer:
         return old
 
     def num_samples(self) -> int:
-        """Total audio held, RTP timestamp units (sum of packet durations)."""
-        return sum(p.duration for p in self._packets)
+        """Total audio held, RTP timestamp units: the sum of the primary packets' durations (redundant
+        copies overlap them; NetEQ's ``PacketBuffer::NumSamplesInBuffer`` skips them too)."""
+        return sum(p.duration for p in self._packets if p.is_primary)
 
     def span(self) -> int:
         """From the first packet's start to the last packet's end, RTP timestamp units."""

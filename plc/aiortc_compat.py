@@ -4,8 +4,8 @@ aiortc has no public hook for what :mod:`plc.webrtc` does: an audio ``RTCRtpRece
 RTP packet to its own private jitter buffer, and the remote track's ``recv()`` reads a private
 queue. This module is the only one that names those private attributes (``RTCRtpReceiver``'s
 name-mangled ``__jitter_buffer``, ``__codecs``, ``__decoder_thread``, ``__timestamp_mapper`` and
-``__kind``, the receiver's ``_track``, the track's ``_queue``, the timestamp mapper's
-``_origin``), so a new aiortc release that renames them breaks here, with
+``__kind``, ``RTCRtpSender``'s ``__encoder`` (:mod:`plc.webrtc_fec`), the receiver's ``_track``,
+the track's ``_queue``, the timestamp mapper's ``_origin``), so a new aiortc release that renames them breaks here, with
 :func:`check_receiver`'s message, and nowhere else. Tested with :data:`TESTED_VERSION`.
 
 It also adds the jitter buffer's WebRTC statistics to a receiver's ``getStats()`` report as
@@ -27,6 +27,7 @@ _CODECS = "_RTCRtpReceiver__codecs"
 _DECODER_THREAD = "_RTCRtpReceiver__decoder_thread"
 _TIMESTAMP_MAPPER = "_RTCRtpReceiver__timestamp_mapper"
 _KIND = "_RTCRtpReceiver__kind"
+_SENDER_ENCODER = "_RTCRtpSender__encoder"
 #: What :func:`check_receiver` requires of a receiver.
 _REQUIRED = (_JITTER_BUFFER, _CODECS, _DECODER_THREAD)
 
@@ -78,6 +79,16 @@ def decoder_running(receiver) -> bool:
 def timestamp_origin(receiver) -> Optional[int]:
     """The RTP timestamp aiortc's own frames count their ``pts`` from, None before its first frame."""
     return getattr(getattr(receiver, _TIMESTAMP_MAPPER, None), "_origin", None)
+
+
+def sender_encoder(sender):
+    """The sender's encoder (None until aiortc builds one, lazily, at its first frame)."""
+    return getattr(sender, _SENDER_ENCODER, None)
+
+
+def set_sender_encoder(sender, encoder) -> None:
+    """Make the sender use ``encoder`` (aiortc builds none while one is set)."""
+    setattr(sender, _SENDER_ENCODER, encoder)
 
 
 def remote_track(receiver):

@@ -98,3 +98,32 @@ count = int_range(1, 10 ** 9)
 packet_ms = checked(integer, _check_packet_ms)
 #: ``--bitrate``: what libopus takes.
 bitrate_bps = int_range(OPUS_MIN_BITRATE_BPS, OPUS_MAX_BITRATE_BPS)
+#: ``--expected-loss``: the packet loss Opus' in-band FEC is planned for, whole percent.
+loss_percent = int_range(0, 100)
+
+
+def add_fec_options(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """``--fec`` and ``--expected-loss``: Opus in-band FEC at the sender, the same wording everywhere
+    (``also``: what the command does more with it)."""
+    from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+
+    parser.add_argument("--fec", action="store_true",
+                        help="Opus in-band FEC: every speech packet also carries a low-bitrate copy of the one "
+                             "before (within --bitrate), and a lost packet whose successor arrived is decoded "
+                             "from it instead of concealed (needs --codec opus)" + also)
+    parser.add_argument("--expected-loss", type=loss_percent, default=None, metavar="PERCENT",
+                        help="with --fec: the packet loss the encoder plans the FEC for "
+                             f"(default {DEFAULT_EXPECTED_LOSS_PERCENT}; 0 = no FEC copies)")
+
+
+def fec_options_error(args: argparse.Namespace) -> Optional[str]:
+    """Why ``--fec`` / ``--expected-loss`` do not fit the other options, or None."""
+    if args.expected_loss is not None and not args.fec:
+        return "--expected-loss goes with --fec"
+    from .codecs import get_codec, redundant_codecs
+
+    if args.fec and not get_codec(args.codec).redundancy:
+        able = redundant_codecs()
+        return (f"--fec is {' or '.join(c.label for c in able)}' in-band FEC: add --codec "
+                f"{' or '.join(c.name for c in able)}")
+    return None

@@ -53,6 +53,7 @@ def _add_conceal(sub: argparse._SubParsersAction) -> None:
                    help="Opus bitrate in bit/s (default 24000)")
     p.add_argument("--packet-ms", type=argtypes.packet_ms, default=20,
                    help="packet duration in ms (default 20; 10 to 120 in 10 ms steps, with Opus 10, 20, 40 or 60)")
+    argtypes.add_fec_options(p)
     p.add_argument("--stats", metavar="JSON", help="write concealment statistics to this JSON file")
     p.add_argument("--neural-model", metavar="DIR",
                    help="model folder for --method neural (default: the shipped plc/assets/neural)")
@@ -70,6 +71,9 @@ def _run_conceal(args: argparse.Namespace) -> int:
     from .offline import check_packet_ms, conceal_audio, packets_in
     from .outputs import StagedOutputs, check_outputs
 
+    fec_error = argtypes.fec_options_error(args)
+    if fec_error:
+        raise UserError(fec_error)
     try:
         check_method(args.method, args.codec)
         check_packet_ms(args.packet_ms, args.codec)
@@ -97,7 +101,8 @@ def _run_conceal(args: argparse.Namespace) -> int:
         else:
             lost = model.generate(n_packets, np.random.default_rng(args.seed))
         result = conceal_audio(audio, sample_rate, lost, args.method, codec=args.codec,
-                               packet_ms=args.packet_ms, bitrate_bps=args.bitrate)
+                               packet_ms=args.packet_ms, bitrate_bps=args.bitrate, fec=args.fec,
+                               expected_loss_percent=args.expected_loss)
         out = result.audio[:, 0] if result.audio.shape[1] == 1 else result.audio
         with StagedOutputs() as staged:  # every output, or none of them
             write_audio(staged.path(output), out, sample_rate, subtype=audio_subtype(args.input))
@@ -110,6 +115,8 @@ def _run_conceal(args: argparse.Namespace) -> int:
     lost_n = int(np.count_nonzero(lost[:n_packets]))
     print(f"{output}: {n_packets} packets, {lost_n} lost ({100.0 * lost_n / max(1, n_packets):.1f}%), "
           f"concealed with {args.method} ({args.codec})"
+          + (f"; {result.stats['fec_recovered_packets']} recovered from in-band FEC at "
+             f"{result.stats['payload_bitrate_bps'] / 1000:.1f} kbit/s" if args.fec else "")
           + (f"; trace written to {trace_path}" if trace_path else ""))
     if result.stats.get("fallback_frames"):
         reasons = "; ".join(result.fallback_reasons)

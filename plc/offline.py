@@ -9,6 +9,12 @@ Two pipelines:
 * a lossy codec of :mod:`plc.codecs` (``opus``): the input is the *sender's* audio. It is
   encoded (libopus: 20 ms packets, VOIP, wideband), lost packets are dropped, the rest
   decoded, and the lost ones concealed (by the codec itself with ``method="opus"``).
+  With ``fec=True`` the encoder adds in-band FEC (each speech packet carries a
+  low-bitrate copy of the frame before it, within the same bitrate), and a lost
+  packet whose successor arrived and carries that copy is decoded from it
+  (``opus_decode`` with ``decode_fec=1``), as NetEQ does when the next packet is in
+  its buffer: offline it always is. The concealer is told only about the packets
+  nothing recovered.
 
 Concealers run at their native rate (16 kHz); the pipeline resamples around
 them. At other input rates the received samples are still passed through
@@ -25,6 +31,7 @@ import numpy as np
 
 from .audio_io import resample
 from .codecs import Codec, codec_names, get_codec
+from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 from .concealers import Concealer, check_method, make_concealer
 from .dsp import raised_cosine_fade
 
@@ -72,6 +79,8 @@ def conceal_audio(
     packet_ms: int = 20,
     bitrate_bps: int = 24000,
     concealer_factory: Optional[Callable[[], Concealer]] = None,
+    fec: bool = False,
+    expected_loss_percent: Optional[int] = None,
 ) -> ConcealResult:
     """Conceal the lost packets of ``audio`` (``(samples,)`` or ``(samples, channels)``).
 
@@ -88,17 +97,26 @@ def conceal_audio(
         see the module docstring.
     concealer_factory : callable, optional
         Builds the concealer instead of ``make_concealer(method)`` (one per channel).
+    fec : bool
+        Opus only: in-band FEC on at the sender, planned for ``expected_loss_percent`` loss
+        (default :data:`plc.codecs.opus.DEFAULT_EXPECTED_LOSS_PERCENT`).
 
     Returns
     -------
     ConcealResult
-        Audio with the input's shape and rate, and summed concealer statistics.
+        Audio with the input's shape and rate, and summed concealer statistics. With Opus
+        also ``fec_recovered_packets`` (lost packets decoded from FEC, per channel, summed)
+        and ``payload_bitrate_bps`` (the coded bitrate, all channels).
     """
     spec = get_codec(codec)
     if spec.encoder is None:
         raise ValueError(f"codec {codec!r} is received only; choose from {', '.join(codec_names())}")
     check_packet_ms(packet_ms, codec)
     check_method(method, codec)
+    if fec or expected_loss_percent is not None:
+        spec.check_redundancy(fec=True)
+    if expected_loss_percent is None:
+        expected_loss_percent = DEFAULT_EXPECTED_LOSS_PERCENT
     audio = np.asarray(audio, dtype=np.float32)
     mono = audio.ndim == 1
     channels = audio[:, None] if mono else audio
@@ -114,14 +132,21 @@ def conceal_audio(
     lost_packets = lost_packets[:needed]
 
     outputs, stats, reasons = [], {}, []
+    unrecovered = []  # per channel: the lost packets nothing recovered
+    coded_bits = 0
     for ch in range(channels.shape[1]):
         # Offline there is no real-time deadline: a busy machine must not change the output.
         concealer = concealer_factory() if concealer_factory is not None else make_concealer(method, realtime=False)
         x = channels[:, ch]
         if not spec.lossy:
             y = _conceal_pcm_channel(x, sample_rate, lost_packets, packet_ms, concealer)
+            unrecovered.append(lost_packets)
         else:
-            y = _conceal_coded_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer, spec)
+            coded = _conceal_coded_channel(x, sample_rate, lost_packets, packet_ms, bitrate_bps, concealer, spec,
+                                           fec, expected_loss_percent)
+            y = coded.audio
+            unrecovered.append(lost_packets & ~coded.recovered[:len(lost_packets)])
+            coded_bits += coded.payload_bytes * 8
         outputs.append(y)
         for key, value in concealer.stats.as_dict().items():
             stats[key] = stats.get(key, 0) + value
@@ -131,6 +156,9 @@ def conceal_audio(
     out = np.stack(outputs, axis=1)
     stats["lost_packets"] = int(lost_packets.sum())
     stats["packets"] = int(len(lost_packets))
+    if spec.lossy:
+        stats["fec_recovered_packets"] = sum(int((lost_packets & ~u).sum()) for u in unrecovered)
+        stats["payload_bitrate_bps"] = coded_bits / (len(lost_packets) * packet_ms / 1000.0)
     return ConcealResult(out[:, 0] if mono else out, sample_rate, stats, reasons)
 
 
@@ -200,10 +228,19 @@ def _splice(original: np.ndarray, replacement: np.ndarray, use_replacement: np.n
     return (original * (1.0 - weight) + replacement * weight).astype(np.float32)
 
 
+@dataclass
+class _CodedChannel:
+    audio: np.ndarray          # the channel at the input's rate
+    recovered: np.ndarray      # per packet: lost, and decoded from the next packet's FEC copy
+    payload_bytes: int         # the coded size of the packets covering the input
+
+
 def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
-                           bitrate_bps: int, concealer: Concealer, codec: Codec) -> np.ndarray:
+                           bitrate_bps: int, concealer: Concealer, codec: Codec, fec: bool = False,
+                           expected_loss_percent: int = 0) -> _CodedChannel:
     native = resample(x, sample_rate, NATIVE_RATE)
-    encoder = codec.encoder(bitrate_bps, packet_ms)
+    encoder = codec.encoder(bitrate_bps, packet_ms, **({"fec": True, "expected_loss_percent": expected_loss_percent}
+                                                       if fec else {}))
     decoder = codec.decoder(packet_ms)
     packet = encoder.frame_samples
     # Pad so that the encoder's lookahead is flushed out at the end.
@@ -212,17 +249,27 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
     signal = np.zeros(n_packets * packet, dtype=np.float32)
     signal[:len(native)] = native
     frame = NATIVE_RATE * FRAME_MS // 1000
+    payloads = [encoder.encode(signal[p * packet:(p + 1) * packet]) for p in range(n_packets)]
+    packet_rtp = codec.clock_rate * packet_ms // 1000
     decoded = np.empty_like(signal)
+    recovered = np.zeros(n_packets, dtype=bool)
     for p in range(n_packets):
-        payload = encoder.encode(signal[p * packet:(p + 1) * packet])
-        # On a loss the decoder always runs its own PLC so that its state stays
-        # continuous; other methods replace that output below (those that use the
-        # codec's concealment are given it).
-        out = decoder.conceal(packet) if lost[p] else decoder.decode(payload)
+        if not lost[p]:
+            out = decoder.decode(payloads[p])
+        elif p + 1 < n_packets and not lost[p + 1] and decoder.fec_duration(payloads[p + 1]) == packet_rtp:
+            # the next packet arrived with a copy of this one (whatever the sender was told, as a receiver)
+            out = decoder.decode_fec(payloads[p + 1], packet_rtp)
+            recovered[p] = out is not None
+        else:
+            # On a loss the decoder always runs its own PLC so that its state stays
+            # continuous; other methods replace that output below (those that use the
+            # codec's concealment are given it).
+            out = decoder.conceal(packet)
         if out is None:  # no concealment of its own, or a payload it cannot decode: silence
             out = np.zeros(packet, dtype=np.float32)
         decoded[p * packet:(p + 1) * packet] = out
-    lost_frames = np.repeat(lost, packet // frame)
+    lost_frames = np.repeat(lost & ~recovered, packet // frame)
     decoded = run_concealer(decoded, lost_frames, concealer, codec_concealment=decoded)
     aligned = decoded[encoder.lookahead:encoder.lookahead + len(native)]
-    return resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
+    audio = resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
+    return _CodedChannel(audio, recovered, sum(len(p) for p in payloads[:len(lost_packets)]))

@@ -47,6 +47,11 @@ checks that this aiortc has them):
    receives a frame every 20 ms, concealment included, even when no packet
    arrives.
 
+Opus in-band FEC: the jitter buffer decodes a missing frame from the next packet's FEC
+copy whenever one is there (browsers send it); with ``fec=True`` this connection's own
+Opus senders send it too and its SDP says ``useinbandfec=1`` (:mod:`plc.webrtc_fec`).
+``fecPacketsReceived`` and ``fecPacketsDiscarded`` count the copies.
+
 The receiver's ``getStats()`` also gets the jitter buffer's counters added to
 its audio ``inbound-rtp`` entry (as declared fields of a subclass of aiortc's
 ``RTCInboundRtpStreamStats``); :attr:`ConcealmentHandle.stats` and
@@ -88,6 +93,7 @@ import numpy as np
 
 from . import aiortc_compat
 from .codecs import codec_for_mime
+from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 from .dsp import StreamUpsampler
 
 logger = logging.getLogger(__name__)
@@ -105,13 +111,16 @@ OUTPUT_FRAME_SAMPLES = 960
 OUTPUT_FRAME_MS = 20
 _JB_RATE = 16000
 _JB_FRAME_MS = 10
+#: Options of :func:`enable_concealment` for the sender side (:mod:`plc.webrtc_fec`), not the receivers.
+_FEC_OPTIONS = {"fec", "expected_loss_percent"}
 _TIME_BASE = fractions.Fraction(1, OUTPUT_RATE)
 
 #: The WebRTC ``RTCInboundRtpStreamStats`` fields added to the receiver's ``getStats()``.
 STANDARD_STATS = (
     "jitterBufferDelay", "jitterBufferTargetDelay", "jitterBufferEmittedCount", "concealedSamples",
     "silentConcealedSamples", "concealmentEvents", "insertedSamplesForDeceleration",
-    "removedSamplesForAcceleration", "packetsDiscarded", "totalSamplesReceived",
+    "removedSamplesForAcceleration", "packetsDiscarded", "totalSamplesReceived", "fecPacketsReceived",
+    "fecPacketsDiscarded",
 )
 
 # ------------------------------------------------------------------ registry
@@ -453,6 +462,8 @@ class ConcealmentHandle:
         self.receivers: list[ReceiverConcealment] = []
         self.enabled = True
         self._listener = None
+        #: The sender side of ``fec=True`` (:class:`plc.webrtc_fec.OpusFecHandle`), else None.
+        self.fec = None
 
     def _attach(self, receiver) -> Optional[ReceiverConcealment]:
         if not self.enabled or aiortc_compat.receiver_kind(receiver, "audio") != "audio":
@@ -465,7 +476,8 @@ class ConcealmentHandle:
                                      f"{existing.method!r}; disable it first")
                 self.receivers.append(existing)
             return existing
-        rc = ReceiverConcealment(receiver, self.method, **self.options)
+        receiver_options = {k: v for k, v in self.options.items() if k not in _FEC_OPTIONS}
+        rc = ReceiverConcealment(receiver, self.method, **receiver_options)
         rc._install()
         self.receivers.append(rc)
         return rc
@@ -510,6 +522,8 @@ class ConcealmentHandle:
                 pass
         for rc in self.receivers:
             rc.disable()
+        if self.fec is not None:
+            self.fec.disable()
         if target is not None and _PEERS.get(target) is self:
             del _PEERS[target]
 
@@ -561,7 +575,11 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
         unread frames kept in the track before the oldest are dropped);
         ``log_ticks`` (keep the last N tick operations in
         :attr:`ReceiverConcealment.timeline`); ``concealer_options`` (dict of
-        keyword arguments for the concealer, e.g. ``{"model_dir": ...}``).
+        keyword arguments for the concealer, e.g. ``{"model_dir": ...}``);
+        ``fec`` (default False; True: this connection's Opus senders send in-band
+        FEC and its SDP advertises ``useinbandfec=1``, :func:`plc.webrtc_fec.enable_opus_fec`;
+        a peer connection only) with ``expected_loss_percent`` (default 10, the loss
+        the encoder plans the FEC for). Received FEC is used either way.
 
     Returns
     -------
@@ -589,14 +607,18 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
 
 
 #: The options :func:`enable_concealment` takes.
-OPTIONS = ("buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks", "concealer_options")
+OPTIONS = ("buffer", "layout", "threaded", "max_catchup_ms", "max_queued_frames", "log_ticks",
+           "concealer_options") + tuple(sorted(_FEC_OPTIONS))
 
 
 def _check_options(options: dict) -> None:
-    """``ValueError`` for an unknown option or a bad ``buffer`` spec."""
+    """``ValueError`` for an unknown option, ``expected_loss_percent`` without ``fec`` or a bad
+    ``buffer`` spec."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ValueError(f"unknown option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(OPTIONS))}")
+    if "expected_loss_percent" in options and not options.get("fec"):
+        raise ValueError("expected_loss_percent goes with fec=True")
     if "buffer" in options and isinstance(options["buffer"], str):
         from jitterbuffer.jitter_buffer import JitterBufferConfig
 
@@ -612,6 +634,10 @@ def _enable_on_peer_connection(pc, method: str, options: dict) -> ConcealmentHan
                              f"{handle.method!r}; call disable() first")
         return handle
     handle = ConcealmentHandle(pc, method, options)
+    if options.get("fec"):
+        from .webrtc_fec import enable_opus_fec
+
+        handle.fec = enable_opus_fec(pc, options.get("expected_loss_percent", DEFAULT_EXPECTED_LOSS_PERCENT))
     for transceiver in pc.getTransceivers():
         if transceiver.kind == "audio":
             handle._attach(transceiver.receiver)
@@ -633,6 +659,8 @@ def _enable_on_receiver(receiver, method: str, options: dict) -> ConcealmentHand
     """One audio receiver."""
     if aiortc_compat.receiver_kind(receiver) != "audio":
         raise ValueError("concealment applies to audio receivers only")
+    if options.get("fec"):
+        raise ValueError("fec=True turns on the connection's Opus senders: pass the RTCPeerConnection")
     existing = _RECEIVERS.get(receiver)
     if existing is not None and existing.method != method:
         raise ValueError(f"concealment is already enabled on this receiver with method {existing.method!r}; "

@@ -38,3 +38,15 @@ def harmonic(f0_hz: float = 150.0, seconds: float = 1.0, sample_rate: int = 1600
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     x = sum(0.3 / k * np.sin(2 * np.pi * f0_hz * k * t + rng.uniform(0, 6.28)) for k in range(1, 8))
     return (x + 0.003 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def syllabic(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
+    """A voiced signal with a syllable-rate envelope at 16 kHz: libopus' VAD calls most of it speech
+    (so an encoder with in-band FEC puts copies into most packets; a steady vowel soon counts as noise)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 16000)) / 16000
+    f0 = 150 * (1 + 0.05 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / 16000
+    x = sum(0.3 / k * np.sin(k * phase + k) for k in range(1, 8))
+    env = (0.15 + 0.85 * np.abs(np.sin(2 * np.pi * 2.5 * t))) * (1 + 0.3 * np.sin(2 * np.pi * 0.9 * t))
+    return (x * env + 0.01 * rng.standard_normal(len(t))).astype(np.float32)

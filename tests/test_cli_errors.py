@@ -142,6 +142,16 @@ def test_conceal_packet_size_the_codec_cannot_carry(wav, tmp_path, capsys):
     assert not (tmp_path / "o.wav").exists()
 
 
+def test_conceal_fec_options_need_opus_and_each_other(wav, tmp_path, capsys):
+    base = ["conceal", str(wav), str(tmp_path / "o.wav"), "--loss", "bernoulli:0.1"]
+    usage_error(capsys, base + ["--fec"], "--codec opus")
+    usage_error(capsys, base + ["--codec", "opus", "--expected-loss", "10"], "goes with --fec")
+    usage_error(capsys, base + ["--codec", "opus", "--fec", "--expected-loss", "150"], "--expected-loss")
+    assert not (tmp_path / "o.wav").exists()
+    assert main(base + ["--codec", "opus", "--fec", "--expected-loss", "20", "--stats", str(tmp_path / "s.json")]) == 0
+    assert "fec_recovered_packets" in (tmp_path / "s.json").read_text()
+
+
 def test_bench_refuses_what_it_cannot_time(wav, tmp_path, capsys):
     one = tmp_path / "one.wav"
     sf.write(one, harmonic(seconds=1.0)[:1], 16000)

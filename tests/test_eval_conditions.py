@@ -126,3 +126,44 @@ def test_live_call_spec_items_need_key_and_value(bad):
 
     with pytest.raises(LiveCallSpecError):
         parse_live_call(bad)
+
+
+def test_fec_variants_are_paired_against_the_same_method_without_fec():
+    rng = np.random.default_rng(1)
+    rows = _rows(rng, "read", {"neteq": 0.0, "neteq+fec": 0.3, "opus": 0.1, "opus+fec": 0.2})
+    for r in rows:
+        r.update({"lost_packets": 10, "fec_recovered": 7 if r["method"].endswith("+fec") else 0,
+                  "payload_kbps": 23.0})
+    s = summarize(rows)
+    cond = s["conditions"]["c"]
+    assert abs(cond["neteq+fec"]["diff_vs_nofec"]["plcmos"]["mean"] - 0.3) < 0.02
+    assert abs(cond["opus+fec"]["diff_vs_nofec"]["plcmos"]["mean"] - 0.1) < 0.02
+    assert "diff_vs_nofec" not in cond["neteq"]
+    assert cond["neteq+fec"]["fec_recovered"] == 7 * 30 and cond["neteq+fec"]["lost_packets"] == 300
+    from eval.report import fec_table, method_order
+
+    table = fec_table(cond)
+    assert "| neteq |" in table and "| opus |" in table and "210 of 300 (70%)" in table
+    assert method_order(list(cond)) == ["neteq", "neteq+fec", "opus", "opus+fec"]
+
+
+def test_eval_fec_runs_each_method_with_and_without_fec_on_the_same_traces(tmp_path):
+    manifest = _clips_manifest(tmp_path, 1, 3.0)
+    out = tmp_path / "ev"
+    rc = main(["eval", "--manifest", str(manifest), "--codec", "opus", "--fec", "--methods", "zero",
+               "--loss", "bernoulli:0.15", "--network", "delay=40ms jitter=0ms dist=none loss=10%",
+               "--out", str(out), "--jobs", "1", "--quiet", "--asr", "off"])
+    assert rc == 0
+    rows = {(r["condition"], r["method"]): r for r in csv.DictReader(open(out / "results.csv"))}
+    assert set(m for _, m in rows) == {"reference", "reference+fec", "zero", "zero+fec"}
+    for cond in ("bernoulli:0.15", "net:delay=40ms jitter=0ms dist=none loss=10%"):
+        plain, fec = rows[(cond, "zero")], rows[(cond, "zero+fec")]
+        assert plain["loss_rate"] == fec["loss_rate"] and plain["lost_packets"] == fec["lost_packets"]
+        assert int(plain["fec_recovered"]) == 0 < int(fec["fec_recovered"]) <= int(fec["lost_packets"])
+        assert float(fec["plcmos"]) > float(plain["plcmos"])  # silence in the gaps: FEC fills most
+        assert abs(float(fec["payload_kbps"]) - float(plain["payload_kbps"])) < 3.0
+    report = (out / "report.md").read_text()
+    assert "with and without Opus in-band FEC" in report and "reference+fec" in report
+    summary = json.loads((out / "summary.json").read_text())
+    assert "diff_vs_nofec" in summary["conditions"]["bernoulli:0.15"]["zero+fec"]
+    assert main(["eval", "--manifest", str(manifest), "--fec", "--out", str(tmp_path / "x")]) == 2

@@ -33,11 +33,20 @@ def tiny_manifest(tmp_path_factory):
     return d / "m.csv"
 
 
+def _free_port() -> int:
+    """A TCP port nothing listens on now (a fixed one collides with a concurrent test run)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _train(args, env_extra=None, nproc=None):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if nproc:
         cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(nproc), "--master_port",
-               "29517", str(Path(sys.executable).with_name("plc")), "train", *args]
+               str(_free_port()), str(Path(sys.executable).with_name("plc")), "train", *args]
     else:
         cmd = [sys.executable, "-m", "plc.cli", "train", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

@@ -17,18 +17,22 @@ name             MIME type    PT     what
 ``pcmu``,        audio/PCMU,  (aiortc)  G.711 and G.722 through aiortc's decoders, in calls
 ``pcma``,        audio/PCMA,            only (:mod:`.aiortc_codecs`)
 ``g722``         audio/G722
+``red``          audio/red    63     RED (RFC 2198): Opus with older packets sent again,
+                                     split into blocks, not decoded (:mod:`.red`)
 ===============  ===========  =====  ====================================================
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Optional
 
 from .aiortc_codecs import AiortcPayloadDecoder
-from .opus import OPUS_FRAME_MS, OpusEncoder, OpusPayloadDecoder
+from .opus import DEFAULT_EXPECTED_LOSS_PERCENT, OPUS_FRAME_MS, OpusEncoder, OpusPayloadDecoder
 from .payload import FRAME_SAMPLES, MAX_PACKET_MS, SAMPLE_RATE, PayloadDecoder, PayloadEncoder
 from .pcm import PcmDecoder, PcmEncoder
+from .red import RED_PAYLOAD_TYPE, split_red
 
 #: Packet durations a codec without other limits carries: whole 10 ms frames up to 120 ms.
 TEN_MS_PACKETS = tuple(range(10, MAX_PACKET_MS + 1, 10))
@@ -46,17 +50,22 @@ class Codec:
         The key, as aiortc spells it (compared in lower case).
     clock_rate : int
         RTP timestamp rate, Hz.
-    decoder : callable
+    decoder : callable or None
         ``decoder(frame_ms=20)``: a new :class:`~plc.codecs.payload.PayloadDecoder`; its own
-        concealment, if any, makes ``frame_ms`` at a time.
+        concealment, if any, makes ``frame_ms`` at a time. None for a format that wraps
+        others (``split``).
     encoder : callable or None
-        ``encoder(bitrate_bps, frame_ms)``: a new :class:`~plc.codecs.payload.PayloadEncoder`;
+        ``encoder(bitrate_bps, frame_ms)``: a new :class:`~plc.codecs.payload.PayloadEncoder`
+        (with ``redundancy``, also ``fec=True, expected_loss_percent=...``: in-band FEC);
         None for a codec this project only receives.
     payload_type : int or None
         The payload type this project sends it with (the jitter buffer's default map); None
         where only aiortc's negotiation assigns one.
     conceals : bool
         The decoder conceals a lost packet itself (``PayloadDecoder.conceal``).
+    redundancy : bool
+        It can be sent with redundancy: in-band FEC (its encoder's ``fec``, its decoder's
+        ``decode_fec``) and RED (RFC 2198) blocks.
     lossy : bool
         The offline pipeline codes the sender's audio through it; a lossless codec's offline
         input is the received audio itself (``plc conceal --codec pcm``).
@@ -64,22 +73,34 @@ class Codec:
         Packet durations it carries, ms.
     label : str
         Its name in messages and reports (``Opus``, ``G.722``); default: ``name``.
+    split : callable or None
+        For a format that wraps other payloads instead of being decoded (RED): the function that
+        cuts a payload into its blocks (:func:`plc.codecs.red.split_red`'s signature).
     """
 
     name: str
     mime_type: str
     clock_rate: int
-    decoder: Callable[..., PayloadDecoder]
+    decoder: Optional[Callable[..., PayloadDecoder]]
     encoder: Optional[Callable[[int, int], PayloadEncoder]] = None
     payload_type: Optional[int] = None
     conceals: bool = False
+    redundancy: bool = False
     lossy: bool = True
     packet_ms: tuple[int, ...] = TEN_MS_PACKETS
     label: str = ""
+    split: Optional[Callable[[bytes], list]] = None
 
     def __post_init__(self) -> None:
         if not self.label:
             object.__setattr__(self, "label", self.name)
+
+    def check_redundancy(self, fec: bool = False, red: bool = False) -> None:
+        """``ValueError`` (one line) if FEC or RED is asked of a codec that cannot carry it."""
+        if (fec or red) and not self.redundancy:
+            able = redundant_codecs()
+            raise ValueError(f"FEC and RED are sent with {' or '.join(c.label for c in able)}: use "
+                             f"--codec {' or '.join(c.name for c in able)}")
 
     def check_packet_ms(self, packet_ms: int) -> int:
         """``packet_ms`` if this codec carries packets that long, else ``ValueError`` (one line)."""
@@ -131,13 +152,20 @@ def concealing_codecs() -> list[str]:
     return [c.name for c in _CODECS.values() if c.conceals and c.encoder is not None]
 
 
+def redundant_codecs() -> list[Codec]:
+    """The sendable codecs that can carry redundancy (in-band FEC, RED)."""
+    return [c for c in _CODECS.values() if c.redundancy and c.encoder is not None]
+
+
 def default_payload_types() -> dict[int, Codec]:
     """Payload type -> codec for every codec this project sends (the jitter buffer's default map)."""
     return {c.payload_type: c for c in _CODECS.values() if c.payload_type is not None}
 
 
-def _opus_encoder(bitrate_bps: int, frame_ms: int) -> PayloadEncoder:
-    return OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=frame_ms)
+def _opus_encoder(bitrate_bps: int, frame_ms: int, fec: bool = False,
+                  expected_loss_percent: int = DEFAULT_EXPECTED_LOSS_PERCENT) -> PayloadEncoder:
+    return OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=frame_ms, fec=fec,
+                       expected_loss_percent=expected_loss_percent)
 
 
 def _aiortc_decoder(mime_type: str) -> Callable[..., PayloadDecoder]:
@@ -147,9 +175,11 @@ def _aiortc_decoder(mime_type: str) -> Callable[..., PayloadDecoder]:
 register(Codec("pcm", "audio/x-plc-pcm16", SAMPLE_RATE, PcmDecoder, PcmEncoder, payload_type=96, lossy=False,
                label="PCM"))
 register(Codec("opus", "audio/opus", 48000, OpusPayloadDecoder, _opus_encoder, payload_type=111, conceals=True,
-               packet_ms=OPUS_FRAME_MS, label="Opus"))
+               redundancy=True, packet_ms=OPUS_FRAME_MS, label="Opus"))
 for _mime, _label in (("audio/PCMU", "G.711 µ-law"), ("audio/PCMA", "G.711 A-law"), ("audio/G722", "G.722")):
     register(Codec(_mime.split("/")[1].lower(), _mime, 8000, _aiortc_decoder(_mime), label=_label))
+register(Codec("red", "audio/red", 48000, None, payload_type=RED_PAYLOAD_TYPE, label="RED",
+               split=partial(split_red, red_payload_type=RED_PAYLOAD_TYPE)))
 
 __all__ = [
     "Codec", "register", "get_codec", "codec_for_mime", "codec_names", "concealing_codecs",

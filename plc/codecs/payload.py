@@ -4,6 +4,11 @@ Decoders turn one RTP payload into float32 mono samples at :data:`SAMPLE_RATE` (
 native rate, whatever the codec's own), and may conceal a lost packet themselves; encoders make
 one payload per packet from samples at that rate. A payload carries whole 10 ms frames (the
 jitter buffer's decision interval), at most :data:`MAX_PACKET_MS`.
+
+In-band FEC is a decoder capability: :meth:`PayloadDecoder.fec_duration` says whether a
+payload also carries a redundant copy of the frame before it, and
+:meth:`PayloadDecoder.decode_fec` decodes that copy (Opus: the LBRR data,
+:mod:`plc.codecs.opus_fec`); formats without FEC keep the defaults (none).
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class PayloadDecoder(abc.ABC):
     def conceal(self, n_samples: int) -> Optional[np.ndarray]:
         """The codec's own concealment of the next lost samples (``n_samples`` asked for; a codec
         conceals in its own packet length), or None if it has none."""
+        return None
+
+    def fec_duration(self, payload: bytes) -> Optional[int]:
+        """Duration in RTP units of the in-band FEC copy of the audio just before ``payload``
+        (libwebrtc's ``PacketDurationRedundant``), or None if the payload carries none."""
+        return None
+
+    def decode_fec(self, payload: bytes, duration: int) -> Optional[np.ndarray]:
+        """The ``duration`` RTP units before ``payload`` decoded from its FEC copy, at
+        :data:`SAMPLE_RATE`; None if undecodable. Called before ``payload`` itself is decoded."""
         return None
 
     def reset(self) -> None:

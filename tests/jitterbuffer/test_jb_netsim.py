@@ -179,6 +179,13 @@ def test_cli_network_run_writes_audio_and_stats(wav, tmp_path):
     r = plc("netsim", wav, str(tmp_path / "replay.wav"), "--arrivals", str(tmp_path / "a.csv"),
             "--buffer", "fixed:80", "--codec", "opus", "--method", "opus")
     assert r.returncode == 0, r.stderr
+    for redundancy in (["--fec"], ["--red"], ["--fec", "--expected-loss", "20", "--red"]):
+        r = plc("netsim", wav, str(tmp_path / "fec.wav"), "--arrivals", str(tmp_path / "a.csv"), "--codec", "opus",
+                "--stats", str(tmp_path / "fec.json"), *redundancy)
+        assert r.returncode == 0, r.stderr
+        data = json.loads((tmp_path / "fec.json").read_text())
+        assert data["fecPacketsReceived"] > 0 and data["payloadBitrateBps"] > 10000
+        assert "recovered from redundancy" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -193,6 +200,10 @@ def test_cli_network_run_writes_audio_and_stats(wav, tmp_path):
     (["IN", "o.txt", "--network", "heavy"], "must end in"),
     (["IN", "o.wav", "--network", "heavy", "--quantile", "1.5"], "--quantile"),
     (["IN", "o.wav", "--network", "heavy", "--min-delay", "50", "--max-delay", "10"], "--min-delay"),
+    (["IN", "o.wav", "--network", "heavy", "--fec"], "--codec opus"),
+    (["IN", "o.wav", "--network", "heavy", "--red"], "--codec opus"),
+    (["IN", "o.wav", "--network", "heavy", "--codec", "opus", "--expected-loss", "5"], "goes with --fec"),
+    (["IN", "o.wav", "--network", "heavy", "--codec", "opus", "--fec", "--expected-loss", "-3"], "--expected-loss"),
 ])
 def test_cli_errors_are_one_line(wav, tmp_path, args, message):
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
