@@ -108,13 +108,7 @@ def conceal_audio(
         also ``fec_recovered_packets`` (lost packets decoded from FEC, per channel, summed)
         and ``payload_bitrate_bps`` (the coded bitrate, all channels).
     """
-    spec = get_codec(codec)
-    if spec.encoder is None:
-        raise ValueError(f"codec {codec!r} is received only; choose from {', '.join(codec_names())}")
-    check_packet_ms(packet_ms, codec)
-    check_method(method, codec)
-    if fec or expected_loss_percent is not None:
-        spec.check_redundancy(fec=True)
+    spec = _checked_codec(codec, method, packet_ms, fec, expected_loss_percent)
     if expected_loss_percent is None:
         expected_loss_percent = DEFAULT_EXPECTED_LOSS_PERCENT
     audio = np.asarray(audio, dtype=np.float32)
@@ -122,14 +116,7 @@ def conceal_audio(
     channels = audio[:, None] if mono else audio
     if channels.ndim != 2 or channels.shape[0] == 0:
         raise ValueError("audio must be a non-empty (samples,) or (samples, channels) array")
-    lost_packets = np.asarray(lost_packets, dtype=bool)
-    needed = packets_in(channels.shape[0], sample_rate, packet_ms)
-    if len(lost_packets) < needed:
-        raise ValueError(
-            f"loss trace has {len(lost_packets)} packets but the audio needs {needed} "
-            f"({packet_ms} ms packets)"
-        )
-    lost_packets = lost_packets[:needed]
+    lost_packets = _covering(np.asarray(lost_packets, dtype=bool), channels.shape[0], sample_rate, packet_ms)
 
     outputs, stats, reasons = [], {}, []
     unrecovered = []  # per channel: the lost packets nothing recovered
@@ -148,11 +135,7 @@ def conceal_audio(
             unrecovered.append(lost_packets & ~coded.recovered[:len(lost_packets)])
             coded_bits += coded.payload_bytes * 8
         outputs.append(y)
-        for key, value in concealer.stats.as_dict().items():
-            stats[key] = stats.get(key, 0) + value
-        reason = getattr(concealer, "fallback_reason", None)
-        if reason and reason not in reasons:
-            reasons.append(reason)
+        _add_stats(stats, reasons, concealer)
     out = np.stack(outputs, axis=1)
     stats["lost_packets"] = int(lost_packets.sum())
     stats["packets"] = int(len(lost_packets))
@@ -160,6 +143,39 @@ def conceal_audio(
         stats["fec_recovered_packets"] = sum(int((lost_packets & ~u).sum()) for u in unrecovered)
         stats["payload_bitrate_bps"] = coded_bits / (len(lost_packets) * packet_ms / 1000.0)
     return ConcealResult(out[:, 0] if mono else out, sample_rate, stats, reasons)
+
+
+def _checked_codec(codec: str, method: str, packet_ms: int, fec: bool, expected_loss_percent: Optional[int]) -> Codec:
+    """The codec of the pipeline, after checking that it, the method, the packet size and FEC fit
+    together (``ValueError``, one line)."""
+    spec = get_codec(codec)
+    if spec.encoder is None:
+        raise ValueError(f"codec {codec!r} is received only; choose from {', '.join(codec_names())}")
+    check_packet_ms(packet_ms, codec)
+    check_method(method, codec)
+    if fec or expected_loss_percent is not None:
+        spec.check_redundancy(fec=True)
+    return spec
+
+
+def _covering(lost_packets: np.ndarray, n_samples: int, sample_rate: int, packet_ms: int) -> np.ndarray:
+    """The trace cut to the packets that carry ``n_samples``; ``ValueError`` if it is too short."""
+    needed = packets_in(n_samples, sample_rate, packet_ms)
+    if len(lost_packets) < needed:
+        raise ValueError(
+            f"loss trace has {len(lost_packets)} packets but the audio needs {needed} "
+            f"({packet_ms} ms packets)"
+        )
+    return lost_packets[:needed]
+
+
+def _add_stats(stats: dict, reasons: list[str], concealer: Concealer) -> None:
+    """Sum one channel's concealer statistics into ``stats``; collect its fallback reason."""
+    for key, value in concealer.stats.as_dict().items():
+        stats[key] = stats.get(key, 0) + value
+    reason = getattr(concealer, "fallback_reason", None)
+    if reason and reason not in reasons:
+        reasons.append(reason)
 
 
 def lost_sample_mask(n_samples: int, sample_rate: int, lost_packets: np.ndarray, packet_ms: int) -> np.ndarray:
