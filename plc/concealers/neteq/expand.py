@@ -134,13 +134,33 @@ class Expand:
 
     def _analyze_signal(self, history: Optional[np.ndarray]) -> np.ndarray:
         """``Expand::AnalyzeSignal``; returns the random vector for the first period."""
-        fm = self.fs_mult
         n = self.signal_length
         if history is None:
             raise ValueError("the first expand of a loss continues the played history: pass it")
         x = history[-n:].astype(np.float64)
         self._initialize_for_an_expand_period()
+        distortion_lag, correlation_lag = self._best_lags(x)
+        self.max_lag = max(distortion_lag, correlation_lag)
+        corr_q14 = self._correlation_coefficient(x, distortion_lag, correlation_lag)
+        amplitude_ratio = self._expand_vectors(x, distortion_lag, correlation_lag)
+        self._unvoiced_model(x)
+        random_vector = self._first_random_vector(distortion_lag)
+        self._voice_mix_and_mute_slope(corr_q14, amplitude_ratio, distortion_lag)
+        # Adaptation 1: the zero-input continuation of the real signal through
+        # the unvoiced AR filter, for the first period's overlap smoothing.
+        ov = self.overlap_length
+        zi = lfiltic([1.0], self._ar_filter, x[::-1][:_UNVOICED_LPC_ORDER])
+        cont, _ = lfilter([1.0], self._ar_filter, np.zeros(ov), zi=zi)
+        if not np.all(np.isfinite(cont)):
+            cont = np.full(ov, x[-1])
+        self._continuation = cont
+        return random_vector
 
+    def _best_lags(self, x: np.ndarray) -> tuple[int, int]:
+        """The distortion lag and the correlation lag of the best of three pitch candidates: 4 kHz
+        correlation peaks, each refined by ``MinDistortion``, chosen by correlation / distortion."""
+        fm = self.fs_mult
+        n = len(x)
         corr = self._correlation(x)
         c_idx, c_val = peak_detection(corr.copy(), 51, _NUM_CORRELATION_CANDIDATES, fm)
         c_idx = [i + 20 * fm for i in c_idx]
@@ -164,11 +184,12 @@ class Expand:
                 ratio = np.inf
             if ratio > best_ratio:
                 best, best_ratio = i, ratio
-        distortion_lag = d_idx[best]
-        correlation_lag = c_idx[best]
-        self.max_lag = max(distortion_lag, correlation_lag)
+        return d_idx[best], c_idx[best]
 
-        # Exact best correlation between the two lags.
+    def _correlation_coefficient(self, x: np.ndarray, distortion_lag: int, correlation_lag: int) -> int:
+        """The best normalised correlation between the two lags, Q14."""
+        fm = self.fs_mult
+        n = len(x)
         corr_len = max(min(distortion_lag + 10, 120 * fm), 60 * fm)
         start = min(distortion_lag, correlation_lag)
         n_lags = abs(distortion_lag - correlation_lag) + 1
@@ -181,13 +202,13 @@ class Expand:
         seg2 = x[n - corr_len - bi:n - bi]
         e2 = float(np.dot(seg2, seg2))
         if e1 > 0 and e2 > 0:
-            corr_q14 = min(16384, int(max_corr / np.sqrt(e1 * e2) * 16384.0))
-        else:
-            corr_q14 = 0
+            return min(16384, int(max_corr / np.sqrt(e1 * e2) * 16384.0))
+        return 0
 
-        # The two expand vectors.
-        ov = self.overlap_length
-        exp_len = self.max_lag + ov
+    def _expand_vectors(self, x: np.ndarray, distortion_lag: int, correlation_lag: int) -> int:
+        """The two expand vectors (energy-matched) and the three lags; returns the amplitude ratio, Q13."""
+        n = len(x)
+        exp_len = self.max_lag + self.overlap_length
         v1 = x[n - exp_len:]
         v2 = x[n - exp_len - distortion_lag:n - distortion_lag]
         e1 = float(np.dot(v1, v1))
@@ -208,10 +229,14 @@ class Expand:
             third = ((distortion_lag + correlation_lag - 1) // 2 if distortion_lag > correlation_lag
                      else (distortion_lag + correlation_lag + 1) // 2)
             self.expand_lags = [distortion_lag, (distortion_lag + correlation_lag) // 2, third]
+        return amplitude_ratio
 
-        # LPC of the unvoiced part: auto-correlation of the last 20 ms.
+    def _unvoiced_model(self, x: np.ndarray) -> None:
+        """The AR model of the unvoiced part (LPC of the last 20 ms), its filter state and gain
+        (residual RMS of the last 128 samples)."""
+        n = len(x)
         order = _UNVOICED_LPC_ORDER
-        lpc_len = _LPC_ANALYSIS_LENGTH * fm
+        lpc_len = _LPC_ANALYSIS_LENGTH * self.fs_mult
         seg = x[n - lpc_len:]
         ac = np.array([np.dot(seg[k:], seg[:lpc_len - k]) for k in range(order + 1)])
         if ac[0] > 0:
@@ -220,22 +245,21 @@ class Expand:
                 a = np.zeros(order + 1)
                 a[0] = 1.0
             self._ar_filter = a
-
-        # Noise segment: the start of the table.
-        noise_length = 2 * distortion_lag + 30 if distortion_lag < 40 else distortion_lag + 30
-        if noise_length <= RANDOM_TABLE_SIZE:
-            random_vector = RANDOM_TABLE[:noise_length].copy()
-        else:
-            self.random_vector.increase_seed_increment(2)
-            random_vector = np.concatenate([
-                RANDOM_TABLE, self.random_vector.generate(noise_length - RANDOM_TABLE_SIZE)])
-
-        # Unvoiced filter state and gain (residual RMS of the last 128 samples).
         self._ar_filter_state = x[n - order:].copy()
         residual = lfilter(self._ar_filter, [1.0], x[n - 128 - order:])[order:]
         self._ar_gain = np.sqrt(float(np.dot(residual, residual)) / 128.0) / 8192.0
 
-        # Voice-mix factor from the correlation coefficient (Q14 polynomial).
+    def _first_random_vector(self, distortion_lag: int) -> np.ndarray:
+        """The first period's noise: the start of the table (more, if the lag needs it)."""
+        noise_length = 2 * distortion_lag + 30 if distortion_lag < 40 else distortion_lag + 30
+        if noise_length <= RANDOM_TABLE_SIZE:
+            return RANDOM_TABLE[:noise_length].copy()
+        self.random_vector.increase_seed_increment(2)
+        return np.concatenate([RANDOM_TABLE, self.random_vector.generate(noise_length - RANDOM_TABLE_SIZE)])
+
+    def _voice_mix_and_mute_slope(self, corr_q14: int, amplitude_ratio: int, distortion_lag: int) -> None:
+        """The voice-mix factor from the correlation (Q14 polynomial), and the muting slope and
+        onset from the amplitude ratio."""
         if corr_q14 > 7875:
             x1 = corr_q14
             x2 = (x1 * x1) >> 14
@@ -245,8 +269,6 @@ class Expand:
             self.voice_mix_factor = max(vmf, 0)
         else:
             self.voice_mix_factor = 0
-
-        # Muting slope from the amplitude ratio.
         slope = amplitude_ratio
         if slope > 12288:
             denom = min((distortion_lag * slope) >> 8, 32767)
@@ -259,19 +281,10 @@ class Expand:
         else:
             self.mute_slope = int(((8192 - slope) * 128) / distortion_lag)
             if self.voice_mix_factor <= 13107:
-                self.mute_slope = max(5243 // fm, self.mute_slope)
+                self.mute_slope = max(5243 // self.fs_mult, self.mute_slope)
             elif slope > 8028:
                 self.mute_slope = 0
             self.onset = False
-
-        # Adaptation 1: the zero-input continuation of the real signal through
-        # the unvoiced AR filter, for the first period's overlap smoothing.
-        zi = lfiltic([1.0], self._ar_filter, x[::-1][:order])
-        cont, _ = lfilter([1.0], self._ar_filter, np.zeros(ov), zi=zi)
-        if not np.all(np.isfinite(cont)):
-            cont = np.full(ov, x[-1])
-        self._continuation = cont
-        return random_vector
 
     def _update_lag_index(self) -> None:
         self._current_lag_index += self._lag_index_direction
