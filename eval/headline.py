@@ -3,9 +3,10 @@
 ``python -m eval.headline RESULTS.csv ... [--method neural] [--out FILE.md]`` pools the rows of
 the runs (PCM, Opus, jitter buffer and live-call conditions, any manifests), labels each
 condition with its path (``PCM``, ``Opus``, ``jitter buffer (Opus)``, ``live call``), and
-writes Markdown tables of the method's paired differences to ``opus`` (libopus' PLC) and
-``neteq`` with 95% bootstrap intervals (:func:`eval.summary.summarize`): pooled over every
-clip, then per corpus, so a domain where the method loses shows.
+writes Markdown tables of the method's paired differences to ``opus`` (libopus' PLC), ``neteq``
+and ``g711`` (where the condition has them) with 95% bootstrap intervals
+(:func:`eval.summary.summarize`): pooled over every clip, then per corpus, so a domain where the
+method loses shows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from typing import Optional
 from .live_call import PREFIX as LIVE_PREFIX
 from .network_eval import PREFIX as NETWORK_PREFIX
 from .runner import NO_LOSS
-from .summary import BASELINES, fmt_ci, summarize
+from .summary import fmt_ci, summarize
+
+#: What the method is paired against, by default: libopus' PLC (Opus paths), WebRTC's NetEQ, and
+#: ITU-T G.711 Appendix I (PCM).
+HEADLINE_BASELINES = ("opus", "neteq", "g711")
 
 
 def path_label(row: dict) -> str:
@@ -62,7 +67,7 @@ def _cell(entry: Optional[dict], key: str, metric: str) -> str:
     return fmt_ci((entry or {}).get(key, {}).get(metric)) if entry else "—"
 
 
-def headline_table(conditions: dict, method: str, baselines: tuple[str, ...] = BASELINES) -> str:
+def headline_table(conditions: dict, method: str, baselines: tuple[str, ...] = HEADLINE_BASELINES) -> str:
     """Per condition: clips, each baseline's and the method's PLCMOS, and the paired PLCMOS and
     PESQ differences of the method to each baseline."""
     head = (f"| path | condition | clips | " + " | ".join(f"{b} PLCMOS" for b in baselines)
@@ -98,7 +103,8 @@ def corpus_matrix(by_corpus: dict, method: str, baseline: str) -> str:
     return "\n".join(lines)
 
 
-def plot_differences(conditions: dict, method: str, path: Path, baselines: tuple[str, ...] = BASELINES) -> None:
+def plot_differences(conditions: dict, method: str, path: Path,
+                     baselines: tuple[str, ...] = HEADLINE_BASELINES) -> None:
     """A forest plot: the method's paired PLCMOS difference to each baseline, one row per condition."""
     import matplotlib
 
@@ -130,20 +136,21 @@ def plot_differences(conditions: dict, method: str, path: Path, baselines: tuple
     plt.close(fig)
 
 
-def headline(paths: list[str], method: str = "neural", seed: int = 0, plot: Optional[Path] = None) -> str:
+def headline(paths: list[str], method: str = "neural", seed: int = 0, plot: Optional[Path] = None,
+             baselines: tuple[str, ...] = HEADLINE_BASELINES) -> str:
     """The Markdown of :func:`headline_table` pooled and per corpus, and the corpus matrices
     (and with ``plot``, :func:`plot_differences` of the pooled clips there)."""
-    summary = summarize(read_rows(paths), seed=seed)
+    summary = summarize(read_rows(paths), baselines=baselines, seed=seed)
     if plot is not None:
-        plot_differences(summary["conditions"], method, plot)
-    parts = ["### All held-out clips pooled\n\n" + headline_table(summary["conditions"], method)]
+        plot_differences(summary["conditions"], method, plot, baselines)
+    parts = ["### All held-out clips pooled\n\n" + headline_table(summary["conditions"], method, baselines)]
     by_corpus = summary.get("by_corpus", {})
-    for base in BASELINES:
+    for base in baselines:
         matrix = corpus_matrix(by_corpus, method, base)
         if matrix:
             parts.append(f"### Δ {method} − {base}, PLCMOS, per corpus (clips)\n\n" + matrix)
     for corpus, conds in by_corpus.items():
-        parts.append(f"### {corpus}\n\n" + headline_table(conds, method))
+        parts.append(f"### {corpus}\n\n" + headline_table(conds, method, baselines))
     return "\n\n".join(parts) + "\n"
 
 
@@ -151,6 +158,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.headline", description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", metavar="RESULTS_CSV", help="results.csv files of plc eval runs")
     p.add_argument("--method", default="neural", help="the method to pair against the baselines (default neural)")
+    p.add_argument("--baselines", default=",".join(HEADLINE_BASELINES), metavar="M1,M2",
+                   help=f"what to pair the method against (default {','.join(HEADLINE_BASELINES)})")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--out", metavar="MD", help="also write the tables to this file")
     p.add_argument("--plot", metavar="PNG", help="also plot the pooled differences (a forest plot) to this file")
@@ -159,7 +168,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if missing:
         print(f"eval.headline: error: {missing[0]}: no such results file", file=sys.stderr)
         return 2
-    text = headline(args.results, args.method, args.seed, Path(args.plot) if args.plot else None)
+    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+    text = headline(args.results, args.method, args.seed, Path(args.plot) if args.plot else None, baselines)
     if args.out:
         Path(args.out).write_text(text)
     print(text)

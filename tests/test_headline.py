@@ -49,8 +49,9 @@ def test_headline_labels_paths_pools_live_seeds_and_splits_by_corpus(tmp_path, c
              if line.startswith("| ") and text.index(line) < text.index("### Δ")}
     assert "| 48 |" in lines["| live call (aiortc, Opus) | loss=gilbert:0.1,3 jitter=20ms"]   # 2 seeds x 24 clips
     opus_line = lines["| Opus 24 kbit/s | gilbert:0.1,3"].split(" | ")
-    assert opus_line[6].startswith("0.10") and opus_line[7].startswith("-0.20")   # neural - neteq, neural - opus
-    assert lines["| PCM | gilbert:0.1,3"].split(" | ")[7] == "—"                  # no libopus PLC in PCM
+    assert opus_line[7].startswith("-0.20") and opus_line[8].startswith("0.10")   # neural - opus, neural - neteq
+    pcm_line = lines["| PCM | gilbert:0.1,3"].split(" | ")
+    assert pcm_line[7] == "—" and pcm_line[9].startswith("0.10")                  # no libopus PLC in PCM; g711
     assert "### prompts" in text and "### read" in text
     assert main([pcm, opus, "--out", str(tmp_path / "h.md"), "--plot", str(tmp_path / "h.png")]) == 0
     assert (tmp_path / "h.md").read_text() and (tmp_path / "h.png").stat().st_size > 5000
