@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from plc import argtypes
-from plc.codecs import codec_names
+from plc.codecs import codec_names, get_codec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from plc.offline import check_packet_ms
     from plc.outputs import check_output_folder
 
+    from .live_call import CODEC as LIVE_CALL_CODEC
     from .live_call import parse_live_call
     from plc.loss_models import parse_loss_spec
     from .network_eval import parse_network_condition
@@ -100,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if (args.network or args.live_call) and args.packet_ms != 20:
         raise UserError("--network and --live-call send 20 ms packets: leave --packet-ms at 20")
-    if args.live_call and args.codec != "opus":
-        raise UserError("a live call is always Opus (aiortc's encoder): add --codec opus")
+    if args.live_call and args.codec != LIVE_CALL_CODEC:
+        raise UserError(f"a live call is always {get_codec(LIVE_CALL_CODEC).label} (aiortc's encoder): "
+                        f"add --codec {LIVE_CALL_CODEC}")
     fec_error = argtypes.fec_options_error(args)
     if fec_error:
         raise UserError(fec_error)

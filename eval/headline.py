@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from plc.codecs import get_codec
+
 from .live_call import PREFIX as LIVE_PREFIX
 from .network_eval import PREFIX as NETWORK_PREFIX
 from .runner import NO_LOSS
@@ -33,8 +35,9 @@ def path_label(row: dict) -> str:
     if row["condition"].startswith(LIVE_PREFIX):
         return "live call (aiortc, Opus)"
     if row["condition"].startswith(NETWORK_PREFIX):
-        return f"jitter buffer ({'Opus' if row['codec'] == 'opus' else 'PCM'})"
-    return "Opus 24 kbit/s" if row["codec"] == "opus" else "PCM"
+        return f"jitter buffer ({get_codec(row['codec']).label})"
+    codec = get_codec(row["codec"])
+    return f"{codec.label} 24 kbit/s" if codec.lossy else codec.label
 
 
 #: Between the path and the condition in a label.

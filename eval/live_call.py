@@ -36,6 +36,8 @@ from .runner import Job, Rendered, run_jobs, trace_seed
 
 #: Condition labels of live-call rows start with this.
 PREFIX = "live:"
+#: The codec of a live call: aiortc's Opus encoder sends the clip.
+CODEC = "opus"
 DEFAULT_LOSS = "gilbert:0.1,3"
 DEFAULT_JITTER_MS = 20.0
 #: Seconds the receiver records after the clip (the buffering delay and the jitter fit in it).
