@@ -804,7 +804,7 @@ class JitterBuffer:
                 if plc is not None:
                     self._plc_debt += len(plc)
                     if self.concealer.uses_codec_concealment:
-                        self.concealer.feed_codec_concealment(plc)
+                        self.concealer.feed_codec_concealment(plc, decoder.mode)
             self._plc_debt -= FRAME_SAMPLES
         out = self._conceal_frame(None)
         ts0 = self._target_ts if self._target_ts is not None else 0

@@ -5,6 +5,7 @@ Only what more than one of them uses lives here (numpy / scipy, no state beyond 
 * :func:`raised_cosine_fade`: the fade every cross-fade of the project uses;
 * :func:`levinson_durbin`: LPC from an autocorrelation (WebRTC's ``WebRtcSpl_LevinsonDurbin``);
 * :func:`sanitize_frame`: exactly one frame of finite samples in [-1, 1], whatever a concealer made;
+* :func:`align_and_crossfade`: a continuation cross-faded into a received frame at the best lag;
 * :func:`coarse_lags`: pitch-lag candidates by normalised correlation at a quarter of the rate;
 * :class:`StreamUpsampler`: integer-factor upsampling of a stream, chunk by chunk.
 
@@ -58,6 +59,38 @@ def levinson_durbin(r: np.ndarray, order: int) -> np.ndarray | None:
         if err <= 0.0:
             return None
     return a
+
+
+#: Default lag search and cross-fade length (samples) of :func:`align_and_crossfade` (2.5 ms at 16 kHz).
+DEFAULT_MAX_ALIGN_LAG = 48
+DEFAULT_MERGE_SAMPLES = 40
+
+
+def align_and_crossfade(continuation: np.ndarray, frame: np.ndarray, max_align_lag: int = DEFAULT_MAX_ALIGN_LAG,
+                        merge_samples: int = DEFAULT_MERGE_SAMPLES) -> np.ndarray:
+    """``frame`` (received after a loss) with its first ``merge_samples`` cross-faded from
+    ``continuation`` (what would have played next: at least ``max_align_lag + merge_samples``
+    samples), at the lag in 0..``max_align_lag`` (even lags) where the continuation best
+    correlates with the frame; the continuation moves to that lag over its first samples, so
+    the output starts from the sample that continues what was played."""
+    n = merge_samples
+    target = frame[:n]
+    best_lag, best = 0, -np.inf
+    tn = np.sqrt(np.dot(target, target)) + 1e-9
+    for lag in range(0, max_align_lag + 1, 2):
+        seg = continuation[lag:lag + n]
+        score = np.dot(seg, target) / (tn * (np.sqrt(np.dot(seg, seg)) + 1e-9))
+        if score > best:
+            best_lag, best = lag, score
+    seg = continuation[best_lag:best_lag + n]
+    if best_lag:
+        ramp = raised_cosine_fade(min(n, 32))
+        seg = seg.copy()
+        seg[:len(ramp)] = continuation[:len(ramp)] * (1 - ramp) + seg[:len(ramp)] * ramp
+    w = raised_cosine_fade(n)
+    out = frame.copy()
+    out[:n] = seg * (1 - w) + target * w
+    return out
 
 
 def sanitize_frame(samples: np.ndarray, n: int) -> np.ndarray:

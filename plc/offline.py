@@ -25,7 +25,7 @@ from the resampled concealer output.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -186,19 +186,22 @@ def lost_sample_mask(n_samples: int, sample_rate: int, lost_packets: np.ndarray,
 
 
 def run_concealer(x: np.ndarray, lost_frames: np.ndarray, concealer: Concealer,
-                  codec_concealment: Optional[np.ndarray] = None) -> np.ndarray:
+                  codec_concealment: Optional[np.ndarray] = None,
+                  codec_modes: Optional[Sequence[Optional[str]]] = None) -> np.ndarray:
     """Feed ``x`` (native rate, whole frames) to ``concealer`` frame by frame.
 
     ``codec_concealment`` (same length as ``x``) holds the codec's own concealment in the lost
     frames; a concealer that declares ``uses_codec_concealment`` is fed each lost frame's before
-    it is asked for it.
+    it is asked for it, with the codec's coding mode at that frame (``codec_modes``, one per
+    frame, if given).
     """
     n = concealer.frame_samples
     feed = codec_concealment is not None and concealer.uses_codec_concealment
     out = np.empty_like(x)
     for f, lost in enumerate(lost_frames):
         if lost and feed:
-            concealer.feed_codec_concealment(codec_concealment[f * n:(f + 1) * n])
+            concealer.feed_codec_concealment(codec_concealment[f * n:(f + 1) * n],
+                                             None if codec_modes is None else codec_modes[f])
         out[f * n:(f + 1) * n] = concealer.process(None if lost else x[f * n:(f + 1) * n])
     return out
 
@@ -269,6 +272,7 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
     packet_rtp = codec.clock_rate * packet_ms // 1000
     decoded = np.empty_like(signal)
     recovered = np.zeros(n_packets, dtype=bool)
+    modes: list[Optional[str]] = []  # the decoder's coding mode after each packet
     for p in range(n_packets):
         if not lost[p]:
             out = decoder.decode(payloads[p])
@@ -284,8 +288,10 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
         if out is None:  # no concealment of its own, or a payload it cannot decode: silence
             out = np.zeros(packet, dtype=np.float32)
         decoded[p * packet:(p + 1) * packet] = out
+        modes.append(decoder.mode)
     lost_frames = np.repeat(lost & ~recovered, packet // frame)
-    decoded = run_concealer(decoded, lost_frames, concealer, codec_concealment=decoded)
+    decoded = run_concealer(decoded, lost_frames, concealer, codec_concealment=decoded,
+                            codec_modes=[m for m in modes for _ in range(packet // frame)])
     aligned = decoded[encoder.lookahead:encoder.lookahead + len(native)]
     audio = resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
     return _CodedChannel(audio, recovered, sum(len(p) for p in payloads[:len(lost_packets)]))

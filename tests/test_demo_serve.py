@@ -223,7 +223,7 @@ def test_page_config_and_status_are_served():
                     assert resp.status == 200 and resp.content_type == kind and text in await resp.text()
             async with s.get(base + "/config") as resp:
                 config = await resp.json()
-            assert config["defaultMethod"] == "neteq" and config["methods"][0] == "none"
+            assert config["defaultMethod"] == "opus" and config["methods"][0] == "none"
             assert {"neteq", "opus", "neural"} <= set(config["methods"]) and config["defaultLoss"] == "gilbert:0.1,3"
             async with s.get(base + "/status") as resp:
                 assert await resp.json() == {"calls": 0}

@@ -80,7 +80,7 @@ def test_runtime_conceals_exactly_as_the_torch_model_trains(model_dir):
     np.testing.assert_allclose(second, np.clip(gen[hop:], -1, 1), atol=5e-4)
 
 
-def test_passes_received_audio_and_fades_to_silence_by_120_ms(model_dir):
+def test_passes_received_audio_and_fades_out_by_120_ms(model_dir):
     x = harmonic(seconds=1.0)
     lost = np.zeros(len(x) // FRAME, dtype=bool)
     lost[30:55] = True  # 250 ms
@@ -251,3 +251,25 @@ def test_resume_cross_fades_over_merge_samples_only(model_dir):
         assert not np.array_equal(out[resume][:merge], x[resume][:merge])
     with pytest.raises(ValueError, match="fit"):
         NeuralConcealer(model_dir=model_dir[0], max_align_lag=100, merge_samples=100)
+
+
+def test_a_long_loss_goes_on_as_the_background_noise(model_dir):
+    """With ``comfort_noise`` (the default) the call's background noise fills in as the
+    concealment fades: past 120 ms of loss what plays is that noise, at about its level, not
+    digital silence, and nothing louder (the generated speech is gone). Without it, silence; and
+    with no quiet stretch seen yet, silence too."""
+    rng = np.random.default_rng(4)
+    background = (0.004 * rng.standard_normal(16000)).astype(np.float32)
+    x = background.copy()
+    x[8000:] += harmonic(seconds=0.5)                     # 0.5 s of background, then a vowel
+    lost = np.zeros(len(x) // FRAME, dtype=bool)
+    lost[70:95] = True                                    # 250 ms, starting 200 ms into the vowel
+    on = run(NeuralConcealer(model_dir=model_dir[0]), x, lost)
+    off = run(NeuralConcealer(model_dir=model_dir[0], comfort_noise=False), x, lost)
+    tail = slice(82 * FRAME, 95 * FRAME)                  # from 120 ms of loss on
+    assert not np.any(off[tail])
+    level_db = 20 * np.log10(np.std(on[tail]) / np.std(background))
+    assert -6 < level_db < 8
+    assert np.array_equal(on[:70 * FRAME], x[:70 * FRAME]) and np.array_equal(on[96 * FRAME:], x[96 * FRAME:])
+    quiet = run(NeuralConcealer(model_dir=model_dir[0]), harmonic(seconds=1.0), lost)
+    assert not np.any(quiet[tail])                        # no background estimated: silence

@@ -66,3 +66,30 @@ def test_deterministic_for_a_seed():
     x = coloured_noise(seed=9)
     assert np.array_equal(continuation(x, 4, seed=2), continuation(x, 4, seed=2))
     assert not np.array_equal(continuation(x, 4, seed=2), continuation(x, 4, seed=3))
+
+
+def test_comfort_noise_has_the_level_and_tilt_of_the_background():
+    """Estimated on received audio (quiet background noise with a loud stretch in it), the comfort
+    noise has about the background's level (NetEQ's estimate follows the quietest frames, some dB
+    under the mean, which COMFORT_NOISE_GAIN makes up for) and its low-frequency tilt, not the loud
+    stretch's level; before any quiet stretch has been seen it is silent."""
+    from plc.concealers.noise_continuation import ComfortNoise
+
+    cn = ComfortNoise()
+    assert not cn.available and not np.any(cn.next_frame(np.random.default_rng(0)))
+    background = coloured_noise(seconds=2.0, seed=7, level=0.003)
+    x = background.copy()
+    x[8000:16000] += coloured_noise(seconds=0.5, seed=8, level=0.2)
+    for end in range(160, len(x) + 1, 160):
+        cn.update(x[:end])
+    assert cn.available
+    rng = np.random.default_rng(1)
+    cn.start()
+    y = np.concatenate([cn.next_frame(rng) for _ in range(30)])
+    assert y.dtype == np.float32 and y.shape == (4800,)
+    level_db = 20 * np.log10(np.std(y) / np.std(background))
+    assert -4 < level_db < 4
+    f, py = welch(y, 16000, nperseg=256)
+    assert py[f < 1000].sum() / py[f > 4000].sum() > 2
+    cn.reset()
+    assert not cn.available

@@ -254,6 +254,17 @@ def opus_packet_samples_48k(payload: bytes) -> Optional[int]:
     return total
 
 
+#: Opus coding modes by TOC configuration (RFC 6716 section 3.1): configurations 0-11 are
+#: SILK-only, 12-15 hybrid (SILK below 8 kHz, CELT above), 16-31 CELT-only.
+OPUS_MODES = ("silk",) * 12 + ("hybrid",) * 4 + ("celt",) * 16
+
+
+def opus_packet_mode(payload: bytes) -> Optional[str]:
+    """The coding mode of an Opus packet (``silk``, ``hybrid`` or ``celt``) from its TOC byte,
+    None for an empty payload."""
+    return OPUS_MODES[payload[0] >> 3] if payload else None
+
+
 class OpusPayloadDecoder(PayloadDecoder):
     """Opus through libopus, decoded at 16 kHz; ``conceal`` is libopus' own PLC, ``frame_ms`` at a time,
     ``decode_fec`` its in-band FEC (as libwebrtc's ``AudioDecoderOpusImpl::DecodeRedundantInternal``)."""
@@ -264,6 +275,7 @@ class OpusPayloadDecoder(PayloadDecoder):
     def __init__(self, frame_ms: int = 20) -> None:
         self.frame_ms = frame_ms
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=frame_ms)
+        self.mode: Optional[str] = None
 
     def duration(self, payload: bytes) -> Optional[int]:
         n48 = opus_packet_samples_48k(payload)
@@ -279,6 +291,7 @@ class OpusPayloadDecoder(PayloadDecoder):
             out = self._decoder.decode(bytes(payload))
         except (OpusError, ValueError):
             return None
+        self.mode = opus_packet_mode(payload)
         want = n48 // 3
         if len(out) != want:
             out = np.pad(out, (0, max(0, want - len(out))))[:want]
@@ -294,6 +307,7 @@ class OpusPayloadDecoder(PayloadDecoder):
             out = self._decoder.decode_fec(bytes(payload), duration * SAMPLE_RATE // self.clock_rate)
         except (OpusError, ValueError):
             return None
+        self.mode = "silk"  # an LBRR copy is SILK (hybrid's low band)
         return np.asarray(out, dtype=np.float32)
 
     def conceal(self, n_samples: int) -> Optional[np.ndarray]:
@@ -305,3 +319,4 @@ class OpusPayloadDecoder(PayloadDecoder):
 
     def reset(self) -> None:
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=self.frame_ms)
+        self.mode = None

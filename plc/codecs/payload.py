@@ -39,6 +39,9 @@ class PayloadDecoder(abc.ABC):
 
     name = "base"
     clock_rate = SAMPLE_RATE
+    #: The coding mode of the last payload decoded (Opus: ``silk``, ``hybrid`` or ``celt``), which
+    #: the codec's own concealment continues; None for a codec without modes or before a payload.
+    mode: Optional[str] = None
 
     @abc.abstractmethod
     def duration(self, payload: bytes) -> Optional[int]:

@@ -35,7 +35,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..dsp import sanitize_frame
+from ..dsp import DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, align_and_crossfade, sanitize_frame
 
 DEFAULT_SAMPLE_RATE = 16000
 DEFAULT_FRAME_MS = 10
@@ -113,20 +113,26 @@ class Concealer(abc.ABC):
         #: While :meth:`_conceal` runs: the codec's concealment of this lost frame, taken off the
         #: queue (``None`` if none was fed: no codec, or the concealer does not use it).
         self.codec_concealment: Optional[np.ndarray] = None
+        #: The codec's coding mode its concealment continues (:meth:`feed_codec_concealment`), or None.
+        self.codec_mode: Optional[str] = None
 
     # ------------------------------------------------------- codec concealment
-    def feed_codec_concealment(self, samples: np.ndarray) -> None:
+    def feed_codec_concealment(self, samples: np.ndarray, mode: Optional[str] = None) -> None:
         """Queue the codec's own concealment of the next lost samples (at ``sample_rate``).
 
         Called, before the lost frames they cover are asked for, only for concealers that
         declare :attr:`uses_codec_concealment`; a received frame empties the queue (the codec
         decoded real audio again). At most ``CODEC_QUEUE_FRAMES`` frames are kept (the newest).
+        ``mode``: the codec's coding mode that the concealment continues (Opus: ``silk``,
+        ``hybrid`` or ``celt``, :attr:`~plc.codecs.payload.PayloadDecoder.mode`), kept in
+        :attr:`codec_mode` until a frame is received; None if unknown.
         """
         if not self.uses_codec_concealment:
             raise TypeError(f"{self.name}: this concealer does not use the codec's concealment")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         keep = self.CODEC_QUEUE_FRAMES * self.frame_samples
         self._codec_queue = np.concatenate([self._codec_queue, samples])[-keep:]
+        self.codec_mode = mode
 
     def _take_codec_frame(self) -> Optional[np.ndarray]:
         """One frame off the codec-concealment queue, or ``None`` if less than a frame is queued."""
@@ -136,11 +142,17 @@ class Concealer(abc.ABC):
         out, self._codec_queue = self._codec_queue[:self.frame_samples], self._codec_queue[self.frame_samples:]
         return np.nan_to_num(out).astype(np.float32, copy=False)
 
-    def _codec_leftover(self) -> np.ndarray:
-        """The codec's concealment fed but not played (in :meth:`_resume`: the decoder ran ahead of
-        the playout, as when the jitter buffer asks libopus for 20 ms and plays 10 before the
-        packet comes; the decoded frame then continues from the end of it, not from what played)."""
-        return self._codec_queue
+    def _codec_resume(self, frame: np.ndarray) -> np.ndarray:
+        """The first received frame after a loss that played the codec's own concealment: as
+        decoded (the codec resumes from its concealment), unless the decoder had concealed further
+        than was played (the jitter buffer asks libopus for 20 ms at a time and may play 10 before
+        a late packet comes): the decoded frame then continues from the end of that, so the
+        unplayed rest, which continues what was played, is cross-faded into it at the best lag
+        (:func:`~plc.dsp.align_and_crossfade`)."""
+        leftover = self._codec_queue
+        if len(leftover) < DEFAULT_MAX_ALIGN_LAG + DEFAULT_MERGE_SAMPLES:
+            return frame
+        return align_and_crossfade(leftover, frame)
 
     def _push_history(self, samples: np.ndarray) -> None:
         n = len(samples)
@@ -224,6 +236,7 @@ class Concealer(abc.ABC):
             self.stats.received_frames += 1
             self._codec_queue = self._codec_queue[:0]
             self.codec_concealment = None
+            self.codec_mode = None
         self._push_history(out)
         self._after_frame(out, lost)
 

@@ -11,8 +11,9 @@ class CodecPlcConcealer(Concealer):
     """The codec's own concealment as a concealer: plays what it was fed (:attr:`uses_codec_concealment`).
 
     The jitter buffer (and the offline Opus path) feeds it the decoder's PLC output (libopus)
-    before asking for a lost frame; received frames pass through (the codec itself makes the
-    transition back). A lost frame with nothing fed is silent.
+    before asking for a lost frame; the first received frame after a loss resumes as the codec
+    does (:meth:`~plc.concealers.base.Concealer._codec_resume`). A lost frame with nothing fed is
+    silent.
     """
 
     name = "codec-plc"
@@ -22,3 +23,6 @@ class CodecPlcConcealer(Concealer):
         if self.codec_concealment is None:
             return np.zeros(self.frame_samples, np.float32)
         return self.codec_concealment
+
+    def _resume(self, frame: np.ndarray) -> np.ndarray:
+        return self._codec_resume(frame)

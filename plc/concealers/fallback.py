@@ -82,8 +82,8 @@ class FallbackConcealer(Concealer):
     def unavailable_reason(self) -> Optional[str]:
         return None  # the classic is always there
 
-    def feed_codec_concealment(self, samples: np.ndarray) -> None:
-        self.primary.feed_codec_concealment(samples)
+    def feed_codec_concealment(self, samples: np.ndarray, mode: Optional[str] = None) -> None:
+        self.primary.feed_codec_concealment(samples, mode)
 
     # ----------------------------------------------------------------- frames
     def _on_received(self, frame: np.ndarray) -> None:

@@ -14,7 +14,10 @@ level of the last real audio and makes one ``start.onnx`` call that
 
 Each later lost frame is one conditioning step (mel zeroed, flagged lost) and
 one ``generate.onnx`` call (its sub-frame step loop is inside the graph), fading
-to silence by 120 ms of continuous loss at the latest (from 60 ms on).
+out by 120 ms of continuous loss at the latest (from 60 ms on). As it fades, the
+call's background noise fills in (``comfort_noise``: NetEQ's background-noise
+estimate, :class:`~.noise_continuation.ComfortNoise`), so a long loss goes on as
+that noise rather than digital silence; the generated speech is gone by 120 ms.
 
 After *unvoiced* audio (no pitch: fricatives, breath, noise, pauses) there is
 nothing for the model to continue but a hiss, which it improvises badly; by
@@ -26,6 +29,17 @@ When packets resume it generates one frame more and cross-fades into the
 received audio (over ``merge_samples``) at the lag (within ``max_align_lag``)
 where the generated continuation matches the real audio best.
 
+Where the codec has its own concealment (``uses_codec_concealment``: libopus' PLC
+in the offline Opus path, the jitter buffer and calls), the codec's coding mode
+decides who conceals a loss (``defer_to_codec``): SILK and hybrid Opus (the
+speech modes, which every Opus stream under ~40 kbit/s uses) have a concealment
+the model does not beat (MODEL.md: it lost PLCMOS at every share and moment
+tried), and the packet after the loss decodes from its state; there the loss
+plays the codec's concealment and resumes as the codec does, merged from its
+unplayed concealment where the decoder ran ahead of the playout (the jitter
+buffer asks libopus for 20 ms at a time). In CELT mode (music, and the high
+bitrates aiortc sends) the model conceals: it beats CELT's concealment.
+
 Real-time safety: ``make_concealer("neural")`` wraps it in
 :class:`~plc.concealers.fallback.FallbackConcealer` with the classic ``neteq`` and a
 5 ms deadline: if the model is missing or corrupt, fails, or would miss the deadline,
@@ -36,8 +50,9 @@ must not play raises :class:`~plc.concealers.base.ConcealmentError` with the rea
 A model is checked before it is trusted: its description and hash
 (:mod:`plc.neural.description`) and a self-test on a synthetic vowel at load;
 then every frame it makes must be finite and no louder than the level bound
-(:meth:`NeuralConcealer._frame_problem`). Received frames cost only a copy
-into the history and the log-mel of the newest frame.
+(:meth:`NeuralConcealer._frame_problem`). Received frames cost a copy into the
+history, the log-mel of the newest frame and the background-noise estimate's
+energy (its LPC only on quiet frames).
 """
 
 from __future__ import annotations
@@ -45,17 +60,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Optional
 
 import numpy as np
 
-from ..dsp import raised_cosine_fade
+from ..dsp import DEFAULT_MAX_ALIGN_LAG, DEFAULT_MERGE_SAMPLES, align_and_crossfade, raised_cosine_fade
 from ..neural import contract
 from ..neural.contract import check_fades, fade_gains
 from ..neural.description import ModelDescriptionError, audio_needed, check_model_description, read_graphs
 from ..neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, log_mel_last_frame, pitch_lag
 from .base import Concealer, ConcealerStats, ConcealmentError
-from .noise_continuation import NoiseContinuation
+from .noise_continuation import ComfortNoise, NoiseContinuation
 
 #: Pitch correlation from which audio counts as voiced (continued by the model); tuned in MODEL.md.
 DEFAULT_VOICED_THRESHOLD = 0.75
@@ -63,9 +78,13 @@ DEFAULT_VOICED_THRESHOLD = 0.75
 UNVOICED_CHOICES = ("noise", "model")
 #: Default scale of the generator's noise input (1: as trained).
 DEFAULT_NOISE_SCALE = 1.0
-#: Default lag search and cross-fade length (samples) of the merge back into the real audio.
-DEFAULT_MAX_ALIGN_LAG = 48
-DEFAULT_MERGE_SAMPLES = 40
+#: The codec modes (:attr:`~plc.codecs.payload.PayloadDecoder.mode`) whose own concealment plays a
+#: loss instead of the model, where it is fed: Opus' SILK and hybrid modes, whose PLC beat the model
+#: at every share and moment tried on training clips, while CELT's lost to it (MODEL.md).
+DEFAULT_DEFER_TO_CODEC = ("silk", "hybrid")
+#: Whether a loss goes on as the call's background noise (comfort noise) as the model's
+#: continuation fades, instead of digital silence (tuned on training clips in MODEL.md).
+DEFAULT_COMFORT_NOISE = True
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -242,9 +261,19 @@ class NeuralConcealer(Concealer):
         Scale of the generator's standard-normal noise input (a sampling temperature, as in
         LPCNet): 1 is what it was trained with, 0 the deterministic continuation. The shipped
         v3 weights barely use their noise (MODEL.md), so it is a knob for researchers' models.
+    defer_to_codec : collection of str
+        Where the codec's own concealment is fed (module docstring), the codec modes in which it
+        plays the loss instead of the model (a concealment fed with no mode counts as one of
+        them). ``()``: the model conceals whatever the codec. ``codec_frames`` counts the lost
+        frames that played the codec's concealment.
+    comfort_noise : bool
+        Fill in the call's background noise (:class:`~.noise_continuation.ComfortNoise`,
+        estimated on received audio) as the model's continuation fades out, so a long loss goes
+        on as that noise instead of digital silence.
     """
 
     name = "neural"
+    uses_codec_concealment = True
 
     def __init__(self, sample_rate: int = 16000, frame_ms: int = 10, model_dir: Optional[str | Path] = None,
                  fade_start_ms: float = contract.VOICED_FADE_MS[0],
@@ -253,9 +282,17 @@ class NeuralConcealer(Concealer):
                  unvoiced_fade_end_ms: float = contract.UNVOICED_FADE_MS[1],
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
-                 noise_scale: float = DEFAULT_NOISE_SCALE) -> None:
+                 noise_scale: float = DEFAULT_NOISE_SCALE, defer_to_codec: Collection[str] = DEFAULT_DEFER_TO_CODEC,
+                 comfort_noise: bool = DEFAULT_COMFORT_NOISE) -> None:
         if sample_rate != 16000 or frame_ms != 10:
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
+        if isinstance(defer_to_codec, str) or not all(isinstance(m, str) for m in defer_to_codec):
+            raise ValueError(f"defer_to_codec must be a collection of codec mode names, got {defer_to_codec!r}")
+        self.defer_to_codec = frozenset(defer_to_codec)
+        #: Lost frames that played the codec's own concealment (``defer_to_codec``).
+        self.codec_frames = 0
+        self.comfort_noise = bool(comfort_noise)
+        self._comfort = ComfortNoise(sample_rate * frame_ms // 1000) if self.comfort_noise else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
         if unvoiced not in UNVOICED_CHOICES:
             raise ValueError(f"unvoiced must be one of {UNVOICED_CHOICES}, got {unvoiced!r}")
@@ -317,7 +354,7 @@ class NeuralConcealer(Concealer):
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
         self.stats, self.voiced_threshold = stats, threshold
-        self.noise_frames = 0
+        self.noise_frames = self.codec_frames = 0
         self.reset()
 
     @property
@@ -338,6 +375,10 @@ class NeuralConcealer(Concealer):
             self._mel_history = np.repeat(silent, n_frames, axis=0)
         self._cond_h: Optional[np.ndarray] = None
         self._rng = np.random.default_rng(self.seed)
+        self._comfort_rng = np.random.default_rng(self.seed + 1)  # its own: the model's noise stays as it was
+        if self._comfort is not None:
+            self._comfort.reset()
+        self._codec_plays = False  # this loss plays the codec's concealment (set at its start)
         self._h: Optional[np.ndarray] = None
         self._cond: Optional[np.ndarray] = None
         self._signal: Optional[np.ndarray] = None   # what the generator has made so far, unfaded
@@ -350,6 +391,11 @@ class NeuralConcealer(Concealer):
         self._energy_limit = 0.0  # most energy a frame of this loss may have (set at its start)
 
     # --------------------------------------------------------------- received
+    def _on_received(self, frame: np.ndarray) -> None:
+        if self._comfort is not None:  # the estimate follows plainly received audio
+            keep = ComfortNoise.ANALYSIS_SAMPLES - len(frame)
+            self._comfort.update(np.concatenate([self.history[len(self.history) - keep:], frame]))
+
     def _after_frame(self, out: np.ndarray, lost: bool) -> None:
         self._lost_history[:-1] = self._lost_history[1:]
         self._lost_history[-1] = lost
@@ -358,46 +404,34 @@ class NeuralConcealer(Concealer):
             self._mel_history = np.concatenate([self._mel_history[1:], newest])
 
     def _resume(self, frame: np.ndarray) -> np.ndarray:
+        if self._codec_plays:
+            return self._codec_resume(frame)
         if self.model is None or not self._loss_started:
             return frame
         lost_ms = self.lost_frames * self.frame_ms
-        if lost_ms >= self._fade[1]:  # already silent: fade the real audio in
+        if lost_ms >= self._fade[1]:  # ours is silent (under the comfort noise): fade the real audio in
             n = min(self.frame_samples, 80)
+            w = raised_cosine_fade(n)
             out = frame.copy()
-            out[:n] *= raised_cosine_fade(n)
+            out[:n] = self._with_comfort_noise(np.zeros(self.frame_samples, np.float32))[:n] * (1 - w) + out[:n] * w
             return out
         try:
             extra = self._generate_frame(self.lost_frames)
         except Exception as exc:
             raise self._model_raised(exc) from exc
         self._check_frame(extra)
-        return self._align_and_crossfade(extra, frame)
-
-    def _align_and_crossfade(self, generated: np.ndarray, frame: np.ndarray) -> np.ndarray:
-        """Cross-fade from the generated continuation into ``frame`` at the best lag."""
-        n = self.merge_samples
-        target = frame[:n]
-        best_lag, best = 0, -np.inf
-        tn = np.sqrt(np.dot(target, target)) + 1e-9
-        for lag in range(0, self.max_align_lag + 1, 2):
-            seg = generated[lag:lag + n]
-            score = np.dot(seg, target) / (tn * (np.sqrt(np.dot(seg, seg)) + 1e-9))
-            if score > best:
-                best_lag, best = lag, score
-        # Start from the sample that continues what was played, then move to the aligned lag over
-        # the first samples, then cross-fade into the received frame.
-        seg = generated[best_lag:best_lag + n]
-        if best_lag:
-            ramp = raised_cosine_fade(min(n, 32))
-            seg = seg.copy()
-            seg[:len(ramp)] = generated[:len(ramp)] * (1 - ramp) + seg[:len(ramp)] * ramp
-        w = raised_cosine_fade(n)
-        out = frame.copy()
-        out[:n] = seg * (1 - w) + target * w
-        return out
+        return align_and_crossfade(self._with_comfort_noise(extra), frame, self.max_align_lag, self.merge_samples)
 
     # -------------------------------------------------------------- concealing
     def _conceal(self) -> np.ndarray:
+        if self.lost_frames == 0:
+            self._codec_plays = self.codec_concealment is not None and (
+                self.codec_mode is None or self.codec_mode in self.defer_to_codec)
+        if self._codec_plays:
+            if self.codec_concealment is None:
+                raise ConcealmentError("the codec's concealment stopped in the middle of a loss")
+            self.codec_frames += 1
+            return self.codec_concealment
         if self.model is None:
             raise ConcealmentError(self.load_error)
         if self.lost_frames == 0:
@@ -408,7 +442,20 @@ class NeuralConcealer(Concealer):
             raise self._model_raised(exc) from exc
         self._check_frame(out)
         self.noise_frames += self._noise is not None
-        return out
+        return self._with_comfort_noise(out)
+
+    def _with_comfort_noise(self, out: np.ndarray) -> np.ndarray:
+        """``out`` (our faded continuation of the current lost frame, or the extra frame that
+        merges back) with the background noise filling in what the fade took away (unchanged
+        without ``comfort_noise``). A frame of noise is made per call, so it runs on through the loss."""
+        if self._comfort is None or not self._comfort.available:
+            return out
+        if self.lost_frames == 0:
+            self._comfort.start()
+        fill = 1.0 - self._gain(self.lost_frames)
+        if not fill.any():
+            return out
+        return (out + fill * self._comfort.next_frame(self._comfort_rng)).astype(np.float32)
 
     def _frame_energy_limit(self) -> float:
         """The most energy (sum of squares) a concealed frame of this loss may have:

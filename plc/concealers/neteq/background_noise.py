@@ -49,11 +49,13 @@ class BackgroundNoise:
         """``BackgroundNoise::Update`` on the last 256 samples (int16 units), no VAD."""
         s = np.asarray(signal[-VEC_LEN:], dtype=np.float64)
         n = len(s)
-        ac = np.array([np.dot(s[k:], s[:n - k]) for k in range(LPC_ORDER + 1)])
-        sample_energy = ac[0] / VEC_LEN
+        energy = float(np.dot(s, s))
+        sample_energy = energy / VEC_LEN
         if sample_energy < self.energy_update_threshold:
-            if ac[0] <= 0:
+            if energy <= 0:
                 return
+            # the other lags only where they are used (a quiet frame): loud frames stay cheap
+            ac = np.array([energy] + [np.dot(s[k:], s[:n - k]) for k in range(1, LPC_ORDER + 1)])
             self.energy_update_threshold = max(sample_energy, 1.0)
             lpc = levinson_durbin(ac, LPC_ORDER)
             if lpc is None:
