@@ -6,9 +6,12 @@ with this script on *training* clips so that the dev set stays untouched for
 in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,noise`` or
 ``,model`` (what continues unvoiced audio), and ``,merge=N`` / ``,lag=N`` (the
 cross-fade back into the real audio, samples), ``,temp=F`` (the generator's noise
-scale) and ``,model=DIR`` (another exported model, e.g. a new checkpoint's: two models
-paired on the same losses); the first variant is the reference the
-others are paired against. ``--codec opus`` runs them in the Opus pipeline::
+scale), ``,model=DIR`` (another exported model, e.g. a new checkpoint's: two models
+paired on the same losses), ``,cn=0|1`` (comfort noise off / on) and
+``,defer=MODE+MODE|none`` (the codec modes whose own concealment plays instead of
+the model, e.g. ``defer=none`` to run the model in SILK-mode Opus too); the first
+variant is the reference the others are paired against. ``--codec opus`` runs them
+in the Opus pipeline (``--bitrate 96000``: CELT mode)::
 
     python -m eval.fade_sweep --manifest ../shared/data/train.csv --every 7 --clips 40 \\
         --loss gilbert:0.1,3 --jobs 2 --variant 40,120,40,120 --variant 60,120,0,60
@@ -45,6 +48,8 @@ class Fade:
     max_align_lag: Optional[int] = None
     noise_scale: Optional[float] = None
     model_dir: Optional[str] = None       # None: ``--neural-model`` (default: the shipped model)
+    comfort_noise: Optional[bool] = None  # None: the concealer's default
+    defer_to_codec: Optional[tuple[str, ...]] = None
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
@@ -59,6 +64,17 @@ class Fade:
                     raise argparse.ArgumentTypeError(f"{spec!r}: model= needs a folder")
                 extra["model_dir"] = value
                 continue
+            if key == "cn":
+                if value not in ("0", "1"):
+                    raise argparse.ArgumentTypeError(f"{spec!r}: bad cn={value} (want cn=0 or cn=1)")
+                extra["comfort_noise"] = value == "1"
+                continue
+            if key == "defer":
+                modes = () if value == "none" else tuple(value.split("+"))
+                if not all(modes):
+                    raise argparse.ArgumentTypeError(f"{spec!r}: bad defer={value} (want MODE+MODE or none)")
+                extra["defer_to_codec"] = modes
+                continue
             if key == "temp":
                 try:
                     extra["noise_scale"] = float(value)
@@ -67,7 +83,8 @@ class Fade:
                 continue
             if key not in MERGE_KEYS or not value.isdigit():
                 raise argparse.ArgumentTypeError(
-                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N, temp=F or model=DIR)")
+                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N, temp=F, model=DIR, cn=0|1 "
+                    "or defer=MODE+MODE|none)")
             extra[MERGE_KEYS[key]] = int(value)
         unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
         try:
@@ -77,7 +94,7 @@ class Fade:
         if len(parts) not in (4, 5):
             raise argparse.ArgumentTypeError(
                 f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]"
-                "[,merge=N][,lag=N][,temp=F][,model=DIR]")
+                "[,merge=N][,lag=N][,temp=F][,model=DIR][,cn=0|1][,defer=MODE+MODE|none]")
         if len(parts) == 4:
             parts.append(DEFAULT_VOICED_THRESHOLD)
         return cls(*parts, unvoiced=unvoiced, **extra)
@@ -105,6 +122,10 @@ class Fade:
         extra = self.merge_kwargs()
         if self.noise_scale is not None:
             extra["noise_scale"] = self.noise_scale
+        if self.comfort_noise is not None:
+            extra["comfort_noise"] = self.comfort_noise
+        if self.defer_to_codec is not None:
+            extra["defer_to_codec"] = self.defer_to_codec
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
                     voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced, **extra)
@@ -115,6 +136,10 @@ class Fade:
             merge += f", noise scale {self.noise_scale:g}"
         if self.model_dir is not None:
             merge += f", model {self.model_dir}"
+        if self.comfort_noise is not None:
+            merge += f", comfort noise {'on' if self.comfort_noise else 'off'}"
+        if self.defer_to_codec is not None:
+            merge += f", defers to {'+'.join(self.defer_to_codec) or 'none'}"
         return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"
                 f"{self.unvoiced_end_ms:g} ms ({self.unvoiced}), threshold {self.voiced_threshold:g}{merge}")
 
@@ -123,10 +148,10 @@ class Fade:
 MERGE_KEYS = {"merge": "merge_samples", "lag": "max_align_lag"}
 
 
-def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> list[tuple[float, float]]:
+def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str, int]) -> list[tuple[float, float]]:
     """(PLCMOS, PESQ-WB) of every fade on clip number ``index``, on one loss trace (seed 1000 + index),
     through the ``codec`` pipeline (PESQ against the original clip, as ``plc eval`` scores it)."""
-    path, loss_spec, index, fades, model_dir, codec = args
+    path, loss_spec, index, fades, model_dir, codec, bitrate_bps = args
     from plc.audio_io import load_audio
     from plc.concealers import Concealer, make_concealer
     from plc.offline import conceal_audio
@@ -141,7 +166,7 @@ def _score_clip(args: tuple[str, str, int, list[Fade], Optional[str], str]) -> l
         def factory(fade: Fade = fade) -> Concealer:
             return make_concealer("neural", realtime=False, model_dir=fade.model_dir or model_dir, **fade.kwargs())
 
-        y = conceal_audio(x, sr, lost, "neural", codec=codec, concealer_factory=factory).audio
+        y = conceal_audio(x, sr, lost, "neural", codec=codec, bitrate_bps=bitrate_bps, concealer_factory=factory).audio
         scores.append((plcmos(y, sr, seed=index), pesq_wb(x, y, sr)))
     return scores
 
@@ -154,6 +179,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "repeat; the first is the reference")
     p.add_argument("--codec", choices=codec_names(), default="pcm",
                    help="pipeline: pcm, or opus (the concealer replaces libopus' PLC in the decoded audio)")
+    p.add_argument("--bitrate", type=int, default=24000, metavar="BPS",
+                   help="Opus bitrate (default 24000: SILK mode for speech; 96000: CELT)")
     p.add_argument("--neural-model", default=None, metavar="DIR", help="model folder (default: the shipped one)")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores
@@ -166,10 +193,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as exc:
         p.error(str(exc))
     paths = sweep_paths(p, args)
-    jobs = [(path, args.loss, i, args.variant, args.neural_model, args.codec) for i, path in enumerate(paths)]
+    jobs = [(path, args.loss, i, args.variant, args.neural_model, args.codec, args.bitrate)
+            for i, path in enumerate(paths)]
     rows = np.array(map_clips(_score_clip, jobs, args.jobs))        # (clips, variants, 2)
     for fade, r in zip(args.variant, paired_scores(rows, 0)):
-        print(paired_line(f"{fade.label()}:", r, "first", f"{len(rows)} clips, {args.loss}, {args.codec}"))
+        codec = args.codec if args.codec == "pcm" else f"{args.codec} {args.bitrate // 1000} kbit/s"
+        print(paired_line(f"{fade.label()}:", r, "first", f"{len(rows)} clips, {args.loss}, {codec}"))
     return 0
 
 

@@ -19,7 +19,8 @@ def test_sweep_pairs_variants_against_the_first(tmp_path, capsys, codec):
     assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
                  "--variant", "40,120,40,120", "--variant", "60,120,0,60", "--codec", codec]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and "dPLCMOS +0.000" in lines[0] and f"2 clips, gilbert:0.3,3, {codec})" in lines[1]
+    label = "pcm" if codec == "pcm" else "opus 24 kbit/s"
+    assert len(lines) == 2 and "dPLCMOS +0.000" in lines[0] and f"2 clips, gilbert:0.3,3, {label})" in lines[1]
     plcmos = [float(line.split("PLCMOS ")[1].split()[0]) for line in lines]
     assert all(1.0 <= v <= 5.0 for v in plcmos)
 
@@ -49,6 +50,13 @@ def test_bad_variants_are_refused():
         main(["--manifest", "x.csv", "--variant", "60,120,40,120,temp=hot"])
     with pytest.raises(SystemExit):
         main(["--manifest", "x.csv", "--variant", "60,120,0,60,0.7,lpc"])
+    kwargs = Fade.parse("60,120,40,120,cn=0,defer=none").kwargs()
+    assert kwargs["comfort_noise"] is False and kwargs["defer_to_codec"] == ()
+    assert Fade.parse("60,120,40,120,defer=silk+hybrid").kwargs()["defer_to_codec"] == ("silk", "hybrid")
+    assert "comfort_noise" not in Fade.parse("60,120,40,120").kwargs()   # the concealer's default
+    for bad in ("60,120,40,120,cn=2", "60,120,40,120,defer=silk+"):
+        with pytest.raises(SystemExit):
+            main(["--manifest", "x.csv", "--variant", bad])
 
 
 def test_model_variants_pair_two_exported_models(tmp_path, capsys):
