@@ -14,7 +14,7 @@ receiver enables :func:`plc.webrtc.enable_concealment` with ``--method``
 (``aiortc`` leaves aiortc as it is, for reference) and records every frame
 its remote track yields: ``DIR/received_<method>.wav`` (48 kHz, what a
 listener would hear) and ``DIR/stats.json``. ``--compare`` runs ``none``,
-``neteq`` and ``neural`` on the same network and prints a table with
+``neteq``, ``opus`` and ``neural`` on the same network and prints a table with
 PLCMOS v2 and, when the transcript is known (the built-in LibriVox clips),
 the word error rate.
 """
@@ -41,8 +41,8 @@ from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 SEND_RATE = 48000
 FRAME_SAMPLES = 960            # 20 ms at 48 kHz
 FRAME_S = 0.02
-COMPARE_METHODS = ("none", "neteq", "neural")
-CALL_METHODS = ("neteq", "neural", "none", "aiortc")
+COMPARE_METHODS = ("none", "neteq", "opus", "neural")
+CALL_METHODS = ("neural", "neteq", "opus", "none", "aiortc")
 DEFAULT_SECONDS = 11.0
 CLIP_GAP_S = 0.4
 
@@ -355,13 +355,14 @@ class CallResult:
     timeline: Optional[list] = None
 
 
-async def run_call(audio48: np.ndarray, method: str = "neteq", loss: Optional[str] = None, jitter_ms: float = 0.0,
+async def run_call(audio48: np.ndarray, method: Optional[str] = None, loss: Optional[str] = None, jitter_ms: float = 0.0,
                    seed: int = 0, lost: Optional[list[int]] = None, tail_s: float = 1.0,
                    connect_timeout_s: float = 15.0, options: Optional[dict] = None,
                    fec: Optional[int] = None) -> CallResult:
     """One call: send ``audio48`` (mono, 48 kHz) through the relay, record the receiver's remote track.
 
-    ``method`` ``aiortc`` runs without :func:`plc.webrtc.enable_concealment`. ``fec``: the
+    ``method`` ``aiortc`` runs without :func:`plc.webrtc.enable_concealment`; None: the
+    project's default (:func:`plc.concealers.default_method`). ``fec``: the
     sender's Opus carries in-band FEC planned for that packet loss (%)
     (:func:`plc.webrtc_fec.enable_opus_fec`), and the receiver advertises ``useinbandfec=1``.
     The sender follows the audio with silence; the receiver records
@@ -563,11 +564,13 @@ def add_call_parser(demo_sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", metavar="AUDIO",
                    help="speech to send (default: the built-in LibriVox clips, whose transcripts give the WER)")
     p.add_argument("--transcript", metavar="TEXT", help="what --input says, to score the word error rate")
-    p.add_argument("--method", default="neteq", choices=CALL_METHODS,
-                   help="receiver concealment: neteq (default), neural, none (our jitter buffer, silence in the "
-                        "gaps) or aiortc (no plugin: aiortc's own jitter buffer)")
+    p.add_argument("--method", default=None, choices=CALL_METHODS,
+                   help="receiver concealment: neural (the default where onnxruntime is installed, else neteq), "
+                        "neteq, opus (libopus' PLC), none (our jitter buffer, silence in the gaps) or aiortc "
+                        "(no plugin: aiortc's own jitter buffer)")
     p.add_argument("--compare", action="store_true",
-                   help="run the same network (same seed) once for each of none, neteq and neural and print a table")
+                   help="run the same network (same seed) once for each of none, neteq, opus and neural and print "
+                        "a table")
     p.add_argument("--loss", default="gilbert:0.1,3", metavar="SPEC",
                    help="loss of audio packets: bernoulli:RATE, gilbert:RATE,MEAN_BURST_PACKETS or none "
                         "(default gilbert:0.1,3)")
@@ -623,7 +626,9 @@ def run_call_command(args: argparse.Namespace) -> int:
     loss = _check_args(args)
     call_input = load_input(args.input, args.seconds, args.transcript)
     sent16, source = call_input.audio, call_input.source
-    methods = list(COMPARE_METHODS) if args.compare else [args.method]
+    from plc.concealers import default_method
+
+    methods = list(COMPARE_METHODS) if args.compare else [args.method or default_method()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     from plc.audio_io import resample

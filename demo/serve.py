@@ -98,14 +98,10 @@ def page_methods() -> list[str]:
 
 
 def default_method() -> str:
-    """The default concealment of the page: the browser sends Opus, so libopus' own PLC (``opus``),
-    the best-measured method for an Opus stream (README, held-out evaluation and browser test);
-    where it is not installed, the jitter buffer's default."""
-    from jitterbuffer.jitter_buffer import default_method as jitter_buffer_default
-    from plc.concealers import available_methods, method_info
+    """The page's default concealment: the project's (:func:`plc.concealers.default_method`)."""
+    from plc.concealers import default_method as project_default
 
-    codec_plc = [m for m in available_methods(codec="opus") if method_info(m).needs_codec]
-    return codec_plc[0] if codec_plc else jitter_buffer_default()
+    return project_default()
 
 
 # ------------------------------------------------------------ the network

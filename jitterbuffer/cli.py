@@ -69,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     net.add_argument("--network", metavar="SPEC", help="network model: SPEC string, preset or .toml file")
     net.add_argument("--arrivals", metavar="CSV", help="recorded trace with columns seq,send_ms,arrival_ms")
     p.add_argument("--method", default=None,
-                   help="concealment method (default: neteq if installed, else g711, else repeat); "
+                   help="concealment method (default: neural if installed, else neteq; "
+                        "plc.concealers.PREFERRED_METHODS); "
                         "'opus' = libopus' own PLC with --codec opus; see `plc methods`")
     p.add_argument("--buffer", default="adaptive", metavar="adaptive|fixed:MS",
                    help="jitter buffer: adaptive (NetEQ-like, default) or fixed:MS (constant prefetch, "
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from plc.concealers import check_method
     from plc.outputs import StagedOutputs, check_outputs
 
-    from .jitter_buffer import JitterBufferConfig, default_method
+    from plc.concealers import default_method
+
+    from .jitter_buffer import JitterBufferConfig
     from .netsim import PACKET_MS, simulate
     from .network import NetworkError, parse_network, read_arrivals_csv, write_arrivals_csv
 

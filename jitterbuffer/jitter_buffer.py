@@ -63,7 +63,7 @@ import numpy as np
 
 from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, default_payload_types
 from plc.codecs.red import RedBlock
-from plc.concealers import Concealer, available_methods, make_concealer, with_fallback
+from plc.concealers import Concealer, default_method, make_concealer, with_fallback
 from plc.dsp import raised_cosine_fade
 
 from .declick import Declicker
@@ -83,19 +83,11 @@ _PLAYED_HISTORY = 3 * FRAME_SAMPLES
 _EMIT_OFFSETS_MS = np.arange(FRAME_SAMPLES) * 1000.0 / SAMPLE_RATE
 #: Fade-in of the first received frame of a call.
 _FADE_IN = raised_cosine_fade(SAMPLE_RATE * 2 // 1000)
-#: Concealers tried, best first, when none is given.
-PREFERRED_METHODS = ("neteq", "g711", "repeat")
 
 
 def _is_silent(frame: np.ndarray) -> bool:
     """True if no sample of ``frame`` reaches one int16 step (``silentConcealedSamples``)."""
     return float(np.max(np.abs(frame))) < 1.0 / 32768
-
-
-def default_method() -> str:
-    """The best concealment method installed: neteq, else g711, else repeat."""
-    methods = available_methods()
-    return next(m for m in PREFERRED_METHODS if m in methods)
 
 
 @dataclass

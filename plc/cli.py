@@ -47,7 +47,9 @@ def _add_conceal(sub: argparse._SubParsersAction) -> None:
                       help="draw losses from a model: bernoulli:RATE or gilbert:RATE,MEAN_BURST_PACKETS; "
                            "the trace used is written next to OUTPUT")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the loss model (default 0)")
-    p.add_argument("--method", default="neteq", help="concealment method (default neteq); see `plc methods`")
+    p.add_argument("--method", default=None,
+                   help="concealment method (default: neural where onnxruntime is installed, else neteq); "
+                        "see `plc methods`")
     p.add_argument("--codec", choices=codec_names(), default="pcm", help="pipeline (default pcm)")
     p.add_argument("--bitrate", type=argtypes.bitrate_bps, default=24000, metavar="BPS",
                    help="Opus bitrate in bit/s (default 24000)")
@@ -66,7 +68,7 @@ def _run_conceal(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .audio_io import AudioError, audio_subtype, check_output_path, load_audio, write_audio
-    from .concealers import check_method
+    from .concealers import check_method, default_method
     from .loss_models import TraceError, parse_loss_spec, read_trace, write_trace
     from .offline import check_packet_ms, conceal_audio, packets_in
     from .outputs import StagedOutputs, check_outputs
@@ -74,6 +76,8 @@ def _run_conceal(args: argparse.Namespace) -> int:
     fec_error = argtypes.fec_options_error(args)
     if fec_error:
         raise UserError(fec_error)
+    if args.method is None:
+        args.method = default_method()
     try:
         check_method(args.method, args.codec)
         check_packet_ms(args.packet_ms, args.codec)

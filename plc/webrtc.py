@@ -6,7 +6,7 @@ Usage::
     from plc.webrtc import enable_concealment
 
     pc = RTCPeerConnection()
-    handle = enable_concealment(pc, method="neteq")    # or "neural"; before or after negotiation
+    handle = enable_concealment(pc)                    # neural by default; before or after negotiation
     ...
     @pc.on("track")
     def on_track(track):
@@ -552,7 +552,7 @@ def _sum_stats(items: list[dict]) -> dict:
 
 
 # ---------------------------------------------------------------------- API
-def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> ConcealmentHandle:
+def enable_concealment(pc_or_receiver, method: Optional[str] = None, **options) -> ConcealmentHandle:
     """Route received audio through this project's jitter buffer and concealer.
 
     Parameters
@@ -560,10 +560,12 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     pc_or_receiver : aiortc.RTCPeerConnection or aiortc.RTCRtpReceiver
         A peer connection (every audio receiver, present and future; call it
         before or after negotiation) or one audio receiver.
-    method : str
-        ``neteq`` (default: the best-measured concealer today, see the
-        README), ``neural``, ``g711``, ``repeat``, ``opus`` (libopus PLC) or
-        ``none`` (silence in the gaps).
+    method : str, optional
+        ``neural`` (the trained model; libopus' PLC while the sender's Opus is
+        in SILK or hybrid mode), ``neteq``, ``g711``, ``repeat``, ``opus``
+        (libopus PLC) or ``none`` (silence in the gaps). Default:
+        :func:`plc.concealers.default_method` (``neural`` where onnxruntime is
+        installed, the best measured in live calls; README).
     **options
         ``buffer`` (``"adaptive"``, default, or ``"fixed:MS"``, or a
         :class:`jitterbuffer.jitter_buffer.JitterBufferConfig`); ``layout``
@@ -596,6 +598,10 @@ def enable_concealment(pc_or_receiver, method: str = "neteq", **options) -> Conc
     """
     from aiortc import RTCPeerConnection, RTCRtpReceiver
 
+    if method is None:
+        from .concealers import default_method
+
+        method = default_method()
     method = _check_method(method)
     _check_options(options)
     if isinstance(pc_or_receiver, RTCPeerConnection):

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("aiohttp")
 
 from demo.call import ArrayAudioTrack, SEND_RATE  # noqa: E402
+from plc.concealers import default_method  # noqa: E402
 from demo.serve import DemoServer, ReceivePathNetwork  # noqa: E402
 from plc.audio_io import resample  # noqa: E402
 from plc.cli import main  # noqa: E402
@@ -223,7 +224,7 @@ def test_page_config_and_status_are_served():
                     assert resp.status == 200 and resp.content_type == kind and text in await resp.text()
             async with s.get(base + "/config") as resp:
                 config = await resp.json()
-            assert config["defaultMethod"] == "opus" and config["methods"][0] == "none"
+            assert config["defaultMethod"] == default_method() and config["methods"][0] == "none"
             assert {"neteq", "opus", "neural"} <= set(config["methods"]) and config["defaultLoss"] == "gilbert:0.1,3"
             async with s.get(base + "/status") as resp:
                 assert await resp.json() == {"calls": 0}

@@ -366,7 +366,7 @@ def test_demo_call_compare_writes_audio_stats_and_table(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "PLCMOS" in table and "concealed ms" in table
     stats = json.loads((out / "stats.json").read_text())
-    assert list(stats["runs"]) == ["none", "neteq", "neural"]
+    assert list(stats["runs"]) == ["none", "neteq", "opus", "neural"]
     dropped = {r["network"]["rtp_dropped"] for r in stats["runs"].values()}
     assert len(dropped) == 1  # the same network for every method
     for method, r in stats["runs"].items():
