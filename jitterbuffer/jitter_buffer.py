@@ -768,6 +768,10 @@ class JitterBuffer:
         self._plc_debt = 0  # the codec decoded real audio: its next concealment starts afresh
         return True
 
+    def _codec_mode(self) -> Optional[str]:
+        decoder = self._decoders.get(self._payload_type) if self._payload_type is not None else None
+        return None if decoder is None else decoder.mode
+
     def _decode(self, p: BufferedPacket) -> Optional[np.ndarray]:
         """A buffered packet's samples: its payload decoded, or for an in-band FEC copy the
         payload's redundant data (``decode_fec``); None if undecodable."""
@@ -916,7 +920,9 @@ class JitterBuffer:
         or a stray, not thousands of losses; duplicates not counted twice). ``fallbackFrames``
         counts frames made by classic concealment instead of the configured
         concealer, ``fallbackReason`` says why (the latest reason, or why the concealer's model
-        could not be loaded; ``None`` if none).
+        could not be loaded; ``None`` if none). ``codecMode`` is the coding mode of the last
+        payload decoded (Opus: ``silk``, ``hybrid`` or ``celt``; ``None`` for PCM or before a
+        packet), which decides whether ``neural`` plays the codec's own concealment.
         """
         n = self._n
         discarded = (n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
@@ -957,6 +963,7 @@ class JitterBuffer:
             "arrivalTimesCorrected": n.arrival_times_corrected,
             "timelineRestarts": n.timeline_restarts,
             "internalErrors": n.internal_errors,
+            "codecMode": self._codec_mode(),
             "operations": dict(n.operations),
             "targetDelayMs": self.target_delay_ms,
             "playoutDelayMs": self.playout_delay_ms,

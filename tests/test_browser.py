@@ -131,7 +131,7 @@ def test_browser_calls_echo_concealed_audio_that_beats_none(driver, server_url, 
             assert r["silentConcealedSamples"] >= 0.9 * r["concealedSamples"], r
         else:
             assert r["silentConcealedSamples"] < 0.5 * r["concealedSamples"], r
-            assert r["fallbackFrames"] == 0, r
+            assert r["fallbackFrames"] == 0, (r["fallbackReason"], r)
         # ... and the browser received the echo: the speech it sent, with the gaps concealed
         assert browser["packetsReceived"] >= 0.9 * 50 * RECORD_S, browser
         assert len(echo) == int(RECORD_S * 48000)
@@ -141,7 +141,7 @@ def test_browser_calls_echo_concealed_audio_that_beats_none(driver, server_url, 
         assert min(_speech_match(w, source16) for w in windows) > 0.25  # other speech: 0.16-0.19
         scores[name, s["network"]["seed"]] = [plcmos(w, 16000, seed=0) for w in windows]
         print(f"{name} seed {s['network']['seed']}: PLCMOS {np.round(scores[name, s['network']['seed']], 2)}, "
-              f"late ticks {r['lateTicks']}, clock skips {r['clockSkips']}, concealed "
+              f"late ticks {r['lateTicks']}, clock skips {r['clockSkips']}, codec mode {r.get('codecMode')}, concealed "
               f"{r['concealedSamples'] / 16000:.2f} s, browser concealed {browser.get('concealedSamples')}")
     gains = {m: np.array([np.subtract(scores[m, seed], scores["none", seed]) for seed in SEEDS])
              for m in methods if m != "none"}

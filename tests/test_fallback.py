@@ -129,3 +129,26 @@ def test_registry_and_jitter_buffer_use_the_same_wrapper():
     opus.process(np.zeros(FRAME, np.float32))  # a received frame empties the queue
     opus.feed_codec_concealment(np.full(FRAME, 0.25, np.float32))
     assert np.all(opus.process(None) == 0.25)
+
+
+def test_frames_that_play_the_codecs_concealment_are_not_held_to_the_deadline(monkeypatch):
+    """A slow clock (every primary frame "takes" 3 ms, over a 2 ms deadline): where ``neural``
+    plays the codec's concealment (SILK mode) nothing is timed and nothing falls back; where its
+    model conceals (CELT mode) the deadline hands the loss to the classic."""
+    import itertools
+
+    from plc.concealers import fallback
+
+    ticks = itertools.count()
+    monkeypatch.setattr(fallback, "perf_counter", lambda: 0.003 * next(ticks))
+    x = harmonic(seconds=0.5)
+    for mode, fallbacks in (("silk", 0), ("celt", 2)):
+        c = make_concealer("neural", deadline_ms=2.0)
+        for f in range(20):
+            c.process(x[f * FRAME:(f + 1) * FRAME])
+        for _ in range(3):
+            c.feed_codec_concealment(np.full(FRAME, 0.1, np.float32), mode)
+            assert c.plays_codec_concealment == (mode == "silk")
+            c.process(None)
+        assert c.stats.fallback_frames == fallbacks, (mode, c.fallback_reason)
+        assert len(c.frame_times_ms) == (0 if mode == "silk" else 1)

@@ -162,6 +162,12 @@ class Concealer(abc.ABC):
             self.history = np.concatenate([self.history[n:], samples]).astype(np.float32, copy=False)
 
     @property
+    def plays_codec_concealment(self) -> bool:
+        """Whether the current loss (or the next lost frame, before it starts) plays the codec's own
+        concealment as fed, at no cost of its own: a real-time deadline does not apply to it."""
+        return False
+
+    @property
     def unavailable_reason(self) -> Optional[str]:
         """Why this concealer cannot conceal at all (a model that did not load), or None."""
         return None

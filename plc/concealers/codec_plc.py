@@ -19,6 +19,10 @@ class CodecPlcConcealer(Concealer):
     name = "codec-plc"
     uses_codec_concealment = True
 
+    @property
+    def plays_codec_concealment(self) -> bool:
+        return True
+
     def _conceal(self) -> np.ndarray:
         if self.codec_concealment is None:
             return np.zeros(self.frame_samples, np.float32)

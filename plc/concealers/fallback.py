@@ -10,7 +10,9 @@ decision is made here, in one place, for any concealer:
   frame: the classic conceals the rest of that loss and merges back into the received audio;
 * the primary has a real-time ``deadline_ms`` and its recent frames took longer (a decaying
   maximum of their times): the classic conceals the rest of that loss, and the primary is
-  tried again later.
+  tried again later. Frames where the primary plays the codec's own concealment as fed
+  (:attr:`~plc.concealers.base.Concealer.plays_codec_concealment`) cost it nothing: they are
+  neither timed nor held to the deadline.
 
 Each frame the classic makes in the primary's place is counted in ``stats.fallback_frames`` and
 ``fallback_reason`` says why the last one was made. Both concealers hear every frame: the
@@ -82,6 +84,10 @@ class FallbackConcealer(Concealer):
     def unavailable_reason(self) -> Optional[str]:
         return None  # the classic is always there
 
+    @property
+    def plays_codec_concealment(self) -> bool:
+        return not self._classic_plays and self.primary.plays_codec_concealment
+
     def feed_codec_concealment(self, samples: np.ndarray, mode: Optional[str] = None) -> None:
         self.primary.feed_codec_concealment(samples, mode)
 
@@ -99,9 +105,10 @@ class FallbackConcealer(Concealer):
                 start = perf_counter()
                 out = self._run_primary(None)
                 if out is not None:
-                    elapsed = (perf_counter() - start) * 1000.0
-                    self.frame_times_ms.append(elapsed)
-                    self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
+                    if not self.primary.plays_codec_concealment:  # the codec's frames cost it nothing
+                        elapsed = (perf_counter() - start) * 1000.0
+                        self.frame_times_ms.append(elapsed)
+                        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
                     self.classic.observe(out)  # the classic continues from what was played
                     return out
             else:
@@ -128,7 +135,8 @@ class FallbackConcealer(Concealer):
         unavailable = self.primary.unavailable_reason
         if unavailable:
             return unavailable
-        if self.deadline_ms is not None and self._recent_ms > self.deadline_ms:
+        if (self.deadline_ms is not None and self._recent_ms > self.deadline_ms
+                and not self.primary.plays_codec_concealment):
             reason = (f"recent frames took up to {self._recent_ms:.2f} ms, over the "
                       f"{self.deadline_ms:g} ms deadline")
             self._recent_ms *= 0.5  # try the primary again later

@@ -423,10 +423,19 @@ class NeuralConcealer(Concealer):
         return align_and_crossfade(self._with_comfort_noise(extra), frame, self.max_align_lag, self.merge_samples)
 
     # -------------------------------------------------------------- concealing
+    @property
+    def plays_codec_concealment(self) -> bool:
+        if self.lost_frames > 0:
+            return self._codec_plays
+        return len(self._codec_queue) >= self.frame_samples and self._defers(self.codec_mode)
+
+    def _defers(self, mode: Optional[str]) -> bool:
+        """Whether a loss with the codec's concealment fed in coding mode ``mode`` plays it."""
+        return mode is None or mode in self.defer_to_codec
+
     def _conceal(self) -> np.ndarray:
         if self.lost_frames == 0:
-            self._codec_plays = self.codec_concealment is not None and (
-                self.codec_mode is None or self.codec_mode in self.defer_to_codec)
+            self._codec_plays = self.codec_concealment is not None and self._defers(self.codec_mode)
         if self._codec_plays:
             if self.codec_concealment is None:
                 raise ConcealmentError("the codec's concealment stopped in the middle of a loss")
