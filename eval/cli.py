@@ -181,7 +181,8 @@ def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args,
     with StagedOutputs() as staged:  # every file or none: a run that fails here leaves no partial results
         report.write_results_csv(staged.path(out / "results.csv"), rows)
         summary = summarize(rows, seed=args.seed)
-        summary.update({"clips": len(clips), "codec": args.codec, "asr": asr_backend, "wall_s": round(wall_s, 1),
+        summary.update({"clips": len(clips), "codec": args.codec, "bitrate_bps": args.bitrate,
+                        "asr": asr_backend, "wall_s": round(wall_s, 1),
                         "split": getattr(args, "split", None),
                         "limit_per_corpus": getattr(args, "limit_per_corpus", None),
                         "failed_rows": len(errors), "reused_rows": getattr(args, "reused_rows", 0),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -30,14 +31,27 @@ from .summary import fmt_ci, summarize
 HEADLINE_BASELINES = ("opus", "neteq", "g711")
 
 
-def path_label(row: dict) -> str:
-    """Which path a result row's audio took."""
+#: The bitrate of a run whose ``summary.json`` does not say (``plc eval --bitrate``'s default).
+DEFAULT_BITRATE_BPS = 24000
+
+
+def path_label(row: dict, bitrate_bps: int = DEFAULT_BITRATE_BPS) -> str:
+    """Which path a result row's audio took (a lossy codec's offline path with its bitrate)."""
     if row["condition"].startswith(LIVE_PREFIX):
         return "live call (aiortc, Opus)"
     if row["condition"].startswith(NETWORK_PREFIX):
         return f"jitter buffer ({get_codec(row['codec']).label})"
     codec = get_codec(row["codec"])
-    return f"{codec.label} 24 kbit/s" if codec.lossy else codec.label
+    return f"{codec.label} {bitrate_bps // 1000:g} kbit/s" if codec.lossy else codec.label
+
+
+def run_bitrate_bps(results_csv: str) -> int:
+    """The Opus bitrate of the run that wrote ``results_csv`` (its ``summary.json``, else the default)."""
+    summary = Path(results_csv).with_name("summary.json")
+    try:
+        return int(json.loads(summary.read_text(encoding="utf-8")).get("bitrate_bps") or DEFAULT_BITRATE_BPS)
+    except (OSError, ValueError):
+        return DEFAULT_BITRATE_BPS
 
 
 #: Between the path and the condition in a label.
@@ -52,6 +66,7 @@ def read_rows(paths: list[str]) -> list[dict]:
     """
     rows = []
     for path in paths:
+        bitrate_bps = run_bitrate_bps(path)
         with open(path, newline="", encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 if r["condition"] == NO_LOSS:
@@ -62,7 +77,7 @@ def read_rows(paths: list[str]) -> list[dict]:
                     if seed:
                         cond, clip = cond.replace(seed.group(0), ""), f"{clip}#seed={seed.group(1)}"
                 cond = cond.removeprefix(LIVE_PREFIX).removeprefix(NETWORK_PREFIX)
-                rows.append(dict(r, condition=f"{path_label(r)}{SEP}{cond}", clip=clip))
+                rows.append(dict(r, condition=f"{path_label(r, bitrate_bps)}{SEP}{cond}", clip=clip))
     return rows
 
 

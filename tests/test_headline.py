@@ -57,3 +57,18 @@ def test_headline_labels_paths_pools_live_seeds_and_splits_by_corpus(tmp_path, c
     assert (tmp_path / "h.md").read_text() and (tmp_path / "h.png").stat().st_size > 5000
     capsys.readouterr()
     assert main([str(tmp_path / "missing.csv")]) == 2
+
+
+def test_a_runs_opus_bitrate_comes_from_its_summary(tmp_path):
+    """Runs at other Opus bitrates (``plc eval --bitrate 96000``: CELT mode) are their own path;
+    a run whose summary does not say is at the default 24 kbit/s."""
+    import json
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _write(tmp_path / "a" / "results.csv", _run(rng, "opus", "gilbert:0.1,3", {"opus": 0, "neural": 0.1}))
+    b = _write(tmp_path / "b" / "results.csv", _run(rng, "opus", "gilbert:0.1,3", {"opus": 0, "neural": 0.3}))
+    (tmp_path / "b" / "summary.json").write_text(json.dumps({"codec": "opus", "bitrate_bps": 96000}))
+    assert {r["condition"] for r in read_rows([a, b])} == {"Opus 24 kbit/s / gilbert:0.1,3",
+                                                           "Opus 96 kbit/s / gilbert:0.1,3"}
