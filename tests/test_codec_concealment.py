@@ -166,3 +166,20 @@ def test_the_jitter_buffer_feeds_declaring_concealers_with_the_mode():
     rec = Recorder()
     simulate(x, arrivals, JitterBufferConfig(), codec="pcm", concealer=rec, spec=spec)
     assert rec.seen and all(s is None for s, _ in rec.seen)                     # PCM has no codec concealment
+
+
+def test_neural_without_its_model_still_plays_the_codecs_concealment_where_it_defers(tmp_path):
+    """A model that did not load: SILK-mode losses still play libopus' PLC (no fallback frame,
+    nothing lost to the missing model); CELT-mode losses go to the classic concealer, counted."""
+    x = harmonic(seconds=0.3)
+    c = make_concealer("neural", model_dir=tmp_path / "missing")
+    for f in range(20):
+        c.process(x[f * FRAME:(f + 1) * FRAME])
+    plc = np.full(2 * FRAME, 0.1, np.float32)
+    c.feed_codec_concealment(plc, "silk")
+    assert np.array_equal(np.concatenate([c.process(None), c.process(None)]), plc)
+    assert c.stats.fallback_frames == 0
+    c.process(x[:FRAME])
+    c.feed_codec_concealment(plc, "celt")
+    c.process(None)
+    assert c.stats.fallback_frames == 1 and c.fallback_reason

@@ -132,11 +132,12 @@ class FallbackConcealer(Concealer):
     # ----------------------------------------------------------------- helpers
     def _late(self) -> Optional[str]:
         """Why the primary must not make this frame (unavailable, or would miss the deadline), or None."""
+        if self.primary.plays_codec_concealment:  # the codec's frames: no model, no cost
+            return None
         unavailable = self.primary.unavailable_reason
         if unavailable:
             return unavailable
-        if (self.deadline_ms is not None and self._recent_ms > self.deadline_ms
-                and not self.primary.plays_codec_concealment):
+        if self.deadline_ms is not None and self._recent_ms > self.deadline_ms:
             reason = (f"recent frames took up to {self._recent_ms:.2f} ms, over the "
                       f"{self.deadline_ms:g} ms deadline")
             self._recent_ms *= 0.5  # try the primary again later
