@@ -226,6 +226,7 @@ window.plcDemo = plcDemo;
       ['of which silent', `${fmt(1000 * r.silentConcealedSamples / rate)} ms`],
       ['jitter buffer delay (mean)', `${emitted ? fmt(1000 * r.jitterBufferDelay / emitted) : '–'} ms`],
       ['target delay (now)', `${fmt(r.targetDelayMs)} ms`],
+      ['Opus mode of your browser', r.codecMode || '-'],
       ['fallback frames', r.fallbackFrames + (r.fallbackReason ? ` (${r.fallbackReason})` : '')],
     ];
     for (const key of Object.keys(r)) if (/fec/i.test(key)) rows.push([key, r[key]]);
