@@ -397,6 +397,8 @@ class NeuralConcealer(Concealer):
             self._comfort.update(np.concatenate([self.history[len(self.history) - keep:], frame]))
 
     def _after_frame(self, out: np.ndarray, lost: bool) -> None:
+        if not lost:
+            self._codec_plays = False  # set again by the next loss's start
         self._lost_history[:-1] = self._lost_history[1:]
         self._lost_history[-1] = lost
         if self._mel_history is not None:
