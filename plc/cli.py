@@ -139,10 +139,11 @@ def _add_methods(sub: argparse._SubParsersAction) -> None:
 
 def _run_methods(args: argparse.Namespace) -> int:
     from .codecs import concealing_codecs
-    from .concealers import registered_methods
+    from .concealers import default_method, registered_methods
 
+    default = default_method()
     for info in registered_methods():
-        notes = []
+        notes = ["the default"] if info.name == default else []
         if info.needs_codec:
             notes.append(f"with --codec {' or '.join(concealing_codecs())}")
         missing = info.missing()

@@ -42,6 +42,24 @@ def test_capabilities_not_names_decide():
     assert make_concealer("neural").deadline_ms is not None
 
 
+def test_one_default_for_every_entry_point(monkeypatch, capsys):
+    """The default is the first usable method of PREFERRED_METHODS (neural, where onnxruntime is
+    installed; neteq otherwise), and every entry point that takes a method defaults to it."""
+    import inspect
+
+    from plc import concealers
+    from plc.cli import main
+    from plc.webrtc import enable_concealment
+
+    assert concealers.default_method() == "neural" == concealers.PREFERRED_METHODS[0]
+    assert inspect.signature(enable_concealment).parameters["method"].default is None   # resolved to it
+    main(["methods"])
+    assert "(the default)" in next(line for line in capsys.readouterr().out.splitlines() if line.startswith("neural"))
+    monkeypatch.setitem(concealers._METHODS, "neural", MethodInfo(
+        "neural", "without onnxruntime", ".neural:NeuralConcealer", requires=("no_such_module_x",)))
+    assert concealers.default_method() == "neteq"
+
+
 def test_a_method_that_cannot_be_used_says_why(monkeypatch):
     """An optional concealer whose dependency is missing is listed as unavailable with the reason,
     and building it is a clear error (it used to vanish from the registry without a word)."""
