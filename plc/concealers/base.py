@@ -21,10 +21,11 @@ jitter buffer), the decoder runs that concealment on every lost packet anyway,
 to keep its state continuous, and the packet after a loss is decoded from the
 state it left. A concealer whose class sets :attr:`Concealer.uses_codec_concealment`
 is given those samples through :meth:`Concealer.feed_codec_concealment` before it
-is asked for the lost frames they cover, and may play them, or hand over into
-them so that the resume is the codec's own. Callers feed only concealers that
-declare it, and only what the codec made; without a codec (the PCM path) nothing
-is fed and :attr:`Concealer.codec_concealment` stays ``None``.
+is asked for the lost frames they cover, with the codec's coding mode (Opus:
+``silk``, ``hybrid`` or ``celt``), and may play them (resuming as the codec does,
+:meth:`Concealer._codec_resume`) or conceal with its own means. Callers feed only
+concealers that declare it, and only what the codec made; without a codec (the
+PCM path) nothing is fed and :attr:`Concealer.codec_concealment` stays ``None``.
 """
 
 from __future__ import annotations
