@@ -97,13 +97,6 @@ def page_methods() -> list[str]:
     return [m for m in PAGE_METHODS if m in installed]
 
 
-def default_method() -> str:
-    """The page's default concealment: the project's (:func:`plc.concealers.default_method`)."""
-    from plc.concealers import default_method as project_default
-
-    return project_default()
-
-
 # ------------------------------------------------------------ the network
 class ReceivePathNetwork:
     """Seeded loss and jitter on the server's receive path (``ReceiverConcealment.impairment``).
@@ -298,6 +291,8 @@ class BrowserCall:
 # ---------------------------------------------------------------- requests
 def _settings(body: dict, partial: bool) -> dict:
     """Validated call settings from a request body; RequestError on a bad value."""
+    from plc.concealers import default_method
+
     out: dict[str, Any] = {}
     if "method" in body or not partial:
         method = body.get("method", default_method())
@@ -463,6 +458,8 @@ class DemoServer:
                             headers={"Cache-Control": "no-store"})
 
     async def _config(self, request):
+        from plc.concealers import default_method
+
         return _json({"methods": page_methods(), "defaultMethod": default_method(), "defaultLoss": DEFAULT_LOSS,
                       "defaultJitterMs": DEFAULT_JITTER_MS, "maxCalls": self.max_calls})
 

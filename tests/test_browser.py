@@ -104,7 +104,7 @@ def test_browser_calls_echo_concealed_audio_that_beats_none(driver, server_url, 
     """
     import soundfile as sf
 
-    from demo.serve import default_method
+    from plc.concealers import default_method
     from eval.metrics import plcmos, to_16k
 
     default = default_method()
@@ -159,7 +159,7 @@ def test_browser_calls_echo_concealed_audio_that_beats_none(driver, server_url, 
 def test_page_controls_connect_and_switch_method_without_reconnecting(driver, server_url):
     from selenium.webdriver.common.by import By
 
-    from demo.serve import default_method
+    from plc.concealers import default_method
     from selenium.webdriver.support.ui import Select
 
     headless.open_page(driver, server_url)
