@@ -4,6 +4,12 @@ Runs single-threaded, frame by frame as a call would, and times every
 ``process`` call: concealed frames (p50, p99, max, in ms per 10 ms frame),
 received frames, the real-time factor, the model's size and the process' peak
 memory. Speech: ``--input`` or the built-in LibriVox clips.
+
+``--codec opus`` times the Opus receive path instead (24 kbit/s, SILK, 20 ms packets, losses
+drawn per packet): a lost packet's time is everything done for it (the decoder's concealment,
+steered by the concealer's proposal where it is in step with it, and the concealer's two 10 ms
+frames), reported per 10 ms of it (half the packet's) and per packet; a received frame's is the
+concealer's ``process`` (the decode itself is the codec's, not timed).
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeat", type=argtypes.int_range(1, 1000), default=3, help="passes over the speech (default 3)")
     p.add_argument("--model-dir", metavar="DIR",
                    help="neural model folder (default: the shipped model); refused if it does not load")
+    p.add_argument("--codec", choices=("pcm", "opus"), default="pcm",
+                   help="pcm (default): the concealer alone; opus: the Opus receive path at --bitrate, "
+                        "the decoder's concealment (and steering) included")
+    p.add_argument("--bitrate", type=argtypes.int_range(6000, 510000), default=24000,
+                   help="Opus bitrate with --codec opus (default 24000: SILK)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -76,7 +87,11 @@ def run(args: argparse.Namespace) -> int:
                         f"{2 * concealer.frame_ms} ms")
     rng = np.random.default_rng(args.seed)
     concealed_ms, received_ms, by_noise = [], [], []
-    for _ in range(args.repeat):
+    packet_ms: list[float] = []
+    if args.codec == "opus":
+        concealed_ms, received_ms, packet_ms = _time_opus_path(concealer, speech, model, rng, args)
+        by_noise = [False] * len(concealed_ms)   # the noise continuation does not run in SILK mode
+    for _ in range(args.repeat if args.codec == "pcm" else 0):
         lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
         for i in range(n_frames):
             x = None if lost[i] else speech[i * frame:(i + 1) * frame]
@@ -108,7 +123,13 @@ def run(args: argparse.Namespace) -> int:
         "noise_frames": int(noise.sum()),
         "not_noise_p50_ms": float(np.percentile(c[~noise], 50)) if (~noise).any() else 0.0,
         "threads": 1,
+        "codec": args.codec,
     }
+    if packet_ms:
+        result.update(bitrate_bps=args.bitrate, packet_p50_ms=float(np.percentile(packet_ms, 50)),
+                      packet_p99_ms=float(np.percentile(packet_ms, 99)), packet_max_ms=float(np.max(packet_ms)),
+                      continuations=int(getattr(core, "continuations", 0)),
+                      codec_frames=int(getattr(core, "codec_frames", 0)))
     if core.unavailable_reason:
         result["model_error"] = core.unavailable_reason
     if args.json:
@@ -118,12 +139,52 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_opus_path(concealer, speech, model, rng, args) -> tuple[list[float], list[float], list[float]]:
+    """The Opus receive path, packet by packet (module docstring): per-10-ms times of concealed
+    and received frames, and per-packet times of the lost packets."""
+    import numpy as np
+
+    from plc.codecs.opus import OpusEncoder, OpusPayloadDecoder
+    from plc.concealers.codec_plc import codec_concealment
+
+    encoder = OpusEncoder(16000, bitrate_bps=args.bitrate, frame_ms=20)
+    n = encoder.frame_samples
+    frame = concealer.frame_samples
+    payloads = [encoder.encode(speech[i * n:(i + 1) * n]) for i in range(len(speech) // n)]
+    concealed_ms, received_ms, packet_ms = [], [], []
+    for _ in range(args.repeat):
+        decoder = OpusPayloadDecoder(20)
+        lost = model.generate(len(payloads), rng)
+        for i, payload in enumerate(payloads):
+            if lost[i]:
+                t = time.perf_counter()
+                out = codec_concealment(decoder, concealer, n)
+                for k in range(n // frame):
+                    if out is not None and concealer.uses_codec_concealment:
+                        concealer.feed_codec_concealment(out[k * frame:(k + 1) * frame], decoder.mode)
+                    concealer.process(None)
+                dt = (time.perf_counter() - t) * 1000.0
+                packet_ms.append(dt)
+                concealed_ms += [dt / (n // frame)] * (n // frame)
+                continue
+            out = decoder.decode(payload)
+            for k in range(n // frame):
+                t = time.perf_counter()
+                concealer.process(out[k * frame:(k + 1) * frame])
+                received_ms.append((time.perf_counter() - t) * 1000.0)
+    return concealed_ms, received_ms, packet_ms
+
+
 def _print_result(args: argparse.Namespace, result: dict) -> None:
     """The figures of one bench, for people."""
     print(f"{args.method}: {result['concealed_frames']} concealed 10 ms frames over "
           f"{args.repeat} x {result['speech_s']} s of speech ({args.loss}), one thread")
     print(f"  concealed frame: p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
           f"max {result['max_ms']:.3f} ms")
+    if "packet_p99_ms" in result:
+        print(f"  Opus {result['bitrate_bps'] // 1000} kbit/s: lost 20 ms packet p50 {result['packet_p50_ms']:.3f} ms  "
+              f"p99 {result['packet_p99_ms']:.3f} ms  max {result['packet_max_ms']:.3f} ms (decoder included); "
+              f"{result['continuations']} losses steered by the concealer, {result['codec_frames']} frames the codec's")
     if result["noise_frames"]:
         print(f"  {result['noise_frames']} frames after unvoiced audio were LPC noise; the others' p50 "
               f"{result['not_noise_p50_ms']:.3f} ms")

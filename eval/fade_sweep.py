@@ -8,6 +8,8 @@ in ms, optionally followed by ``,THRESHOLD`` (the voicing threshold) and ``,nois
 cross-fade back into the real audio, samples), ``,temp=F`` (the generator's noise
 scale), ``,model=DIR`` (another exported model, e.g. a new checkpoint's: two models
 paired on the same losses), ``,cn=0|1`` (comfort noise off / on) and
+``,steer=0|1`` (decoder in step: the model's first packet of a voiced loss coded into
+a steerable codec, ``NeuralConcealer(steer_codec=...)``) and
 ``,defer=MODE+MODE|none`` (the codec modes whose own concealment plays instead of
 the model, e.g. ``defer=none`` to run the model in SILK-mode Opus too); the first
 variant is the reference the others are paired against. ``--codec opus`` runs them
@@ -50,6 +52,7 @@ class Fade:
     model_dir: Optional[str] = None       # None: ``--neural-model`` (default: the shipped model)
     comfort_noise: Optional[bool] = None  # None: the concealer's default
     defer_to_codec: Optional[tuple[str, ...]] = None
+    steer_codec: Optional[bool] = None    # None: the concealer's default
 
     @classmethod
     def parse(cls, spec: str) -> "Fade":
@@ -64,10 +67,10 @@ class Fade:
                     raise argparse.ArgumentTypeError(f"{spec!r}: model= needs a folder")
                 extra["model_dir"] = value
                 continue
-            if key == "cn":
+            if key in ("cn", "steer"):
                 if value not in ("0", "1"):
-                    raise argparse.ArgumentTypeError(f"{spec!r}: bad cn={value} (want cn=0 or cn=1)")
-                extra["comfort_noise"] = value == "1"
+                    raise argparse.ArgumentTypeError(f"{spec!r}: bad {key}={value} (want {key}=0 or {key}=1)")
+                extra["comfort_noise" if key == "cn" else "steer_codec"] = value == "1"
                 continue
             if key == "defer":
                 modes = () if value == "none" else tuple(value.split("+"))
@@ -83,8 +86,8 @@ class Fade:
                 continue
             if key not in MERGE_KEYS or not value.isdigit():
                 raise argparse.ArgumentTypeError(
-                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N, temp=F, model=DIR, cn=0|1 "
-                    "or defer=MODE+MODE|none)")
+                    f"{spec!r}: unknown or bad {key}={value} (want merge=N, lag=N, temp=F, model=DIR, cn=0|1, "
+                    "steer=0|1 or defer=MODE+MODE|none)")
             extra[MERGE_KEYS[key]] = int(value)
         unvoiced = fields.pop() if fields and fields[-1] in UNVOICED_CHOICES else "noise"
         try:
@@ -94,7 +97,7 @@ class Fade:
         if len(parts) not in (4, 5):
             raise argparse.ArgumentTypeError(
                 f"{spec!r}: want VOICED_START,VOICED_END,UNVOICED_START,UNVOICED_END[,THRESHOLD][,noise|model]"
-                "[,merge=N][,lag=N][,temp=F][,model=DIR][,cn=0|1][,defer=MODE+MODE|none]")
+                "[,merge=N][,lag=N][,temp=F][,model=DIR][,cn=0|1][,steer=0|1][,defer=MODE+MODE|none]")
         if len(parts) == 4:
             parts.append(DEFAULT_VOICED_THRESHOLD)
         return cls(*parts, unvoiced=unvoiced, **extra)
@@ -126,6 +129,8 @@ class Fade:
             extra["comfort_noise"] = self.comfort_noise
         if self.defer_to_codec is not None:
             extra["defer_to_codec"] = self.defer_to_codec
+        if self.steer_codec is not None:
+            extra["steer_codec"] = self.steer_codec
         return dict(fade_start_ms=self.voiced_start_ms, fade_end_ms=self.voiced_end_ms,
                     unvoiced_fade_start_ms=self.unvoiced_start_ms, unvoiced_fade_end_ms=self.unvoiced_end_ms,
                     voiced_threshold=self.voiced_threshold, unvoiced=self.unvoiced, **extra)
@@ -138,6 +143,8 @@ class Fade:
             merge += f", model {self.model_dir}"
         if self.comfort_noise is not None:
             merge += f", comfort noise {'on' if self.comfort_noise else 'off'}"
+        if self.steer_codec is not None:
+            merge += f", decoder in step {'on' if self.steer_codec else 'off'}"
         if self.defer_to_codec is not None:
             merge += f", defers to {'+'.join(self.defer_to_codec) or 'none'}"
         return (f"voiced {self.voiced_start_ms:g}->{self.voiced_end_ms:g} ms, unvoiced {self.unvoiced_start_ms:g}->"

@@ -64,6 +64,7 @@ import numpy as np
 from plc.codecs import FRAME_SAMPLES, SAMPLE_RATE, Codec, PayloadDecoder, default_payload_types
 from plc.codecs.red import RedBlock
 from plc.concealers import Concealer, default_method, make_concealer, with_fallback
+from plc.concealers.codec_plc import codec_concealment
 from plc.dsp import raised_cosine_fade
 
 from .declick import Declicker
@@ -796,7 +797,7 @@ class JitterBuffer:
         decoder = self._decoders.get(self._payload_type) if self._payload_type is not None else None
         if decoder is not None:
             if self._plc_debt <= 0:  # keep a codec's own state continuous (libopus PLC, 20 ms a call)
-                plc = decoder.conceal(2 * FRAME_SAMPLES)
+                plc = codec_concealment(decoder, self.concealer, 2 * FRAME_SAMPLES)
                 if plc is not None:
                     self._plc_debt += len(plc)
                     if self.concealer.uses_codec_concealment:

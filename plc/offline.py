@@ -33,6 +33,7 @@ from .audio_io import resample
 from .codecs import Codec, codec_names, get_codec
 from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
 from .concealers import Concealer, check_method, make_concealer
+from .concealers.codec_plc import codec_concealment
 from .dsp import raised_cosine_fade
 
 NATIVE_RATE = 16000
@@ -270,28 +271,34 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
     frame = NATIVE_RATE * FRAME_MS // 1000
     payloads = [encoder.encode(signal[p * packet:(p + 1) * packet]) for p in range(n_packets)]
     packet_rtp = codec.clock_rate * packet_ms // 1000
-    decoded = np.empty_like(signal)
+    feed = concealer.uses_codec_concealment
+    played = np.empty_like(signal)
     recovered = np.zeros(n_packets, dtype=bool)
-    modes: list[Optional[str]] = []  # the decoder's coding mode after each packet
+    # One pass, packet by packet, as a receiver runs: the concealer plays each packet's frames
+    # before the next packet is decoded, so a decoder in step with it (codec_concealment) hears
+    # what was played.
     for p in range(n_packets):
+        concealed = False
         if not lost[p]:
             out = decoder.decode(payloads[p])
         elif p + 1 < n_packets and not lost[p + 1] and decoder.fec_duration(payloads[p + 1]) == packet_rtp:
             # the next packet arrived with a copy of this one (whatever the sender was told, as a receiver)
             out = decoder.decode_fec(payloads[p + 1], packet_rtp)
             recovered[p] = out is not None
+            concealed = not recovered[p]
         else:
-            # On a loss the decoder always runs its own PLC so that its state stays
-            # continuous; other methods replace that output below (those that use the
-            # codec's concealment are given it).
-            out = decoder.conceal(packet)
+            # On a loss the decoder always runs its own concealment so that its state stays
+            # continuous (steered by the concealer's proposal where both can); other methods
+            # replace its output (those that use the codec's concealment are given it).
+            out = codec_concealment(decoder, concealer, packet)
+            concealed = True
         if out is None:  # no concealment of its own, or a payload it cannot decode: silence
             out = np.zeros(packet, dtype=np.float32)
-        decoded[p * packet:(p + 1) * packet] = out
-        modes.append(decoder.mode)
-    lost_frames = np.repeat(lost & ~recovered, packet // frame)
-    decoded = run_concealer(decoded, lost_frames, concealer, codec_concealment=decoded,
-                            codec_modes=[m for m in modes for _ in range(packet // frame)])
-    aligned = decoded[encoder.lookahead:encoder.lookahead + len(native)]
+        for f in range(packet // frame):
+            samples = out[f * frame:(f + 1) * frame]
+            if concealed and feed:
+                concealer.feed_codec_concealment(samples, decoder.mode)
+            played[p * packet + f * frame:p * packet + (f + 1) * frame] = concealer.process(None if concealed else samples)
+    aligned = played[encoder.lookahead:encoder.lookahead + len(native)]
     audio = resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
     return _CodedChannel(audio, recovered, sum(len(p) for p in payloads[:len(lost_packets)]))

@@ -210,3 +210,15 @@ def test_bench_json_reports_what_the_issue_names(tmp_path, capsys):
     assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
     assert result["params"] > 100_000 and result["fallback_frames"] == 0
     assert 0 < result["noise_frames"] < result["concealed_frames"]
+
+
+def test_bench_times_the_opus_path_with_the_steered_losses(speech_16k, tmp_path, capsys):
+    """`plc bench --codec opus`: lost packets are timed whole (decoder and steering included), and
+    on real speech in SILK mode some losses were steered by the model."""
+    sf.write(tmp_path / "s.wav", speech_16k, 16000)
+    assert main(["bench", "--method", "neural", "--codec", "opus", "--input", str(tmp_path / "s.wav"),
+                 "--repeat", "2", "--json", "--loss", "gilbert:0.2,3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["codec"] == "opus" and result["bitrate_bps"] == 24000
+    assert 0 < result["packet_p50_ms"] <= result["packet_p99_ms"] <= result["packet_max_ms"]
+    assert result["continuations"] > 0 and result["codec_frames"] == result["concealed_frames"]

@@ -103,7 +103,8 @@ def test_codec_plc_resumes_from_the_unplayed_rest_of_its_concealment():
 @pytest.mark.parametrize("bitrate_bps, mode", [(24000, "silk"), (96000, "celt")])
 def test_neural_defers_to_silk_concealment_and_conceals_celt_itself(speech_16k, bitrate_bps, mode):
     """In the Opus path at 24 kbit/s (SILK) ``neural`` plays libopus' PLC and resumes as libopus
-    does: exactly the ``opus`` method's output, and its model does not run. At 96 kbit/s (CELT) the
+    does: without decoder steering (``steer_codec=False``; with it, tests/test_opus_steering.py)
+    exactly the ``opus`` method's output, and its model does not run. At 96 kbit/s (CELT) the
     model conceals; with ``defer_to_codec=()`` it conceals SILK too."""
     from plc.concealers.neural import NeuralConcealer
 
@@ -119,11 +120,11 @@ def test_neural_defers_to_silk_concealment_and_conceals_celt_itself(speech_16k, 
         return conceal_audio(speech_16k, 16000, lost, method, codec="opus", bitrate_bps=bitrate_bps,
                              concealer_factory=factory).audio
 
-    y, ref = run("neural", factory), run("opus")
+    y, ref = run("neural", lambda: factory(steer_codec=False)), run("opus")
     if mode == "silk":
         assert np.array_equal(y, ref)
         assert made[0].codec_frames == 20 and made[0].noise_frames == 0 and made[0]._signal is None
-        y = run("neural", lambda: factory(defer_to_codec=()))
+        y = run("neural", lambda: factory(defer_to_codec=(), steer_codec=False))
         assert made[1].codec_frames == 0 and not np.array_equal(y, ref)
     else:
         assert made[0].codec_frames == 0 and made[0]._signal is not None and not np.array_equal(y, ref)

@@ -28,6 +28,7 @@ OPUS_SET_COMPLEXITY_REQUEST = 4010
 OPUS_SET_INBAND_FEC_REQUEST = 4012
 OPUS_SET_PACKET_LOSS_PERC_REQUEST = 4014
 OPUS_GET_LOOKAHEAD_REQUEST = 4027
+OPUS_RESET_STATE = 4028
 OPUS_BANDWIDTH_WIDEBAND = 1103
 
 #: Sample rates libopus accepts.
@@ -163,6 +164,15 @@ class OpusEncoder:
         _check(self._lib, n, "opus_encode_float")
         return self._buffer.raw[:n]
 
+    def ctl(self, request: int, value: int) -> None:
+        """Set one integer encoder option (``opus_encoder_ctl``); raises :class:`OpusError` if refused."""
+        _check(self._lib, self._lib.opus_encoder_ctl(ctypes.c_void_p(self._state), request, ctypes.c_int32(value)),
+               f"opus_encoder_ctl({request})")
+
+    def reset(self) -> None:
+        """Forget the encoder's signal state (``OPUS_RESET_STATE``); the options stay."""
+        _check(self._lib, self._lib.opus_encoder_ctl(ctypes.c_void_p(self._state), OPUS_RESET_STATE), "OPUS_RESET_STATE")
+
     def __del__(self) -> None:
         state = getattr(self, "_state", None)
         if state:
@@ -276,6 +286,9 @@ class OpusPayloadDecoder(PayloadDecoder):
         self.frame_ms = frame_ms
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=frame_ms)
         self.mode: Optional[str] = None
+        from .opus_steering import OpusSteering
+
+        self._steering = OpusSteering(SAMPLE_RATE, self._decoder.frame_samples)
 
     def duration(self, payload: bytes) -> Optional[int]:
         n48 = opus_packet_samples_48k(payload)
@@ -295,7 +308,9 @@ class OpusPayloadDecoder(PayloadDecoder):
         want = n48 // 3
         if len(out) != want:
             out = np.pad(out, (0, max(0, want - len(out))))[:want]
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        self._steering.observe(out, bytes(payload[:1]))
+        return out
 
     def fec_duration(self, payload: bytes) -> Optional[int]:
         from .opus_fec import fec_samples
@@ -308,15 +323,32 @@ class OpusPayloadDecoder(PayloadDecoder):
         except (OpusError, ValueError):
             return None
         self.mode = "silk"  # an LBRR copy is SILK (hybrid's low band)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(out, dtype=np.float32)
+        self._steering.observe(out)
+        return out
 
-    def conceal(self, n_samples: int) -> Optional[np.ndarray]:
-        try:
-            out = self._decoder.decode(None)  # frame_ms of libopus PLC
-        except (OpusError, ValueError):
-            return None
-        return np.asarray(out, dtype=np.float32)
+    def continuation_samples(self, n_samples: int) -> Optional[int]:
+        return self._steering.samples_needed(self.mode)
+
+    def conceal(self, n_samples: int, continuation: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """``frame_ms`` of libopus' PLC; or, given a ``continuation``, that continuation coded
+        into the decoder (:mod:`plc.codecs.opus_steering`; libopus' PLC if that fails)."""
+        out = None
+        if continuation is not None and self.continuation_samples(n_samples) is not None:
+            try:
+                out = self._steering.decode(self._decoder, continuation)
+            except (OpusError, ValueError):
+                out = None
+        if out is None:
+            try:
+                out = self._decoder.decode(None)
+            except (OpusError, ValueError):
+                return None
+        out = np.asarray(out, dtype=np.float32)
+        self._steering.observe(out)
+        return out
 
     def reset(self) -> None:
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=self.frame_ms)
+        self._steering.forget()
         self.mode = None

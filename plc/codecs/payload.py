@@ -5,6 +5,10 @@ native rate, whatever the codec's own), and may conceal a lost packet themselves
 one payload per packet from samples at that rate. A payload carries whole 10 ms frames (the
 jitter buffer's decision interval), at most :data:`MAX_PACKET_MS`.
 
+Steering is one too: a decoder whose state must follow what was played (Opus) can take a
+concealer's continuation of a lost packet in place of its own PLC
+(:meth:`PayloadDecoder.continuation_samples`, :mod:`plc.codecs.opus_steering`).
+
 In-band FEC is a decoder capability: :meth:`PayloadDecoder.fec_duration` says whether a
 payload also carries a redundant copy of the frame before it, and
 :meth:`PayloadDecoder.decode_fec` decodes that copy (Opus: the LBRR data,
@@ -51,9 +55,19 @@ class PayloadDecoder(abc.ABC):
     def decode(self, payload: bytes) -> Optional[np.ndarray]:
         """Decode into ``duration * SAMPLE_RATE / clock_rate`` samples; None if undecodable."""
 
-    def conceal(self, n_samples: int) -> Optional[np.ndarray]:
+    def conceal(self, n_samples: int, continuation: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """The codec's own concealment of the next lost samples (``n_samples`` asked for; a codec
-        conceals in its own packet length), or None if it has none."""
+        conceals in its own packet length), or None if it has none.
+
+        ``continuation``: a concealer's own continuation of the audio, :meth:`continuation_samples`
+        long, for a decoder that can be *steered* (decoder in step): it plays that continuation
+        as the codec renders it, and its state follows it, instead of running its own PLC."""
+        return None
+
+    def continuation_samples(self, n_samples: int) -> Optional[int]:
+        """How many samples of continuation :meth:`conceal` takes to conceal the next lost
+        ``n_samples`` in step with a concealer, or None if it cannot be steered now (the default:
+        a decoder without that capability)."""
         return None
 
     def fec_duration(self, payload: bytes) -> Optional[int]:

@@ -26,6 +26,12 @@ is asked for the lost frames they cover, with the codec's coding mode (Opus:
 :meth:`Concealer._codec_resume`) or conceal with its own means. Callers feed only
 concealers that declare it, and only what the codec made; without a codec (the
 PCM path) nothing is fed and :attr:`Concealer.codec_concealment` stays ``None``.
+
+Decoder in step: where the codec can be steered (Opus in SILK mode), a concealer may propose its
+own continuation at the start of a loss (:meth:`Concealer.propose_continuation`); the codec then
+codes it into its state and feeds back *that* as its concealment
+(:func:`~plc.concealers.codec_plc.codec_concealment`), so the packet after the loss decodes
+from what was played.
 """
 
 from __future__ import annotations
@@ -154,6 +160,14 @@ class Concealer(abc.ABC):
         if len(leftover) < DEFAULT_MAX_ALIGN_LAG + DEFAULT_MERGE_SAMPLES:
             return frame
         return align_and_crossfade(leftover, frame)
+
+    def propose_continuation(self, n_samples: int, mode: Optional[str]) -> Optional[np.ndarray]:
+        """At the start of a loss, this concealer's own continuation of the played audio for the
+        next ``n_samples``, for a codec that can be steered with it (decoder in step:
+        :meth:`~plc.codecs.payload.PayloadDecoder.continuation_samples`) and whose concealment in
+        coding ``mode`` it will then play; or None (the default) to leave the loss to the codec's
+        own concealment. Called through :func:`~plc.concealers.codec_plc.codec_concealment`."""
+        return None
 
     def _push_history(self, samples: np.ndarray) -> None:
         n = len(samples)

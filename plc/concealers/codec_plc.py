@@ -1,10 +1,30 @@
-"""``opus``: the codec's own concealment (libopus' PLC) behind the concealer interface."""
+"""``opus``: the codec's own concealment (libopus' PLC) behind the concealer interface, and
+:func:`codec_concealment`, the one place a decoder's concealment of a lost packet is made."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from .base import Concealer
+
+if TYPE_CHECKING:
+    from ..codecs.payload import PayloadDecoder
+
+
+def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples: int) -> Optional[np.ndarray]:
+    """The decoder's concealment of the next lost ``n_samples`` (None if it has none): its own
+    PLC, or, at the start of a loss where the decoder can be steered and the concealer proposes
+    a continuation (:meth:`~plc.concealers.base.Concealer.propose_continuation`), that
+    continuation coded into the decoder (decoder in step). The caller feeds the result to the
+    concealer (:meth:`~plc.concealers.base.Concealer.feed_codec_concealment`) as before."""
+    continuation = None
+    if concealer.uses_codec_concealment and concealer.lost_frames == 0:
+        want = decoder.continuation_samples(n_samples)
+        if want is not None:
+            continuation = concealer.propose_continuation(want, decoder.mode)
+    return decoder.conceal(n_samples, continuation)
 
 
 class CodecPlcConcealer(Concealer):

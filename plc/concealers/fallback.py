@@ -91,6 +91,30 @@ class FallbackConcealer(Concealer):
     def feed_codec_concealment(self, samples: np.ndarray, mode: Optional[str] = None) -> None:
         self.primary.feed_codec_concealment(samples, mode)
 
+    def propose_continuation(self, n_samples: int, mode: Optional[str]) -> Optional[np.ndarray]:
+        """The primary's proposal, held to the deadline like its frames (timed, and not asked
+        while it is late); None if it is unavailable, late, raises or proposes no finite
+        ``n_samples``: the codec's own concealment then plays."""
+        if self.lost_frames > 0 or self.primary.unavailable_reason or (
+                self.deadline_ms is not None and self._recent_ms > self.deadline_ms):
+            return None
+        start = perf_counter()
+        try:
+            out = self.primary.propose_continuation(n_samples, mode)
+        except Exception as exc:  # noqa: BLE001 - the codec's own concealment covers it
+            self.fallback_reason = _reason(exc)
+            return None
+        elapsed = (perf_counter() - start) * 1000.0
+        if out is None:
+            return None
+        self.frame_times_ms.append(elapsed)
+        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
+        out = np.asarray(out, dtype=np.float32).reshape(-1)
+        if out.shape != (n_samples,) or not np.all(np.isfinite(out)):
+            self.fallback_reason = f"bad continuation proposed (shape {out.shape}, not finite or wrong length)"
+            return None
+        return out
+
     # ----------------------------------------------------------------- frames
     def _on_received(self, frame: np.ndarray) -> None:
         self._run_primary(frame)  # a received frame plays as it is, whatever the primary says

@@ -39,6 +39,11 @@ plays the codec's concealment and resumes as the codec does, merged from its
 unplayed concealment where the decoder ran ahead of the playout (the jitter
 buffer asks libopus for 20 ms at a time). In CELT mode (music, and the high
 bitrates aiortc sends) the model conceals: it beats CELT's concealment.
+In SILK mode the model still makes the first packet of a loss after voiced audio,
+*in step with the decoder* (``steer_codec``): its continuation is Opus-coded at the
+receiver and decoded in place of libopus' PLC (:mod:`plc.codecs.opus_steering`), so
+what plays is the model's speech as the codec renders it and the decoder's state
+follows it; libopus' PLC continues from there and the next packet decodes as usual.
 
 Real-time safety: ``make_concealer("neural")`` wraps it in
 :class:`~plc.concealers.fallback.FallbackConcealer` with the classic ``neteq`` and a
@@ -85,6 +90,9 @@ DEFAULT_DEFER_TO_CODEC = ("silk", "hybrid")
 #: Whether a loss goes on as the call's background noise (comfort noise) as the model's
 #: continuation fades, instead of digital silence (tuned on training clips in MODEL.md).
 DEFAULT_COMFORT_NOISE = True
+#: Propose the model's continuation of voiced audio to a codec that can be steered with it
+#: (Opus in SILK mode: decoder in step, :mod:`plc.codecs.opus_steering`; MODEL.md).
+DEFAULT_STEER_CODEC = True
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -270,6 +278,11 @@ class NeuralConcealer(Concealer):
         Fill in the call's background noise (:class:`~.noise_continuation.ComfortNoise`,
         estimated on received audio) as the model's continuation fades out, so a long loss goes
         on as that noise instead of digital silence.
+    steer_codec : bool
+        Where the codec can be steered (Opus in SILK mode, :mod:`plc.codecs.opus_steering`) and
+        a loss follows voiced audio, propose the model's first packet of it to the codec
+        (:meth:`propose_continuation`), which codes it into its state and plays it; the codec's
+        PLC continues from there. ``continuations`` counts those losses.
     """
 
     name = "neural"
@@ -283,7 +296,7 @@ class NeuralConcealer(Concealer):
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
                  noise_scale: float = DEFAULT_NOISE_SCALE, defer_to_codec: Collection[str] = DEFAULT_DEFER_TO_CODEC,
-                 comfort_noise: bool = DEFAULT_COMFORT_NOISE) -> None:
+                 comfort_noise: bool = DEFAULT_COMFORT_NOISE, steer_codec: bool = DEFAULT_STEER_CODEC) -> None:
         if sample_rate != 16000 or frame_ms != 10:
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
         if isinstance(defer_to_codec, str) or not all(isinstance(m, str) for m in defer_to_codec):
@@ -291,6 +304,9 @@ class NeuralConcealer(Concealer):
         self.defer_to_codec = frozenset(defer_to_codec)
         #: Lost frames that played the codec's own concealment (``defer_to_codec``).
         self.codec_frames = 0
+        self.steer_codec = bool(steer_codec)
+        #: Losses whose first packet the model proposed to a steerable codec (``steer_codec``).
+        self.continuations = 0
         self.comfort_noise = bool(comfort_noise)
         self._comfort = ComfortNoise(sample_rate * frame_ms // 1000) if self.comfort_noise else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
@@ -354,7 +370,7 @@ class NeuralConcealer(Concealer):
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
         self.stats, self.voiced_threshold = stats, threshold
-        self.noise_frames = self.codec_frames = 0
+        self.noise_frames = self.codec_frames = self.continuations = 0
         self.reset()
 
     @property
@@ -454,6 +470,30 @@ class NeuralConcealer(Concealer):
         self._check_frame(out)
         self.noise_frames += self._noise is not None
         return self._with_comfort_noise(out)
+
+    def propose_continuation(self, n_samples: int, mode: Optional[str]) -> Optional[np.ndarray]:
+        """The model's continuation of voiced audio for a steerable codec whose concealment this
+        loss will play (``mode`` one of ``defer_to_codec``), with ``steer_codec``: the first
+        ``n_samples`` of the loss, unfaded (the codec's PLC continues from it after that packet).
+        None after unvoiced audio (the codec's noise-like PLC is as good there: MODEL.md), before
+        any audio, mid-loss or without a model."""
+        if (not self.steer_codec or self.model is None or self.lost_frames > 0 or self.frames_seen == 0
+                or not self._defers(mode) or n_samples <= 0):
+            return None
+        self._energy_limit = self._frame_energy_limit()
+        try:
+            frames = [self._start_loss()]
+            if self._noise is not None:
+                self._noise = None
+                return None
+            while len(frames) * self.frame_samples < n_samples:
+                frames.append(self._generate_frame(len(frames)))
+        except Exception as exc:
+            raise self._model_raised(exc) from exc
+        for frame in frames:
+            self._check_frame(frame)
+        self.continuations += 1
+        return np.concatenate(frames)[:n_samples]
 
     def _with_comfort_noise(self, out: np.ndarray) -> np.ndarray:
         """``out`` (our faded continuation of the current lost frame, or the extra frame that

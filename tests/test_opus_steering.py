@@ -1,0 +1,224 @@
+"""Decoder in step (plc/codecs/opus_steering.py, plc.concealers.codec_plc.codec_concealment): a
+concealer's continuation of a lost SILK packet is Opus-coded at the receiver and decoded in place of
+libopus' PLC, so what plays is that continuation and the packet after the loss decodes from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from plc.codecs.opus import OpusEncoder, OpusPayloadDecoder
+from plc.concealers import FallbackConcealer, make_concealer
+from plc.concealers.base import Concealer, ConcealmentError
+from plc.concealers.codec_plc import codec_concealment
+from plc.concealers.neural import NeuralConcealer
+
+from .conftest import harmonic, syllabic
+
+PACKET = 320
+FRAME = 160
+
+
+def snr_db(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref ** 2) / (np.sum((y - ref) ** 2) + 1e-12)))
+
+
+@pytest.fixture(scope="module")
+def silk_call(speech_16k):
+    """Real speech coded at 24 kbit/s (SILK wideband), its packets and their loss-free decode."""
+    enc = OpusEncoder(16000, 24000, 20)
+    x = speech_16k[:len(speech_16k) // PACKET * PACKET]
+    packets = [enc.encode(x[i * PACKET:(i + 1) * PACKET]) for i in range(len(x) // PACKET)]
+    assert {p[0] >> 3 for p in packets} == {9}  # SILK-only wideband, 20 ms
+    clean = OpusPayloadDecoder()
+    return packets, np.concatenate([clean.decode(p) for p in packets]), enc.lookahead
+
+
+def test_an_oracle_continuation_is_played_and_the_next_packet_decodes_from_it(silk_call):
+    """Steered with the true continuation, the lost packet and the one after it come out close to
+    the loss-free decode (>= 10 dB SNR at each of ten losses), far closer than after libopus' PLC."""
+    packets, ref, lookahead = silk_call
+    gain_lost, gain_next = [], []
+    for p in range(10, 140, 13):
+        steered, plc = OpusPayloadDecoder(), OpusPayloadDecoder()
+        for q in range(p):
+            steered.decode(packets[q])
+            plc.decode(packets[q])
+        n = steered.continuation_samples(PACKET)
+        assert n == PACKET + lookahead
+        lost, after = ref[p * PACKET:(p + 1) * PACKET], ref[(p + 1) * PACKET:(p + 2) * PACKET]
+        y = steered.conceal(PACKET, ref[p * PACKET:p * PACKET + n])
+        z = plc.conceal(PACKET)
+        y2, z2 = steered.decode(packets[p + 1]), plc.decode(packets[p + 1])
+        assert snr_db(y, lost) >= 10 and snr_db(y2, after) >= 10, p
+        gain_lost.append(snr_db(y, lost) - snr_db(z, lost))
+        gain_next.append(snr_db(y2, after) - snr_db(z2, after))
+    assert np.mean(gain_lost) > 5 and np.mean(gain_next) > 5
+
+
+def test_only_silk_with_enough_history_can_be_steered():
+    """Not before WARM_PACKETS packets were heard, not after a reset, and not in CELT mode (a 16 kHz
+    receiver cannot make the sender's CELT or hybrid packets): there libopus' PLC plays."""
+    from plc.codecs.opus_steering import WARM_PACKETS
+
+    x = syllabic(1.0)
+    silk, celt = OpusEncoder(16000, 24000, 20), OpusEncoder(16000, 96000, 20)
+    dec = OpusPayloadDecoder()
+    assert dec.continuation_samples(PACKET) is None
+    for i in range(WARM_PACKETS):
+        assert dec.continuation_samples(PACKET) is None
+        dec.decode(silk.encode(x[i * PACKET:(i + 1) * PACKET]))
+    assert dec.continuation_samples(PACKET) == PACKET + silk.lookahead
+    dec.reset()
+    assert dec.continuation_samples(PACKET) is None
+    for i in range(WARM_PACKETS + 1):
+        dec.decode(celt.encode(x[i * PACKET:(i + 1) * PACKET]))
+    assert dec.mode == "celt" and dec.continuation_samples(PACKET) is None
+
+
+def test_a_bad_continuation_falls_back_to_libopus_plc(silk_call):
+    """A continuation of the wrong length is refused (libopus' PLC plays, bit for bit); NaN or
+    out-of-range samples are sanitised, never passed to the encoder."""
+    packets, ref, _ = silk_call
+    a, b = OpusPayloadDecoder(), OpusPayloadDecoder()
+    for q in range(30):
+        a.decode(packets[q])
+        b.decode(packets[q])
+    n = a.continuation_samples(PACKET)
+    assert np.array_equal(a.conceal(PACKET, np.zeros(n - 1, np.float32)), b.conceal(PACKET))
+    wild = np.full(n, np.nan, np.float32)
+    wild[::2] = 40.0
+    out = a.conceal(PACKET, wild)
+    assert out.shape == (PACKET,) and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.5
+
+
+class Proposer(Concealer):
+    """Proposes a constant continuation (or raises, or returns garbage) and records the calls."""
+
+    name = "proposer"
+    uses_codec_concealment = True
+
+    def __init__(self, behaviour="ok", **kw):
+        self.behaviour, self.calls = behaviour, []
+        super().__init__(**kw)
+
+    def propose_continuation(self, n_samples, mode):
+        self.calls.append((self.lost_frames, n_samples, mode))
+        if self.behaviour == "raise":
+            raise ConcealmentError("scripted failure")
+        if self.behaviour == "nan":
+            return np.full(n_samples, np.nan, np.float32)
+        return np.full(n_samples, 0.01, np.float32)
+
+    def _conceal(self):
+        return self.codec_concealment if self.codec_concealment is not None else np.zeros(self.frame_samples, np.float32)
+
+
+def _silk_decoder(silk_call, packets_heard=20):
+    packets, _, _ = silk_call
+    dec = OpusPayloadDecoder()
+    for q in range(packets_heard):
+        dec.decode(packets[q])
+    return dec
+
+
+def test_codec_concealment_asks_only_at_the_start_of_a_loss(silk_call):
+    c = Proposer()
+    for _ in range(3):
+        c.process(np.zeros(FRAME, np.float32))
+    dec = _silk_decoder(silk_call)
+    out = codec_concealment(dec, c, PACKET)
+    assert out.shape == (PACKET,) and len(c.calls) == 1 and c.calls[0][0] == 0 and c.calls[0][2] == "silk"
+    c.feed_codec_concealment(out, dec.mode)
+    c.process(None)
+    c.process(None)
+    codec_concealment(dec, c, PACKET)       # mid-loss: libopus' PLC, no proposal
+    assert len(c.calls) == 1
+
+
+def test_the_fallback_holds_proposals_to_its_rules(silk_call):
+    """A proposal that raises or is not finite is dropped (the codec's PLC plays) with the reason;
+    a late primary is not asked; a good one passes through and is timed."""
+    for behaviour, passes in (("ok", True), ("raise", False), ("nan", False)):
+        f = FallbackConcealer(Proposer(behaviour), make_concealer("neteq", realtime=False), deadline_ms=5.0)
+        f.process(np.zeros(FRAME, np.float32))
+        got = f.propose_continuation(400, "silk")
+        assert (got is not None) == passes
+        if passes:
+            assert got.shape == (400,) and len(f.frame_times_ms) == 1
+        else:
+            assert f.fallback_reason
+    f = FallbackConcealer(Proposer(), make_concealer("neteq", realtime=False), deadline_ms=5.0)
+    f._recent_ms = 50.0
+    assert f.propose_continuation(400, "silk") is None and f.primary.calls == []
+
+
+def test_neural_proposes_its_first_packet_of_a_voiced_loss_only():
+    n = PACKET + 104
+    c = NeuralConcealer()
+    assert c.propose_continuation(n, "silk") is None              # nothing heard yet
+    x = harmonic(seconds=0.4)
+    for f in range(len(x) // FRAME):
+        c.process(x[f * FRAME:(f + 1) * FRAME])
+    assert c.propose_continuation(n, "celt") is None              # the model conceals CELT itself
+    got = c.propose_continuation(n, "silk")
+    assert got is not None and got.shape == (n,) and np.all(np.isfinite(got)) and c.continuations == 1
+    assert np.sqrt(np.mean(got ** 2)) > 0.3 * np.sqrt(np.mean(x[-PACKET:] ** 2))   # speech, not silence
+    assert NeuralConcealer(steer_codec=False).propose_continuation(n, "silk") is None
+    quiet = NeuralConcealer()
+    noise = (0.01 * np.random.default_rng(0).standard_normal(6400)).astype(np.float32)
+    for f in range(len(noise) // FRAME):
+        quiet.process(noise[f * FRAME:(f + 1) * FRAME])
+    assert quiet.propose_continuation(n, "silk") is None          # unvoiced: libopus' PLC
+    c.process(None)
+    assert c.propose_continuation(n, "silk") is None              # mid-loss
+
+
+def test_neural_in_the_silk_path_plays_the_codec_rendering_of_its_continuation(speech_16k):
+    """End to end (plc conceal --codec opus at 24 kbit/s): with steering the output differs from
+    ``opus`` only from the first steered loss on, every proposal was coded, and lost frames still
+    play what the codec made (``codec_frames``); without it, it is ``opus`` exactly."""
+    from plc.offline import conceal_audio
+
+    lost = np.zeros(150, dtype=bool)
+    lost[[20, 40, 41, 60, 61, 62, 63, 64, 65, 66, 90, 110]] = True
+    made = []
+
+    def factory(**options):
+        made.append(NeuralConcealer(**options))
+        return made[-1]
+
+    def run(method, factory=None):
+        return conceal_audio(speech_16k, 16000, lost, method, codec="opus", bitrate_bps=24000,
+                             concealer_factory=factory).audio
+
+    ref = run("opus")
+    assert np.array_equal(run("neural", lambda: factory(steer_codec=False)), ref)
+    y = run("neural", factory)
+    steered = made[-1]
+    assert steered.continuations >= 2 and steered.codec_frames == 2 * lost.sum()
+    first = np.flatnonzero(np.abs(y - ref) > 1e-6)[0]
+    assert first >= 20 * PACKET - 200            # nothing changes before the first loss
+
+
+def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k):
+    """In ``plc netsim`` with Opus at 24 kbit/s, ``neural`` steers the decoder at voiced loss starts
+    and plays the codec's frames for every lost frame; without steering it is ``opus`` exactly."""
+    from jitterbuffer.jitter_buffer import JitterBufferConfig
+    from jitterbuffer.netsim import simulate
+    from jitterbuffer.network import parse_network
+
+    spec = parse_network("delay=40ms jitter=10ms loss=15% burst=2", seed=3)
+    arrivals = spec.simulate(int(np.ceil(len(speech_16k) / PACKET)))
+
+    def run(concealer=None, method="neural"):
+        return simulate(speech_16k, arrivals, JitterBufferConfig(), method=method, codec="opus", seed=3,
+                        spec=spec, concealer=concealer)
+
+    plain = make_concealer("neural", deadline_ms=None, steer_codec=False)
+    assert np.array_equal(run(plain).audio, run(method="opus").audio)
+    steered = make_concealer("neural", deadline_ms=None)
+    y = run(steered).audio
+    assert steered.primary.continuations > 0 and steered.stats.fallback_frames == 0
+    assert steered.primary.codec_frames == steered.stats.concealed_frames
+    assert not np.array_equal(y, run(method="opus").audio)
