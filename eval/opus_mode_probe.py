@@ -8,8 +8,14 @@ decoder as the jitter buffer (so the codec's mode is known per packet), and conc
 packets with
 
 * ``opus``: libopus' own concealment;
-* ``neural``: the shipped runtime (it plays libopus' concealment in the modes it defers to);
-* ``neural, model in every mode``: ``defer_to_codec=()``, the model whatever the mode.
+* ``neural``: the shipped runtime (in SILK and hybrid mode its model's first packet of a loss after
+  voiced audio is coded into the decoder, :mod:`plc.codecs.opus_steering`, and libopus' PLC
+  continues; in CELT mode the model conceals);
+* ``neural, model in every mode``: ``defer_to_codec=()``, the model whatever the mode;
+* ``neural, decoder in step in SILK only``: the runtime before hybrid was steered too (in hybrid
+  mode it plays libopus' concealment).
+
+Each variant has its own decoder, run packet by packet as a receiver runs.
 
 It prints which modes the lost packets were coded in, mean PLCMOS and PESQ-WB, and the paired
 differences to ``opus`` with a normal 95% interval. Tune on training clips::
@@ -31,61 +37,76 @@ from .sweep import add_clip_arguments, loss_trace, map_clips, sweep_paths
 SAMPLE_RATE = 16000
 #: The rate the clips are coded from (libopus may pick hybrid only from super-wideband input).
 INPUT_RATE = 48000
-VARIANTS = ("opus", "neural", "neural, model in every mode")
+VARIANTS = ("opus", "neural", "neural, model in every mode", "neural, decoder in step in SILK only")
 
 
-def _concealers():
+def _variants():
+    """(concealer, the coding modes its decoder steers in: None for the decoder's default) per variant."""
     from plc.concealers import make_concealer
 
-    return [make_concealer("opus"), make_concealer("neural", realtime=False),
-            make_concealer("neural", realtime=False, defer_to_codec=())]
+    return [(make_concealer("opus"), None), (make_concealer("neural", realtime=False), None),
+            (make_concealer("neural", realtime=False, defer_to_codec=()), None),
+            (make_concealer("neural", realtime=False), ("silk",))]
 
 
 def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int):
-    """``x`` (16 kHz) coded from 48 kHz at ``bitrate_bps`` in 20 ms packets, decoded at 16 kHz with
-    libopus' PLC in the lost packets: (decoded audio, lost flag per 10 ms frame, codec mode per
-    10 ms frame, lost packets' modes, decoder delay in 16 kHz samples)."""
+    """``x`` (16 kHz) coded from 48 kHz at ``bitrate_bps`` in 20 ms packets: (payloads, lost flag per
+    packet, the coding mode a receiver knows at each packet (a lost one's: the last received
+    packet's, which the decoder's concealment continues), encoder delay in 16 kHz samples)."""
     from scipy.signal import resample_poly
 
-    from plc.codecs.opus import OpusEncoder, OpusPayloadDecoder
+    from plc.codecs.opus import OpusEncoder, opus_packet_mode
 
-    enc, dec = OpusEncoder(INPUT_RATE, bitrate_bps=bitrate_bps), OpusPayloadDecoder()
-    step, out_step = enc.frame_samples, SAMPLE_RATE * 20 // 1000
+    enc = OpusEncoder(INPUT_RATE, bitrate_bps=bitrate_bps)
+    step = enc.frame_samples
     signal = resample_poly(x, INPUT_RATE // SAMPLE_RATE, 1).astype(np.float32)
     n_packets = -(-(len(signal) + enc.lookahead) // step)
     signal = np.pad(signal, (0, n_packets * step - len(signal)))
     lost = np.zeros(n_packets, bool)
     lost[:min(n_packets, len(lost_packets))] = lost_packets[:n_packets]
-    decoded = np.zeros(n_packets * out_step, np.float32)
-    modes = []
-    for p in range(n_packets):
-        payload = enc.encode(signal[p * step:(p + 1) * step])
-        y = dec.conceal(out_step) if lost[p] else dec.decode(payload)
-        decoded[p * out_step:(p + 1) * out_step] = y
-        modes.append(dec.mode)
-    frames_per_packet = out_step // (SAMPLE_RATE // 100)
-    lost_modes = [m for m, gone in zip(modes, lost) if gone]
-    return (decoded, np.repeat(lost, frames_per_packet), [m for m in modes for _ in range(frames_per_packet)],
-            lost_modes, enc.lookahead * SAMPLE_RATE // INPUT_RATE)
+    payloads = [enc.encode(signal[p * step:(p + 1) * step]) for p in range(n_packets)]
+    modes, mode = [], None
+    for payload, gone in zip(payloads, lost):
+        mode = mode if gone else opus_packet_mode(payload)
+        modes.append(mode)
+    return payloads, lost, modes, enc.lookahead * SAMPLE_RATE // INPUT_RATE
+
+
+def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=None) -> np.ndarray:
+    """What a receiver plays: each packet decoded at 16 kHz (or concealed by the decoder, steered by
+    ``concealer`` where both can: :func:`plc.concealers.codec_plc.codec_concealment`) and passed
+    through ``concealer`` 10 ms at a time, packet by packet."""
+    from plc.codecs.opus import OpusPayloadDecoder
+    from plc.concealers.codec_plc import codec_concealment
+
+    dec = OpusPayloadDecoder(steerable_modes=steerable_modes)
+    n, frame = SAMPLE_RATE * 20 // 1000, concealer.frame_samples
+    out = np.zeros(len(payloads) * n, np.float32)
+    for p, payload in enumerate(payloads):
+        y = codec_concealment(dec, concealer, n) if lost[p] else dec.decode(payload)
+        y = np.zeros(n, np.float32) if y is None else y
+        for k in range(n // frame):
+            samples = y[k * frame:(k + 1) * frame]
+            if lost[p] and concealer.uses_codec_concealment:
+                concealer.feed_codec_concealment(samples, dec.mode)
+            out[p * n + k * frame:p * n + (k + 1) * frame] = concealer.process(None if lost[p] else samples)
+    return out
 
 
 def _score_clip(args: tuple[str, str, int, int]) -> tuple[list[tuple[float, float]], list]:
     path, loss_spec, index, bitrate_bps = args
     from plc.audio_io import load_audio, resample
-    from plc.offline import run_concealer
 
     from .metrics import pesq_wb, plcmos
 
     audio, sr = load_audio(path)
     x = resample(audio.mean(axis=1), sr, SAMPLE_RATE).astype(np.float32)
-    decoded, lost_frames, modes, lost_modes, delay = code_clip(x, loss_trace(len(x), SAMPLE_RATE, loss_spec, index),
-                                                              bitrate_bps)
+    payloads, lost, modes, delay = code_clip(x, loss_trace(len(x), SAMPLE_RATE, loss_spec, index), bitrate_bps)
     scores = []
-    for concealer in _concealers():
-        y = run_concealer(decoded.copy(), lost_frames, concealer, codec_concealment=decoded, codec_modes=modes)
-        y = y[delay:delay + len(x)]
+    for concealer, steerable in _variants():
+        y = receive(payloads, lost, concealer, steerable)[delay:delay + len(x)]
         scores.append((plcmos(y, SAMPLE_RATE, seed=index), pesq_wb(x, y, SAMPLE_RATE)))
-    return scores, lost_modes
+    return scores, [m for m, gone in zip(modes, lost) if gone]
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -13,10 +13,33 @@ def test_48k_input_at_32_kbits_is_hybrid_and_at_96_kbits_celt():
     x = syllabic(seconds=1.0)
     lost = np.zeros(50, bool)
     lost[[10, 20, 21]] = True
-    decoded, lost_frames, modes, lost_modes, delay = code_clip(x, lost, 32000)
-    assert len(decoded) >= len(x) and lost_frames.sum() == 6 and len(modes) == len(lost_frames)
-    assert lost_modes == ["hybrid"] * 3 and 0 < delay < 320
-    assert set(code_clip(x, lost, 96000)[3]) == {"celt"}
+    payloads, lost_packets, modes, delay = code_clip(x, lost, 32000)
+    assert len(payloads) * 320 >= len(x) and lost_packets.sum() == 3 and len(modes) == len(payloads)
+    assert [m for m, gone in zip(modes, lost_packets) if gone] == ["hybrid"] * 3 and 0 < delay < 320
+    assert set(code_clip(x, lost, 96000)[2]) == {"celt"}
+
+
+def test_the_decoder_is_steered_in_hybrid_mode_too(speech_16k):
+    """The shipped runtime steers the decoder in hybrid mode (after WARM_PACKETS packets, at a loss
+    after voiced audio: the decoder switches to SILK for that packet and back); steered in SILK
+    only, it plays exactly ``opus`` there."""
+    from eval.opus_mode_probe import receive
+    from plc.concealers import make_concealer
+
+    x = speech_16k
+    _, _, modes, _ = code_clip(x, np.zeros(150, bool), 32000)   # lose only hybrid packets (the model conceals CELT)
+    hybrid = [p for p in range(8, len(modes) - 1) if modes[p] == modes[p + 1] == "hybrid"]
+    lost = np.zeros(150, bool)
+    lost[hybrid[::9][:10]] = True
+    payloads, lost_packets, modes, _ = code_clip(x, lost, 32000)
+    assert lost_packets.sum() >= 3 and {m for m, gone in zip(modes, lost_packets) if gone} == {"hybrid"}
+    ref = receive(payloads, lost_packets, make_concealer("opus"))
+    silk_only = make_concealer("neural", realtime=False)
+    assert np.array_equal(receive(payloads, lost_packets, silk_only, ("silk",)), ref)
+    assert silk_only.primary.continuations == 0
+    steered = make_concealer("neural", realtime=False)
+    y = receive(payloads, lost_packets, steered)
+    assert steered.primary.continuations > 0 and not np.array_equal(y, ref) and np.all(np.isfinite(y))
 
 
 def test_probe_prints_modes_and_pairs_against_opus(tmp_path, capsys):
@@ -28,6 +51,7 @@ def test_probe_prints_modes_and_pairs_against_opus(tmp_path, capsys):
     assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1",
                  "--loss", "gilbert:0.3,3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "lost packets coded in" in lines[0] and len(lines) == 4      # a tone is often CELT, speech hybrid
+    assert "lost packets coded in" in lines[0] and len(lines) == 5      # a tone is often CELT, speech hybrid
     assert lines[1].startswith("opus:") and "dPLCMOS +0.000" in lines[1]
     assert lines[2].startswith("neural:") and lines[3].startswith("neural, model in every mode:")
+    assert lines[4].startswith("neural, decoder in step in SILK only:")

@@ -56,9 +56,9 @@ def test_an_oracle_continuation_is_played_and_the_next_packet_decodes_from_it(si
     assert np.mean(gain_lost) > 5 and np.mean(gain_next) > 5
 
 
-def test_only_silk_with_enough_history_can_be_steered():
-    """Not before WARM_PACKETS packets were heard, not after a reset, and not in CELT mode (a 16 kHz
-    receiver cannot make the sender's CELT or hybrid packets): there libopus' PLC plays."""
+def test_silk_and_hybrid_with_enough_history_can_be_steered():
+    """Not before WARM_PACKETS packets were heard, not after a reset, and not in CELT mode (where
+    the model conceals on its own); hybrid (from 48 kHz input at 32 kbit/s) can."""
     from plc.codecs.opus_steering import WARM_PACKETS
 
     x = syllabic(1.0)
@@ -74,6 +74,12 @@ def test_only_silk_with_enough_history_can_be_steered():
     for i in range(WARM_PACKETS + 1):
         dec.decode(celt.encode(x[i * PACKET:(i + 1) * PACKET]))
     assert dec.mode == "celt" and dec.continuation_samples(PACKET) is None
+    hybrid = OpusEncoder(48000, 32000, 20)
+    x48 = np.repeat(x, 3)
+    dec.reset()
+    for i in range(WARM_PACKETS):
+        dec.decode(hybrid.encode(x48[i * 960:(i + 1) * 960]))
+    assert dec.mode == "hybrid" and dec.continuation_samples(PACKET) == PACKET + silk.lookahead
 
 
 def test_a_bad_continuation_falls_back_to_libopus_plc(silk_call):

@@ -15,7 +15,7 @@ import ctypes.util
 import glob
 import os
 from functools import lru_cache
-from typing import Optional
+from typing import Collection, Optional
 
 import numpy as np
 
@@ -282,13 +282,14 @@ class OpusPayloadDecoder(PayloadDecoder):
     name = "opus"
     clock_rate = 48000
 
-    def __init__(self, frame_ms: int = 20) -> None:
+    def __init__(self, frame_ms: int = 20, steerable_modes: Optional[Collection[str]] = None) -> None:
+        from .opus_steering import STEERABLE_MODES, OpusSteering
+
         self.frame_ms = frame_ms
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=frame_ms)
         self.mode: Optional[str] = None
-        from .opus_steering import OpusSteering
-
-        self._steering = OpusSteering(SAMPLE_RATE, self._decoder.frame_samples)
+        self._steering = OpusSteering(SAMPLE_RATE, self._decoder.frame_samples,
+                                      STEERABLE_MODES if steerable_modes is None else steerable_modes)
 
     def duration(self, payload: bytes) -> Optional[int]:
         n48 = opus_packet_samples_48k(payload)

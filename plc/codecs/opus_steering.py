@@ -8,17 +8,20 @@ up on the decoder's own recent output, and that packet is decoded in place of ``
 what is played is the continuation as the codec renders it, and the decoder's state follows it,
 so the next real packet continues from there as after any packet.
 
-The encoder is told the coding mode and audio bandwidth of the call's last packet (SILK only: at
-the decoder's 16 kHz it cannot make hybrid or CELT packets in step with the sender's) and is fed
-the history advanced by its lookahead, so packet *k* of its output decodes to the samples of
-packet *k* of the timeline. Measured (MODEL.md, "decoder in step"): re-encoding the concealment
+The encoder makes SILK packets at the audio bandwidth of the call's last packet and is fed the
+history advanced by its lookahead, so packet *k* of its output decodes to the samples of packet
+*k* of the timeline. It steers in SILK mode and in hybrid mode (browsers' 48 kHz Opus at
+32 kbit/s: a 16 kHz receiver-side encoder cannot make hybrid packets, so the decoder switches to
+SILK for the steered packet and back to hybrid at the next real one, as when a sender switches;
+the SILK layer, which carries the speech below 8 kHz, stays in step); not in CELT mode, where
+the model conceals on its own. Measured (MODEL.md, "decoder in step"): re-encoding the concealment
 costs less than splicing it in against the decoder's state (on training clips, the model's first
 20 ms in SILK calls went from −0.34 PLCMOS behind libopus' PLC spliced in, to level re-encoded).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Collection, Optional
 
 import numpy as np
 
@@ -31,10 +34,13 @@ WARM_PACKETS = 5
 STEERING_BITRATE_BPS = 24000
 OPUS_SET_FORCE_MODE_REQUEST = 11002   # opus_private.h
 OPUS_MODE_SILK_ONLY = 1000
-#: Audio bandwidth (OPUS_BANDWIDTH_*) of SILK-only TOC configurations 0-11 (RFC 6716 3.1).
+#: Audio bandwidth (OPUS_BANDWIDTH_*) of SILK-only TOC configurations 0-11 (RFC 6716 3.1); a
+#: hybrid packet's SILK layer is wideband (the last entry).
 _SILK_BANDWIDTH = (1101, 1101, 1101, 1101, 1102, 1102, 1102, 1102, 1103, 1103, 1103, 1103)
-#: Coding modes whose packets a 16 kHz receiver-side encoder can make in step with the sender.
-STEERABLE_MODES = ("silk",)
+#: Coding modes of the call in which the decoder is steered (chosen on training clips: hybrid
+#: +0.055 / +0.018 / +0.023 PLCMOS against libopus' PLC under bernoulli:0.1 / gilbert:0.1,3 /
+#: gilbert:0.2,6, as in SILK mode; MODEL.md).
+STEERABLE_MODES = ("silk", "hybrid")
 
 
 class OpusSteering:
@@ -44,9 +50,12 @@ class OpusSteering:
     :meth:`samples_needed` before a loss to know how much continuation :meth:`decode` takes.
     """
 
-    def __init__(self, sample_rate: int, frame_samples: int) -> None:
+    def __init__(self, sample_rate: int, frame_samples: int, modes: Collection[str] = STEERABLE_MODES) -> None:
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
+        #: The coding modes of the call in which it steers (a research knob: ``hybrid`` makes the
+        #: decoder switch to SILK for the steered packet and back).
+        self.modes = frozenset(modes)
         self._encoder: Optional[OpusEncoder] = None
         self._recent = np.zeros(0, np.float32)   # the decoder's latest output, WARM_PACKETS packets
         self._toc_config: Optional[int] = None     # of the last packet decoded
@@ -78,7 +87,7 @@ class OpusSteering:
     def samples_needed(self, mode: Optional[str]) -> Optional[int]:
         """Continuation samples :meth:`decode` takes for the next lost packet in coding ``mode``,
         or None where it cannot steer (another mode, or too little history yet)."""
-        if (mode not in STEERABLE_MODES or self._toc_config is None or self._toc_config >= len(_SILK_BANDWIDTH)
+        if (mode not in self.modes or self._toc_config is None
                 or len(self._recent) < WARM_PACKETS * self.frame_samples):
             return None
         return self.frame_samples + self.lookahead
@@ -93,7 +102,7 @@ class OpusSteering:
         assert self._toc_config is not None
         enc = self._ensure_encoder()
         enc.reset()
-        enc.ctl(OPUS_SET_BANDWIDTH_REQUEST, _SILK_BANDWIDTH[self._toc_config])
+        enc.ctl(OPUS_SET_BANDWIDTH_REQUEST, _SILK_BANDWIDTH[min(self._toc_config, len(_SILK_BANDWIDTH) - 1)])
         n, look = self.frame_samples, enc.lookahead
         stream = np.clip(np.concatenate([self._recent, continuation]), -1.0, 1.0)
         # encoder packet k takes the timeline advanced by the lookahead, so it decodes onto packet k

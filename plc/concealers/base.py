@@ -27,9 +27,9 @@ is asked for the lost frames they cover, with the codec's coding mode (Opus:
 concealers that declare it, and only what the codec made; without a codec (the
 PCM path) nothing is fed and :attr:`Concealer.codec_concealment` stays ``None``.
 
-Decoder in step: where the codec can be steered (Opus in SILK mode), a concealer may propose its
-own continuation at the start of a loss (:meth:`Concealer.propose_continuation`); the codec then
-codes it into its state and feeds back *that* as its concealment
+Decoder in step: where the codec can be steered (Opus in SILK or hybrid mode), a concealer may
+propose its own continuation at the start of a loss (:meth:`Concealer.propose_continuation`); the
+codec then codes it into its state and feeds back *that* as its concealment
 (:func:`~plc.concealers.codec_plc.codec_concealment`), so the packet after the loss decodes
 from what was played.
 """

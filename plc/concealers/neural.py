@@ -33,13 +33,14 @@ Where the codec has its own concealment (``uses_codec_concealment``: libopus' PL
 in the offline Opus path, the jitter buffer and calls), the codec's coding mode
 decides who conceals a loss (``defer_to_codec``): SILK and hybrid Opus (the
 speech modes, which every Opus stream under ~40 kbit/s uses) have a concealment
-the model does not beat (MODEL.md: it lost PLCMOS at every share and moment
-tried), and the packet after the loss decodes from its state; there the loss
+the model does not beat when the decoder's state does not follow the model
+(MODEL.md: it lost PLCMOS at every share and moment tried), and the packet after
+the loss decodes from its state; there the loss
 plays the codec's concealment and resumes as the codec does, merged from its
 unplayed concealment where the decoder ran ahead of the playout (the jitter
 buffer asks libopus for 20 ms at a time). In CELT mode (music, and the high
 bitrates aiortc sends) the model conceals: it beats CELT's concealment.
-In SILK mode the model still makes the first packet of a loss after voiced audio,
+In SILK and hybrid mode the model still makes the first packet of a loss after voiced audio,
 *in step with the decoder* (``steer_codec``): its continuation is Opus-coded at the
 receiver and decoded in place of libopus' PLC (:mod:`plc.codecs.opus_steering`), so
 what plays is the model's speech as the codec renders it and the decoder's state
@@ -91,7 +92,7 @@ DEFAULT_DEFER_TO_CODEC = ("silk", "hybrid")
 #: continuation fades, instead of digital silence (tuned on training clips in MODEL.md).
 DEFAULT_COMFORT_NOISE = True
 #: Propose the model's continuation of voiced audio to a codec that can be steered with it
-#: (Opus in SILK mode: decoder in step, :mod:`plc.codecs.opus_steering`; MODEL.md).
+#: (Opus in SILK or hybrid mode: decoder in step, :mod:`plc.codecs.opus_steering`; MODEL.md).
 DEFAULT_STEER_CODEC = True
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
@@ -279,7 +280,7 @@ class NeuralConcealer(Concealer):
         estimated on received audio) as the model's continuation fades out, so a long loss goes
         on as that noise instead of digital silence.
     steer_codec : bool
-        Where the codec can be steered (Opus in SILK mode, :mod:`plc.codecs.opus_steering`) and
+        Where the codec can be steered (Opus in SILK or hybrid mode, :mod:`plc.codecs.opus_steering`) and
         a loss follows voiced audio, propose the model's first packet of it to the codec
         (:meth:`propose_continuation`), which codes it into its state and plays it; the codec's
         PLC continues from there. ``continuations`` counts those losses.
