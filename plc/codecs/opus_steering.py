@@ -53,8 +53,7 @@ class OpusSteering:
     def __init__(self, sample_rate: int, frame_samples: int, modes: Collection[str] = STEERABLE_MODES) -> None:
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
-        #: The coding modes of the call in which it steers (a research knob: ``hybrid`` makes the
-        #: decoder switch to SILK for the steered packet and back).
+        #: The coding modes of the call in which it steers (module docstring).
         self.modes = frozenset(modes)
         self._encoder: Optional[OpusEncoder] = None
         self._recent = np.zeros(0, np.float32)   # the decoder's latest output, WARM_PACKETS packets
@@ -111,5 +110,3 @@ class OpusSteering:
         for k in range(warm + 1):
             packet = enc.encode(stream[k * n + look:(k + 1) * n + look])
         return decoder.decode(packet)
-
-
