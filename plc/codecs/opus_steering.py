@@ -50,18 +50,23 @@ class OpusSteering:
     :meth:`samples_needed` before a loss to know how much continuation :meth:`decode` takes.
     """
 
-    def __init__(self, sample_rate: int, frame_samples: int, modes: Collection[str] = STEERABLE_MODES) -> None:
+    def __init__(self, sample_rate: int, frame_samples: int, modes: Collection[str] = STEERABLE_MODES,
+                 bitrate_bps: int = STEERING_BITRATE_BPS, warm_packets: int = WARM_PACKETS) -> None:
+        if warm_packets < 1:
+            raise ValueError(f"the encoder needs at least one packet to warm up on, got {warm_packets}")
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
+        self.bitrate_bps = bitrate_bps
+        self.warm_packets = warm_packets
         #: The coding modes of the call in which it steers (module docstring).
         self.modes = frozenset(modes)
         self._encoder: Optional[OpusEncoder] = None
-        self._recent = np.zeros(0, np.float32)   # the decoder's latest output, WARM_PACKETS packets
+        self._recent = np.zeros(0, np.float32)   # the decoder's latest output, warm_packets packets
         self._toc_config: Optional[int] = None     # of the last packet decoded
 
     def _ensure_encoder(self) -> OpusEncoder:
         if self._encoder is None:
-            self._encoder = OpusEncoder(self.sample_rate, bitrate_bps=STEERING_BITRATE_BPS,
+            self._encoder = OpusEncoder(self.sample_rate, bitrate_bps=self.bitrate_bps,
                                         frame_ms=self.frame_samples * 1000 // self.sample_rate)
             self._encoder.ctl(OPUS_SET_FORCE_MODE_REQUEST, OPUS_MODE_SILK_ONLY)
         return self._encoder
@@ -73,7 +78,7 @@ class OpusSteering:
 
     def observe(self, samples: np.ndarray, payload: Optional[bytes] = None) -> None:
         """The decoder output ``samples`` (from ``payload``, or concealed when None)."""
-        keep = WARM_PACKETS * self.frame_samples
+        keep = self.warm_packets * self.frame_samples
         self._recent = np.concatenate([self._recent, np.asarray(samples, np.float32)])[-keep:]
         if payload:
             self._toc_config = payload[0] >> 3
@@ -87,7 +92,7 @@ class OpusSteering:
         """Continuation samples :meth:`decode` takes for the next lost packet in coding ``mode``,
         or None where it cannot steer (another mode, or too little history yet)."""
         if (mode not in self.modes or self._toc_config is None
-                or len(self._recent) < WARM_PACKETS * self.frame_samples):
+                or len(self._recent) < self.warm_packets * self.frame_samples):
             return None
         return self.frame_samples + self.lookahead
 

@@ -1,0 +1,62 @@
+"""eval.steering_probe: who makes which packets of a SILK-mode loss with the decoder in step."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from eval.steering_probe import Variant, main, receive
+
+from .conftest import syllabic
+
+
+def test_variant_specs_parse_and_bad_ones_are_refused():
+    assert Variant.parse("opus") == Variant("opus")
+    v = Variant.parse("model:k=1:voiced:rate=16000:att=0.85:raw")
+    assert v.kind == "model" and v.options == {"k": 1, "voiced": True, "rate": 16000, "att": 0.85, "raw": True}
+    for bad in ("neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
+                "model:warm=0", "oracle:colour=red", "model:k"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            Variant.parse(bad)
+
+
+def _trace(n: int) -> np.ndarray:
+    lost = np.zeros(n, bool)
+    lost[[12, 25, 26, 40, 41, 42, 60, 80, 81, 100]] = True
+    return lost
+
+
+def test_opus_is_the_products_opus_path_and_the_oracle_is_far_closer_to_the_truth(speech_16k):
+    """The reference variant is ``plc conceal --codec opus --method opus`` bit for bit; the true audio
+    coded into the decoder is much closer to the loss-free decode than libopus' PLC is."""
+    from plc.offline import conceal_audio
+
+    x = speech_16k
+    lost = _trace(150)
+    opus = receive(x, lost, Variant("opus"))
+    assert np.array_equal(opus, conceal_audio(x, 16000, lost, "opus", codec="opus", bitrate_bps=24000).audio)
+    clean = receive(x, np.zeros(150, bool), Variant("opus"))
+    oracle = receive(x, lost, Variant("oracle"))
+
+    def err(y):
+        return float(np.sum((y - clean) ** 2))
+
+    assert err(oracle) < 0.3 * err(opus)
+    model = receive(x, lost, Variant.parse("model:k=1:voiced"))
+    assert model.shape == x.shape and np.all(np.isfinite(model)) and not np.array_equal(model, opus)
+
+
+def test_probe_prints_one_paired_line_per_variant(tmp_path, capsys):
+    rows = ["path"]
+    for i in range(2):
+        sf.write(tmp_path / f"c{i}.flac", syllabic(seconds=1.2, seed=i), 16000)
+        rows.append(f"c{i}.flac")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
+                 "--variant", "opus", "--variant", "model:k=1:voiced", "--variant", "replc"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("opus:") and "dPLCMOS +0.000" in lines[0]
+    assert lines[1].startswith("model:k=1:voiced:") and lines[2].startswith("replc:")
