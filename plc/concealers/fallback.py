@@ -95,8 +95,11 @@ class FallbackConcealer(Concealer):
         """The primary's proposal, held to the deadline like its frames (timed, and not asked
         while it is late); None if it is unavailable, late, raises or proposes no finite
         ``n_samples``: the codec's own concealment then plays."""
-        if self.lost_frames > 0 or self.primary.unavailable_reason or (
-                self.deadline_ms is not None and self._recent_ms > self.deadline_ms):
+        if self.lost_frames > 0:
+            return None
+        reason = self._late()   # a late primary is asked again later (the decaying maximum halves)
+        if reason is not None:
+            self.fallback_reason = reason
             return None
         start = perf_counter()
         try:
