@@ -50,3 +50,17 @@ def syllabic(seconds: float = 3.0, seed: int = 0) -> np.ndarray:
     x = sum(0.3 / k * np.sin(k * phase + k) for k in range(1, 8))
     env = (0.15 + 0.85 * np.abs(np.sin(2 * np.pi * 2.5 * t))) * (1 + 0.3 * np.sin(2 * np.pi * 0.9 * t))
     return (x * env + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+
+def write_manifest(folder: Path, clips: list, sample_rate: int = 16000) -> Path:
+    """``clips`` (float arrays) written to ``folder`` as ``c0.flac``... with a manifest ``m.csv`` in
+    dev.csv's columns (one synthetic speaker per clip); returns the manifest's path."""
+    import soundfile as sf
+
+    rows = ["path,corpus,speaker,duration_s,transcript"]
+    for i, x in enumerate(clips):
+        sf.write(folder / f"c{i}.flac", x, sample_rate)
+        rows.append(f"c{i}.flac,synthetic,s{i},{len(x) / sample_rate:g},")
+    (folder / "m.csv").write_text("\n".join(rows) + "\n")
+    return folder / "m.csv"

@@ -6,17 +6,13 @@ import soundfile as sf
 
 from eval.fade_sweep import Fade, main
 
-from .conftest import harmonic
+from .conftest import harmonic, write_manifest
 
 
 @pytest.mark.parametrize("codec", ["pcm", "opus"])
 def test_sweep_pairs_variants_against_the_first(tmp_path, capsys, codec):
-    rows = ["path,corpus,speaker,duration_s,transcript"]
-    for i, f0 in enumerate([120, 200]):
-        sf.write(tmp_path / f"c{i}.flac", harmonic(f0, seconds=1.5, seed=i), 16000)
-        rows.append(f"c{i}.flac,synthetic,s{i},1.5,")
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
+    manifest = write_manifest(tmp_path, [harmonic(f0, seconds=1.5, seed=i) for i, f0 in enumerate([120, 200])])
+    assert main(["--manifest", str(manifest), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
                  "--variant", "40,120,40,120", "--variant", "60,120,0,60", "--codec", codec]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     label = "pcm" if codec == "pcm" else "opus 24 kbit/s"

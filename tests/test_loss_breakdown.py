@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from eval.loss_breakdown import (CLASSES, LossEvent, loss_events, main, replace_losses, spectral_hybrids,
                                  variant_names)
 
-from .conftest import harmonic
+from .conftest import harmonic, write_manifest
 
 SR = 16000
 PACKET = SR // 50
@@ -43,12 +42,8 @@ def test_replacing_one_class_touches_only_its_losses_and_fades_back():
 
 @pytest.mark.parametrize("spectral_oracle", [False, True], ids=["oracle", "spectral-oracle"])
 def test_breakdown_prints_every_class_paired_with_the_method(tmp_path, capsys, spectral_oracle):
-    rows = ["path,corpus,speaker,duration_s,transcript"]
-    for i in range(2):
-        sf.write(tmp_path / f"c{i}.flac", _vowel_pause_onset(), SR)
-        rows.append(f"c{i}.flac,synthetic,s{i},1.2,")
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "bernoulli:0.2",
+    manifest = write_manifest(tmp_path, [_vowel_pause_onset() for _ in range(2)], SR)
+    assert main(["--manifest", str(manifest), "--clips", "2", "--every", "1", "--loss", "bernoulli:0.2",
                  "--method", "neteq", "--against", "zero"] + ["--spectral-oracle"] * spectral_oracle) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("losses: voiced ") and "(2 clips, bernoulli:0.2)" in lines[0]

@@ -2,11 +2,10 @@
 probe pairs neural (with and without deferring) against libopus' concealment there."""
 
 import numpy as np
-import soundfile as sf
 
 from eval.opus_mode_probe import code_clip, main
 
-from .conftest import syllabic
+from .conftest import syllabic, write_manifest
 
 
 def test_48k_input_at_32_kbits_is_hybrid_and_at_96_kbits_celt():
@@ -43,12 +42,8 @@ def test_the_decoder_is_steered_in_hybrid_mode_too(speech_16k):
 
 
 def test_probe_prints_modes_and_pairs_against_opus(tmp_path, capsys):
-    rows = ["path,corpus,speaker,duration_s,transcript"]
-    for i in range(2):
-        sf.write(tmp_path / f"c{i}.flac", syllabic(seconds=1.5, seed=i), 16000)
-        rows.append(f"c{i}.flac,synthetic,s{i},1.5,")
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1",
+    manifest = write_manifest(tmp_path, [syllabic(seconds=1.5, seed=i) for i in range(2)])
+    assert main(["--manifest", str(manifest), "--clips", "2", "--every", "1",
                  "--loss", "gilbert:0.3,3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert "lost packets coded in" in lines[0] and len(lines) == 5      # a tone is often CELT, speech hybrid

@@ -6,11 +6,10 @@ import argparse
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from eval.steering_probe import Variant, main, receive
 
-from .conftest import syllabic
+from .conftest import syllabic, write_manifest
 
 
 def test_variant_specs_parse_and_bad_ones_are_refused():
@@ -50,12 +49,8 @@ def test_opus_is_the_products_opus_path_and_the_oracle_is_far_closer_to_the_trut
 
 
 def test_probe_prints_one_paired_line_per_variant(tmp_path, capsys):
-    rows = ["path"]
-    for i in range(2):
-        sf.write(tmp_path / f"c{i}.flac", syllabic(seconds=1.2, seed=i), 16000)
-        rows.append(f"c{i}.flac")
-    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    assert main(["--manifest", str(tmp_path / "m.csv"), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
+    manifest = write_manifest(tmp_path, [syllabic(seconds=1.2, seed=i) for i in range(2)])
+    assert main(["--manifest", str(manifest), "--clips", "2", "--every", "1", "--loss", "gilbert:0.3,3",
                  "--variant", "opus", "--variant", "model:k=1:voiced", "--variant", "replc"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("opus:") and "dPLCMOS +0.000" in lines[0]

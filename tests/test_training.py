@@ -16,21 +16,16 @@ from training.data import DataConfig, SpeechCorpus, gilbert_frames, loss_length,
 from training.model import ModelConfig  # noqa: E402
 from plc.neural.features import FeatureConfig  # noqa: E402
 
-from .conftest import harmonic  # noqa: E402
+from .conftest import harmonic, write_manifest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def tiny_manifest(tmp_path_factory):
-    d = tmp_path_factory.mktemp("speech")
-    rows = ["path,corpus,speaker,duration_s,transcript"]
-    for i, f0 in enumerate([110, 140, 180, 220]):
-        x = harmonic(f0, seconds=1.2, seed=i) * np.hanning(int(1.2 * 16000)).astype(np.float32)
-        sf.write(d / f"c{i}.flac", x, 16000)
-        rows.append(f"c{i}.flac,synthetic,s{i},1.2,")
-    (d / "m.csv").write_text("\n".join(rows) + "\n")
-    return d / "m.csv"
+    window = np.hanning(int(1.2 * 16000)).astype(np.float32)
+    return write_manifest(tmp_path_factory.mktemp("speech"),
+                          [harmonic(f0, seconds=1.2, seed=i) * window for i, f0 in enumerate([110, 140, 180, 220])])
 
 
 def _free_port() -> int:
