@@ -86,22 +86,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{len(speech) / 16000:.3f} s of speech is too short to time: give at least "
                         f"{2 * concealer.frame_ms} ms")
     rng = np.random.default_rng(args.seed)
-    concealed_ms, received_ms, by_noise = [], [], []
     packet_ms: list[float] = []
     if args.codec == "opus":
         concealed_ms, received_ms, packet_ms = _time_opus_path(concealer, speech, model, rng, args)
         by_noise = [False] * len(concealed_ms)   # the noise continuation does not run in SILK mode
-    for _ in range(args.repeat if args.codec == "pcm" else 0):
-        lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
-        for i in range(n_frames):
-            x = None if lost[i] else speech[i * frame:(i + 1) * frame]
-            noise_before = getattr(core, "noise_frames", 0)
-            t = time.perf_counter()
-            concealer.process(x)
-            dt = (time.perf_counter() - t) * 1000.0
-            (concealed_ms if x is None else received_ms).append(dt)
-            if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
-                by_noise.append(getattr(core, "noise_frames", 0) > noise_before)
+    else:
+        concealed_ms, received_ms, by_noise = _time_pcm_path(concealer, core, speech, model, rng, args)
     if not concealed_ms or not received_ms:
         raise UserError(f"{'no' if not concealed_ms else 'every'} frame was lost under {args.loss} in "
                         f"{args.repeat} x {len(speech) / 16000:.2f} s of speech: give more speech, --repeat or "
@@ -139,6 +129,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _time_pcm_path(concealer, core, speech, model, rng, args) -> tuple[list[float], list[float], list[bool]]:
+    """The concealer alone, frame by frame: per-frame times of concealed and received frames, and
+    for each concealed frame whether the neural concealer's noise continuation made it."""
+    import numpy as np
+
+    frame = concealer.frame_samples
+    n_frames = len(speech) // frame
+    concealed_ms, received_ms, by_noise = [], [], []
+    for _ in range(args.repeat):
+        lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
+        for i in range(n_frames):
+            x = None if lost[i] else speech[i * frame:(i + 1) * frame]
+            noise_before = getattr(core, "noise_frames", 0)
+            t = time.perf_counter()
+            concealer.process(x)
+            dt = (time.perf_counter() - t) * 1000.0
+            (concealed_ms if x is None else received_ms).append(dt)
+            if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
+                by_noise.append(getattr(core, "noise_frames", 0) > noise_before)
+    return concealed_ms, received_ms, by_noise
+
+
 def _time_opus_path(concealer, speech, model, rng, args) -> tuple[list[float], list[float], list[float]]:
     """The Opus receive path, packet by packet (module docstring): per-10-ms times of concealed
     and received frames, and per-packet times of the lost packets."""
@@ -146,6 +158,7 @@ def _time_opus_path(concealer, speech, model, rng, args) -> tuple[list[float], l
 
     from plc.codecs.opus import OpusEncoder, OpusPayloadDecoder
     from plc.concealers.codec_plc import codec_concealment
+    from plc.offline import play_packet
 
     encoder = OpusEncoder(16000, bitrate_bps=args.bitrate, frame_ms=20)
     n = encoder.frame_samples
@@ -159,10 +172,11 @@ def _time_opus_path(concealer, speech, model, rng, args) -> tuple[list[float], l
             if lost[i]:
                 t = time.perf_counter()
                 out = codec_concealment(decoder, concealer, n)
-                for k in range(n // frame):
-                    if out is not None and concealer.uses_codec_concealment:
-                        concealer.feed_codec_concealment(out[k * frame:(k + 1) * frame], decoder.mode)
-                    concealer.process(None)
+                if out is None:   # the decoder made nothing: the concealer is asked with nothing fed
+                    for _ in range(n // frame):
+                        concealer.process(None)
+                else:
+                    play_packet(concealer, out, True, decoder.mode)
                 dt = (time.perf_counter() - t) * 1000.0
                 packet_ms.append(dt)
                 concealed_ms += [dt / (n // frame)] * (n // frame)

@@ -78,18 +78,15 @@ def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=
     through ``concealer`` 10 ms at a time, packet by packet."""
     from plc.codecs.opus import OpusPayloadDecoder
     from plc.concealers.codec_plc import codec_concealment
+    from plc.offline import play_packet
 
     dec = OpusPayloadDecoder(steerable_modes=steerable_modes)
-    n, frame = SAMPLE_RATE * 20 // 1000, concealer.frame_samples
+    n = SAMPLE_RATE * 20 // 1000
     out = np.zeros(len(payloads) * n, np.float32)
     for p, payload in enumerate(payloads):
         y = codec_concealment(dec, concealer, n) if lost[p] else dec.decode(payload)
         y = np.zeros(n, np.float32) if y is None else y
-        for k in range(n // frame):
-            samples = y[k * frame:(k + 1) * frame]
-            if lost[p] and concealer.uses_codec_concealment:
-                concealer.feed_codec_concealment(samples, dec.mode)
-            out[p * n + k * frame:p * n + (k + 1) * frame] = concealer.process(None if lost[p] else samples)
+        out[p * n:(p + 1) * n] = play_packet(concealer, y, bool(lost[p]), dec.mode)
     return out
 
 

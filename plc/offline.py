@@ -207,6 +207,21 @@ def run_concealer(x: np.ndarray, lost_frames: np.ndarray, concealer: Concealer,
     return out
 
 
+def play_packet(concealer: Concealer, samples: np.ndarray, concealed: bool, mode: Optional[str] = None) -> np.ndarray:
+    """One packet of a decoder's output through ``concealer`` 10 ms at a time, as a receiver plays
+    it: the received frames, or (``concealed``) the lost ones, each frame of the codec's
+    concealment fed first (with the coding ``mode``) to a concealer that uses it."""
+    n = concealer.frame_samples
+    feed = concealed and concealer.uses_codec_concealment
+    out = np.empty_like(samples)
+    for f in range(len(samples) // n):
+        frame = samples[f * n:(f + 1) * n]
+        if feed:
+            concealer.feed_codec_concealment(frame, mode)
+        out[f * n:(f + 1) * n] = concealer.process(None if concealed else frame)
+    return out
+
+
 def _conceal_pcm_channel(x: np.ndarray, sample_rate: int, lost_packets: np.ndarray, packet_ms: int,
                          concealer: Concealer) -> np.ndarray:
     lost_mask = lost_sample_mask(len(x), sample_rate, lost_packets, packet_ms)
@@ -268,10 +283,8 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
     lost = np.concatenate([lost_packets, np.zeros(n_packets - len(lost_packets), dtype=bool)])
     signal = np.zeros(n_packets * packet, dtype=np.float32)
     signal[:len(native)] = native
-    frame = NATIVE_RATE * FRAME_MS // 1000
     payloads = [encoder.encode(signal[p * packet:(p + 1) * packet]) for p in range(n_packets)]
     packet_rtp = codec.clock_rate * packet_ms // 1000
-    feed = concealer.uses_codec_concealment
     played = np.empty_like(signal)
     recovered = np.zeros(n_packets, dtype=bool)
     # One pass, packet by packet, as a receiver runs: the concealer plays each packet's frames
@@ -294,11 +307,7 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
             concealed = True
         if out is None:  # no concealment of its own, or a payload it cannot decode: silence
             out = np.zeros(packet, dtype=np.float32)
-        for f in range(packet // frame):
-            samples = out[f * frame:(f + 1) * frame]
-            if concealed and feed:
-                concealer.feed_codec_concealment(samples, decoder.mode)
-            played[p * packet + f * frame:p * packet + (f + 1) * frame] = concealer.process(None if concealed else samples)
+        played[p * packet:(p + 1) * packet] = play_packet(concealer, out, concealed, decoder.mode)
     aligned = played[encoder.lookahead:encoder.lookahead + len(native)]
     audio = resample(aligned, NATIVE_RATE, sample_rate)[:len(x)]
     return _CodedChannel(audio, recovered, sum(len(p) for p in payloads[:len(lost_packets)]))

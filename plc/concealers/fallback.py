@@ -107,11 +107,9 @@ class FallbackConcealer(Concealer):
         except Exception as exc:  # noqa: BLE001 - the codec's own concealment covers it
             self.fallback_reason = _reason(exc)
             return None
-        elapsed = (perf_counter() - start) * 1000.0
         if out is None:
             return None
-        self.frame_times_ms.append(elapsed)
-        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
+        self._record_time(start)
         out = np.asarray(out, dtype=np.float32).reshape(-1)
         if out.shape != (n_samples,) or not np.all(np.isfinite(out)):
             self.fallback_reason = f"bad continuation proposed (shape {out.shape}, not finite or wrong length)"
@@ -133,9 +131,7 @@ class FallbackConcealer(Concealer):
                 out = self._run_primary(None)
                 if out is not None:
                     if not self.primary.plays_codec_concealment:  # the codec's frames cost it nothing
-                        elapsed = (perf_counter() - start) * 1000.0
-                        self.frame_times_ms.append(elapsed)
-                        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
+                        self._record_time(start)
                     self.classic.observe(out)  # the classic continues from what was played
                     return out
             else:
@@ -170,6 +166,12 @@ class FallbackConcealer(Concealer):
             self._recent_ms *= 0.5  # try the primary again later
             return reason
         return None
+
+    def _record_time(self, start: float) -> None:
+        """The primary's work since ``start`` (``perf_counter``), kept and held to the deadline."""
+        elapsed = (perf_counter() - start) * 1000.0
+        self.frame_times_ms.append(elapsed)
+        self._recent_ms = max(elapsed, 0.9 * self._recent_ms)
 
     def _run_primary(self, frame: Optional[np.ndarray]) -> Optional[np.ndarray]:
         """The primary's frame, or None (the reason recorded, the primary resynchronised by the
