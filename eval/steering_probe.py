@@ -6,8 +6,9 @@ packet; on each loss the lost packets are made by one variant (``--variant``, re
 is the reference the others are paired against):
 
 * ``opus``: libopus' own PLC.
-* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:raw]``: the model's continuation of
-  the played audio (``NeuralConcealer`` run on its own, ``voiced_threshold=vt``) coded into the
+* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:raw][:dir=DIR]``: the model's
+  continuation of the played audio (``NeuralConcealer`` run on its own, ``voiced_threshold=vt``,
+  the exported model in ``dir``, default the shipped one) coded into the
   decoder (:class:`plc.codecs.opus_steering.OpusSteering`, encoder at ``rate``, warmed on ``warm``
   packets) for the first ``k`` packets of the loss (default: all of them), only after voiced
   audio with ``voiced`` (libopus' PLC otherwise); libopus' PLC for the rest of the loss, scaled
@@ -49,7 +50,7 @@ class Variant:
     options: dict = field(default_factory=dict)
 
     KINDS = ("opus", "model", "oracle", "replc")
-    KEYS = {"k": int, "vt": float, "rate": int, "warm": int, "att": float, "voiced": bool, "raw": bool}
+    KEYS = {"k": int, "vt": float, "rate": int, "warm": int, "att": float, "voiced": bool, "raw": bool, "dir": str}
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
@@ -61,12 +62,12 @@ class Variant:
             key, eq, value = opt.partition("=")
             kind_of = cls.KEYS.get(key)
             try:
-                if kind_of is None or (kind_of is bool) == bool(eq):
+                if kind_of is None or (kind_of is bool) == bool(eq) or (eq and not value):
                     raise ValueError
                 options[key] = True if kind_of is bool else kind_of(value)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{spec!r}: bad option {opt!r} (k=N, vt=F, rate=BPS, warm=N, "
-                                                 "att=F, voiced, raw)") from None
+                                                 "att=F, voiced, raw, dir=DIR)") from None
         if options.get("k", 1) < 1 or options.get("warm", 1) < 1 or not 0 < options.get("att", 1.0) <= 1:
             raise argparse.ArgumentTypeError(f"{spec!r}: k and warm must be at least 1, att within (0, 1]")
         return cls(kind, options)
@@ -94,7 +95,8 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
     steering = OpusSteering(SAMPLE_RATE, PACKET, ("silk",), o.get("rate", STEERING_BITRATE_BPS), o.get("warm", WARM_PACKETS))
     concealer = None
     if variant.kind == "model":
-        concealer = NeuralConcealer(defer_to_codec=(), **({"voiced_threshold": o["vt"]} if "vt" in o else {}))
+        concealer = NeuralConcealer(model_dir=o.get("dir"), defer_to_codec=(),
+                                    **({"voiced_threshold": o["vt"]} if "vt" in o else {}))
     history: list[Optional[bytes]] = []   # what the decoder decoded (None: its PLC), for replc's twin
     out = np.zeros(n_packets * PACKET, np.float32)
     fade_in = raised_cosine_fade(RAW_CROSSFADE)
@@ -180,12 +182,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.steering_probe", description=__doc__.split("\n\n")[0])
     add_clip_arguments(p, clips=40)
     p.add_argument("--variant", type=Variant.parse, action="append", metavar="SPEC",
-                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:raw], oracle[:k=N] or "
+                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:raw][:dir=DIR], oracle[:k=N] or "
                         "replc (repeatable; the first is the reference; default: opus, model:k=1:voiced)")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores
 
     variants = tuple(args.variant or (Variant("opus"), Variant("model", {"k": 1, "voiced": True})))
+    from plc.concealers.neural import check_model_dir
+
+    for v in variants:   # refuse a model folder that does not load before spending minutes
+        if "dir" in v.options:
+            try:
+                check_model_dir(v.options["dir"])
+            except ValueError as exc:
+                p.error(str(exc))
     paths = sweep_paths(p, args)
     rows = np.array(map_clips(_score_clip, [(path, args.loss, i, variants) for i, path in enumerate(paths)], args.jobs))
     names = [":".join([v.kind] + [k if val is True else f"{k}={val}" for k, val in v.options.items()]) for v in variants]

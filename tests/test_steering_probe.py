@@ -14,10 +14,11 @@ from .conftest import syllabic, write_manifest
 
 def test_variant_specs_parse_and_bad_ones_are_refused():
     assert Variant.parse("opus") == Variant("opus")
-    v = Variant.parse("model:k=1:voiced:rate=16000:att=0.85:raw")
-    assert v.kind == "model" and v.options == {"k": 1, "voiced": True, "rate": 16000, "att": 0.85, "raw": True}
+    v = Variant.parse("model:k=1:voiced:rate=16000:att=0.85:raw:dir=runs/x/export")
+    assert v.kind == "model" and v.options == {"k": 1, "voiced": True, "rate": 16000, "att": 0.85, "raw": True,
+                                               "dir": "runs/x/export"}
     for bad in ("neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
-                "model:warm=0", "oracle:colour=red", "model:k"):
+                "model:warm=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
         with pytest.raises(argparse.ArgumentTypeError):
             Variant.parse(bad)
 
@@ -55,3 +56,11 @@ def test_probe_prints_one_paired_line_per_variant(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and lines[0].startswith("opus:") and "dPLCMOS +0.000" in lines[0]
     assert lines[1].startswith("model:k=1:voiced:") and lines[2].startswith("replc:")
+
+
+def test_a_model_folder_that_does_not_load_is_a_usage_error(tmp_path, capsys):
+    manifest = write_manifest(tmp_path, [syllabic(seconds=2.0)])
+    with pytest.raises(SystemExit) as exc:
+        main(["--manifest", str(manifest), "--clips", "1", "--variant", "opus",
+              "--variant", f"model:k=1:dir={tmp_path / 'nothing'}"])
+    assert exc.value.code == 2 and "model.json" in capsys.readouterr().err

@@ -102,6 +102,35 @@ def test_min_voicing_keeps_only_losses_after_voiced_audio(tmp_path):
     assert voiced["voicing"].min() >= 0.7 and len(voiced["voicing"]) == 16
 
 
+def test_codec_prob_opus_codes_context_and_target_alike_and_aligned(tiny_manifest, speech_16k):
+    """``--codec-prob``: coded examples are the SILK rendering of the same audio, time-aligned
+    (the encoder's lookahead removed) and mel computed from it; 0 leaves the batches unchanged."""
+    from training.data import opus_roundtrip, read_clip_list
+
+    x = speech_16k
+    y = opus_roundtrip(x, 24000)
+    assert y.shape == x.shape and y.dtype == np.float32
+    corr = [float(np.dot(x[800:-800], np.roll(y, -lag)[800:-800])) for lag in range(-3, 4)]
+    assert int(np.argmax(corr)) == 3                    # aligned at lag 0
+    assert 0.8 < np.sqrt(np.mean(y[800:] ** 2) / np.mean(x[800:] ** 2)) < 1.2
+    assert not np.allclose(x, y, atol=1e-3)              # coded, not copied
+
+    corpus, reach = SpeechCorpus(read_clip_list(tiny_manifest)), ModelConfig().lag_reach
+    plain = make_batch(corpus, np.random.default_rng(0), 4, DataConfig(), FeatureConfig(), reach)
+    again = make_batch(corpus, np.random.default_rng(0), 4, DataConfig(codec_prob=0.0), FeatureConfig(), reach)
+    assert all(np.array_equal(plain[k], again[k]) for k in plain)
+    coded = make_batch(corpus, np.random.default_rng(0), 4, DataConfig(codec_prob=1.0), FeatureConfig(), reach)
+    coded2 = make_batch(corpus, np.random.default_rng(0), 4, DataConfig(codec_prob=1.0), FeatureConfig(), reach)
+    assert all(np.array_equal(coded[k], coded2[k]) for k in coded)   # still a function of the seed
+    assert coded["audio"].shape == plain["audio"].shape and np.all(np.isfinite(coded["audio"]))
+    from plc.neural.features import log_mel_frames
+    fc = FeatureConfig()
+    # the mel frames are those of the coded audio the model conditions on
+    mel = log_mel_frames(np.concatenate([np.zeros(fc.win_samples - fc.hop_samples, np.float32), coded["audio"][0]]), fc)
+    frames = coded["mel"].shape[1]
+    assert np.allclose(mel[1:1 + frames][2:], coded["mel"][0][2:], atol=1e-3)
+
+
 def test_pitch_of_the_training_audio_is_found():
     """The long-term predictor's lag: a 160 Hz vowel has a 100-sample period."""
     from plc.neural.features import effective_lag, pitch_lag

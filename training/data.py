@@ -12,6 +12,9 @@ and the number of lost frames, drawn the way networks lose packets: bursts
 of 20 ms packets (a Gilbert-Elliott model), sometimes single 10 ms frames
 (a jitter buffer's late frame). ``min_voicing`` keeps only the losses after voiced
 audio (``plc train --min-voicing``), the only ones the runtime gives to the model.
+``codec_prob`` (``plc train --codec-prob``) Opus-codes that share of the examples in SILK
+mode and decodes them, context and target alike, as the Opus path's history is what the
+model reads there (:func:`opus_roundtrip`).
 
 Batches are a pure function of ``(seed, rank, step)``, which makes resume
 exact without saving any generator state.
@@ -29,6 +32,8 @@ import soundfile as sf
 from scipy.signal import butter, sosfilt
 
 from plc.audio_io import resample
+from plc.codecs.opus import OpusDecoder, OpusEncoder
+from plc.codecs.opus_steering import OPUS_MODE_SILK_ONLY, OPUS_SET_FORCE_MODE_REQUEST
 from plc.loss_models import gilbert_elliott_states
 from plc.neural.contract import CONTEXT_FRAMES, MAX_LOST_FRAMES, WARMUP_FRAMES
 from plc.neural.features import FeatureConfig, effective_lag, frame_gain, log_mel_frames, pitch_lag
@@ -54,6 +59,9 @@ class DataConfig:
     single_frame_prob: float = 0.15   # a lone lost 10 ms frame (late packet in a jitter buffer)
     min_voicing: float = -1.0         # keep only losses after audio at least this voiced (pitch correlation;
                                       # the runtime gives the rest to noise continuation); -1: every loss
+    codec_prob: float = 0.0           # share of examples Opus-coded (SILK) and decoded, context and target
+    codec_bitrate_range: tuple = (12000, 32000)  # their bitrate, bit/s (uniform)
+    codec_lead_frames: int = 10       # audio coded before the example so the encoder has warmed up
 
     @property
     def total_frames(self) -> int:
@@ -141,6 +149,18 @@ def augment(x: np.ndarray, rng: np.random.Generator, cfg: DataConfig, corpus: Sp
     return x.astype(np.float32)
 
 
+def opus_roundtrip(x: np.ndarray, bitrate_bps: int, sample_rate: int = 16000, frame_ms: int = 20) -> np.ndarray:
+    """``x`` Opus-coded in SILK mode at ``bitrate_bps`` and decoded, time-aligned with ``x``
+    (the encoder's lookahead removed), as the Opus path's receiver hears it without loss."""
+    enc = OpusEncoder(sample_rate, bitrate_bps=int(bitrate_bps), frame_ms=frame_ms)
+    enc.ctl(OPUS_SET_FORCE_MODE_REQUEST, OPUS_MODE_SILK_ONLY)
+    dec = OpusDecoder(sample_rate, frame_ms)
+    n = enc.frame_samples
+    padded = np.concatenate([x, np.zeros(enc.lookahead + (-(len(x) + enc.lookahead)) % n, np.float32)])
+    out = np.concatenate([dec.decode(enc.encode(padded[i:i + n])) for i in range(0, len(padded), n)])
+    return out[enc.lookahead:enc.lookahead + len(x)].astype(np.float32)
+
+
 def _rms_dbfs(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(x ** 2)) + 1e-9))
 
@@ -159,14 +179,18 @@ def make_batch(corpus: SpeechCorpus, rng: np.random.Generator, batch_size: int, 
     pre = feat_cfg.win_samples - hop  # so the first frame's mel window has real audio
     out: dict[str, list] = {k: [] for k in ("mel", "lost", "audio", "lag", "voicing", "gain", "n_lost")}
     while len(out["mel"]) < batch_size:
-        seg = corpus.random_segment(rng, n + pre)
-        if _rms_dbfs(seg) < data_cfg.min_rms_dbfs:
+        coded = augment_audio and data_cfg.codec_prob > 0 and rng.random() < data_cfg.codec_prob
+        lead = data_cfg.codec_lead_frames * hop if coded else 0
+        seg = corpus.random_segment(rng, n + pre + lead)
+        if _rms_dbfs(seg[lead:]) < data_cfg.min_rms_dbfs:
             continue
-        before = seg[pre + (ctx - data_cfg.warmup_frames) * hop:pre + ctx * hop]  # the warm-up audio
+        before = seg[lead + pre + (ctx - data_cfg.warmup_frames) * hop:lead + pre + ctx * hop]  # the warm-up audio
         if rng.random() < data_cfg.speech_before_loss_prob and _rms_dbfs(before) < data_cfg.min_rms_dbfs + 10:
             continue
         if augment_audio:
             seg = augment(seg, rng, data_cfg, corpus)
+        if coded:
+            seg = opus_roundtrip(seg, rng.integers(*data_cfg.codec_bitrate_range, endpoint=True))[lead:]
         audio = seg[pre:]
         past = audio[:ctx * hop]
         lag, voicing = pitch_lag(past, feat_cfg)

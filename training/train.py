@@ -93,6 +93,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-voicing", type=float, default=-1.0, metavar="CORR",
                    help="train only on losses after audio whose pitch correlation is at least CORR, e.g. 0.7 "
                         "(the runtime continues the rest with noise, from 0.75); default: every loss")
+    p.add_argument("--codec-prob", type=float, default=0.0, metavar="P",
+                   help="share of the loss events Opus-coded in SILK mode (12-32 kbit/s) and decoded, context "
+                        "and target alike, as the Opus path's receiver hears its history; default 0")
     p.set_defaults(func=run)
 
 
@@ -193,7 +196,8 @@ def _setup(args: argparse.Namespace, rank: int, world: int, device: torch.device
     """Check the inputs, write ``config.json`` (rank 0, new runs) and build the models."""
     out = Path(args.out)
     _check_inputs(args, out / "last.pt")
-    feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing)
+    feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing,
+                                                                  codec_prob=args.codec_prob)
     loss_cfg = LossConfig()
     train_paths, dev_paths = read_clip_list(args.data), read_clip_list(args.dev)
     if not train_paths:
