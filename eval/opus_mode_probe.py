@@ -56,15 +56,15 @@ def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int):
     from scipy.signal import resample_poly
 
     from plc.codecs.opus import OpusEncoder, opus_packet_mode
+    from plc.codecs.payload import encode_signal
 
     enc = OpusEncoder(INPUT_RATE, bitrate_bps=bitrate_bps)
     step = enc.frame_samples
     signal = resample_poly(x, INPUT_RATE // SAMPLE_RATE, 1).astype(np.float32)
-    n_packets = -(-(len(signal) + enc.lookahead) // step)
-    signal = np.pad(signal, (0, n_packets * step - len(signal)))
+    payloads = encode_signal(enc, signal)
+    n_packets = len(payloads)
     lost = np.zeros(n_packets, bool)
     lost[:min(n_packets, len(lost_packets))] = lost_packets[:n_packets]
-    payloads = [enc.encode(signal[p * step:(p + 1) * step]) for p in range(n_packets)]
     modes, mode = [], None
     for payload, gone in zip(payloads, lost):
         mode = mode if gone else opus_packet_mode(payload)

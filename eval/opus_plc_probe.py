@@ -41,17 +41,16 @@ METHODS = ("libopus-plc spliced", "libopus-plc unfaded", "neteq", "neural", "pip
 def decode_twice(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int = 24000) -> tuple[np.ndarray, np.ndarray]:
     """(lossless decode, decode through the losses with libopus' PLC), both aligned with ``x``."""
     from plc.codecs.opus import OpusDecoder, OpusEncoder
+    from plc.codecs.payload import encode_signal
 
     encoder = OpusEncoder(SAMPLE_RATE, bitrate_bps=bitrate_bps, frame_ms=PACKET_MS)
     clean_decoder, lossy_decoder = OpusDecoder(SAMPLE_RATE, PACKET_MS), OpusDecoder(SAMPLE_RATE, PACKET_MS)
     n = encoder.frame_samples
-    n_packets = max(len(lost_packets), int(np.ceil((len(x) + encoder.lookahead) / n)))
+    payloads = encode_signal(encoder, x, min_packets=len(lost_packets))
+    n_packets = len(payloads)
     lost = np.concatenate([lost_packets, np.zeros(n_packets - len(lost_packets), dtype=bool)])
-    signal = np.zeros(n_packets * n, dtype=np.float32)
-    signal[:len(x)] = x
-    clean, lossy = np.empty_like(signal), np.empty_like(signal)
-    for p in range(n_packets):
-        payload = encoder.encode(signal[p * n:(p + 1) * n])
+    clean, lossy = np.empty(n_packets * n, np.float32), np.empty(n_packets * n, np.float32)
+    for p, payload in enumerate(payloads):
         clean[p * n:(p + 1) * n] = clean_decoder.decode(payload)
         lossy[p * n:(p + 1) * n] = lossy_decoder.decode(None if lost[p] else payload)
     start = encoder.lookahead

@@ -76,17 +76,16 @@ class Variant:
 def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
     """What the receiver plays of ``x`` (16 kHz) coded at 24 kbit/s with ``lost`` packets, aligned with ``x``."""
     from plc.codecs.opus import OpusDecoder, OpusEncoder, opus_packet_mode
+    from plc.codecs.payload import encode_signal
     from plc.codecs.opus_steering import STEERING_BITRATE_BPS, WARM_PACKETS, OpusSteering
     from plc.concealers.neural import NeuralConcealer
     from plc.dsp import raised_cosine_fade
 
     o = variant.options
     enc = OpusEncoder(SAMPLE_RATE, bitrate_bps=BITRATE_BPS, frame_ms=20)
-    n_packets = max(len(lost), -(-(len(x) + enc.lookahead) // PACKET))
-    lost = np.concatenate([lost, np.zeros(n_packets - len(lost), bool)])[:n_packets]
-    signal = np.zeros(n_packets * PACKET, np.float32)
-    signal[:len(x)] = x
-    payloads = [enc.encode(signal[p * PACKET:(p + 1) * PACKET]) for p in range(n_packets)]
+    payloads = encode_signal(enc, x, min_packets=len(lost))
+    n_packets = len(payloads)
+    lost = np.concatenate([lost, np.zeros(n_packets - len(lost), bool)])
     clean = None
     if variant.kind == "oracle":
         clean_dec = OpusDecoder(SAMPLE_RATE, 20)

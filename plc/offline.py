@@ -32,6 +32,7 @@ import numpy as np
 from .audio_io import resample
 from .codecs import Codec, codec_names, get_codec
 from .codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+from .codecs.payload import encode_signal
 from .concealers import Concealer, check_method, make_concealer
 from .concealers.codec_plc import codec_concealment
 from .dsp import raised_cosine_fade
@@ -278,14 +279,11 @@ def _conceal_coded_channel(x: np.ndarray, sample_rate: int, lost_packets: np.nda
                                                        if fec else {}))
     decoder = codec.decoder(packet_ms)
     packet = encoder.frame_samples
-    # Pad so that the encoder's lookahead is flushed out at the end.
-    n_packets = max(len(lost_packets), int(np.ceil((len(native) + encoder.lookahead) / packet)))
+    payloads = encode_signal(encoder, native, min_packets=len(lost_packets))
+    n_packets = len(payloads)
     lost = np.concatenate([lost_packets, np.zeros(n_packets - len(lost_packets), dtype=bool)])
-    signal = np.zeros(n_packets * packet, dtype=np.float32)
-    signal[:len(native)] = native
-    payloads = [encoder.encode(signal[p * packet:(p + 1) * packet]) for p in range(n_packets)]
     packet_rtp = codec.clock_rate * packet_ms // 1000
-    played = np.empty_like(signal)
+    played = np.empty(n_packets * packet, np.float32)
     recovered = np.zeros(n_packets, dtype=bool)
     # One pass, packet by packet, as a receiver runs: the concealer plays each packet's frames
     # before the next packet is decoded, so a decoder in step with it (codec_concealment) hears

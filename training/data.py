@@ -33,6 +33,7 @@ from scipy.signal import butter, sosfilt
 
 from plc.audio_io import resample
 from plc.codecs.opus import OpusDecoder, OpusEncoder
+from plc.codecs.payload import encode_signal
 from plc.codecs.opus_steering import OPUS_MODE_SILK_ONLY, OPUS_SET_FORCE_MODE_REQUEST
 from plc.loss_models import gilbert_elliott_states
 from plc.neural.contract import CONTEXT_FRAMES, MAX_LOST_FRAMES, WARMUP_FRAMES
@@ -155,9 +156,7 @@ def opus_roundtrip(x: np.ndarray, bitrate_bps: int, sample_rate: int = 16000, fr
     enc = OpusEncoder(sample_rate, bitrate_bps=int(bitrate_bps), frame_ms=frame_ms)
     enc.ctl(OPUS_SET_FORCE_MODE_REQUEST, OPUS_MODE_SILK_ONLY)
     dec = OpusDecoder(sample_rate, frame_ms)
-    n = enc.frame_samples
-    padded = np.concatenate([x, np.zeros(enc.lookahead + (-(len(x) + enc.lookahead)) % n, np.float32)])
-    out = np.concatenate([dec.decode(enc.encode(padded[i:i + n])) for i in range(0, len(padded), n)])
+    out = np.concatenate([dec.decode(packet) for packet in encode_signal(enc, x)])
     return out[enc.lookahead:enc.lookahead + len(x)].astype(np.float32)
 
 

@@ -94,3 +94,16 @@ class PayloadEncoder(Protocol):
 
     def encode(self, samples: np.ndarray) -> bytes:
         """One packet's payload from exactly ``frame_samples`` float samples in [-1, 1]."""
+
+
+def encode_signal(encoder: PayloadEncoder, signal: np.ndarray, min_packets: int = 0) -> list[bytes]:
+    """``signal`` coded packet by packet, as a sender codes it: zero-padded to whole packets and
+    on by the encoder's :attr:`~PayloadEncoder.lookahead`, so that its last samples come out of the
+    decoder too; at least ``min_packets`` packets (silence after the signal). Decoded packet by
+    packet, the output lags ``signal`` by ``encoder.lookahead`` samples."""
+    n = encoder.frame_samples
+    signal = np.asarray(signal, np.float32).reshape(-1)
+    n_packets = max(int(min_packets), -(-(len(signal) + encoder.lookahead) // n))
+    padded = np.zeros(n_packets * n, np.float32)
+    padded[:len(signal)] = signal
+    return [encoder.encode(padded[p * n:(p + 1) * n]) for p in range(n_packets)]
