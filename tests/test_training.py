@@ -298,3 +298,24 @@ def test_bad_discriminator_periods_are_a_usage_error(tiny_manifest, tmp_path, ba
                         str(tiny_manifest), "--out", str(tmp_path / "x"), "--disc-periods", bad],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "--disc-periods" in r.stderr
+
+
+def test_several_training_manifests_are_pooled(tiny_manifest, tmp_path):
+    window = np.hanning(16000).astype(np.float32)
+    (tmp_path / "extra").mkdir()
+    extra = write_manifest(tmp_path / "extra", [harmonic(f0, seconds=1.0, seed=9 + i) * window
+                                                for i, f0 in enumerate([120, 260])])
+    common = ["--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "2", "--plcmos-clips", "0",
+              "--threads", "1", "--workers", "0", "--steps", "2"]
+    _train(["--data", str(tiny_manifest), "--data", str(extra), *common, "--out", str(tmp_path / "both")])
+    config = json.loads((tmp_path / "both" / "config.json").read_text())
+    assert config["train_clips"] == 4 + 2
+    assert config["args"]["data"] == [str(tiny_manifest), str(extra)]
+    _train(["--data", str(tiny_manifest), *common, "--out", str(tmp_path / "one")])
+    one = json.loads((tmp_path / "one" / "config.json").read_text())
+    assert one["train_clips"] == 4 and one["train_data_sha256"] != config["train_data_sha256"]
+    # a missing one of them is a usage error naming it
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", "--data", str(tiny_manifest), "--data",
+                        str(tmp_path / "nope.csv"), *common, "--out", str(tmp_path / "x")],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "nope.csv: no such manifest" in r.stderr

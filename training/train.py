@@ -67,7 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the neural concealer",
                        description="Teacher-forced training of the WaveRNN-style concealer. Resumable; "
                                    "also runs under torchrun for DistributedDataParallel.")
-    p.add_argument("--data", required=True, metavar="CSV", help="training manifest (e.g. ../shared/data/train.csv)")
+    p.add_argument("--data", required=True, action="append", metavar="CSV",
+                   help="training manifest (e.g. ../shared/data/train.csv); repeat to train on several "
+                        "(e.g. --data ../shared/data/train.csv --data ../shared/data/train_extra.csv)")
     p.add_argument("--dev", required=True, metavar="CSV", help="development manifest for validation")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (e.g. runs/NAME)")
     p.add_argument("--steps", type=int, default=20000, help="total optimisation steps (default 20000)")
@@ -199,9 +201,10 @@ def _setup(args: argparse.Namespace, rank: int, world: int, device: torch.device
     feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing,
                                                                   codec_prob=args.codec_prob)
     loss_cfg = LossConfig()
-    train_paths, dev_paths = read_clip_list(args.data), read_clip_list(args.dev)
+    train_paths = [path for manifest in args.data for path in read_clip_list(manifest)]
+    dev_paths = read_clip_list(args.dev)
     if not train_paths:
-        raise _user_error(f"{args.data}: no clips")
+        raise _user_error(f"{', '.join(args.data)}: no clips")
     config = {
         "args": {k: v for k, v in vars(args).items() if k != "func"},
         "features": feat_cfg.as_dict(), "model": model_cfg.as_dict(), "data": asdict(data_cfg),
@@ -322,7 +325,7 @@ def _device(args: argparse.Namespace, world: int, local_rank: int) -> torch.devi
 def _check_inputs(args: argparse.Namespace, ckpt_path: Path) -> None:
     if args.resume and not ckpt_path.is_file():
         raise _user_error(f"--resume: {ckpt_path} does not exist")
-    for manifest in (args.data, args.dev):
+    for manifest in (*args.data, args.dev):
         if not Path(manifest).is_file():
             raise _user_error(f"{manifest}: no such manifest")
 
