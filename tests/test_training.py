@@ -300,7 +300,7 @@ def test_bad_discriminator_periods_are_a_usage_error(tiny_manifest, tmp_path, ba
     assert r.returncode == 2 and "--disc-periods" in r.stderr
 
 
-def test_several_training_manifests_are_pooled(tiny_manifest, tmp_path):
+def test_several_training_manifests_are_pooled_and_kept_checkpoints(tiny_manifest, tmp_path):
     window = np.hanning(16000).astype(np.float32)
     (tmp_path / "extra").mkdir()
     extra = write_manifest(tmp_path / "extra", [harmonic(f0, seconds=1.0, seed=9 + i) * window
@@ -311,9 +311,16 @@ def test_several_training_manifests_are_pooled(tiny_manifest, tmp_path):
     config = json.loads((tmp_path / "both" / "config.json").read_text())
     assert config["train_clips"] == 4 + 2
     assert config["args"]["data"] == [str(tiny_manifest), str(extra)]
-    _train(["--data", str(tiny_manifest), *common, "--out", str(tmp_path / "one")])
+    _train(["--data", str(tiny_manifest), *common, "--out", str(tmp_path / "one"), "--keep-every", "2"])
     one = json.loads((tmp_path / "one" / "config.json").read_text())
     assert one["train_clips"] == 4 and one["train_data_sha256"] != config["train_data_sha256"]
+    kept = torch.load(tmp_path / "one" / "ckpt_2.pt", weights_only=False)   # --keep-every: the step's weights
+    last = torch.load(tmp_path / "one" / "last.pt", weights_only=False)
+    assert kept["step"] == 2 and all(torch.equal(kept["model"][k], last["model"][k]) for k in last["model"])
+    assert not list((tmp_path / "both").glob("ckpt_*.pt"))
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", "--data", str(tiny_manifest), *common,
+                        "--keep-every", "3", "--out", str(tmp_path / "y")], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "multiple of --val-every" in r.stderr
     # a missing one of them is a usage error naming it
     r = subprocess.run([sys.executable, "-m", "plc.cli", "train", "--data", str(tiny_manifest), "--data",
                         str(tmp_path / "nope.csv"), *common, "--out", str(tmp_path / "x")],

@@ -20,7 +20,7 @@ over the warm-up audio. Its weights are :class:`LossConfig`.
 
 A run folder holds ``config.json`` (every setting, the loss weights included), ``log.jsonl`` (one line
 per validation), ``last.pt`` (model, optimiser, discriminator, step and RNG
-state, for exact resume) and ``best.pt``.
+state, for exact resume), ``best.pt`` and, with ``--keep-every``, ``ckpt_STEP.pt``.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores / ranks)")
     p.add_argument("--val-every", type=int, default=250, help="steps between validations and checkpoints")
+    p.add_argument("--keep-every", type=int, default=0, metavar="STEPS",
+                   help="also keep the weights at every multiple of STEPS (a validation step) as DIR/ckpt_STEP.pt, "
+                        "to choose a checkpoint on a tuning split afterwards (default 0: only last.pt and best.pt)")
     p.add_argument("--plcmos-clips", type=int, default=4, help="dev clips concealed for PLCMOS at validation")
     p.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
     p.add_argument("--workers", type=int, default=1, help="batch-preparing worker processes (0: in the main process)")
@@ -279,7 +282,8 @@ def _validate_and_save(r: _Run, step: int, best: float, val_batches: Optional[li
         val, val_parts = _validate(r.model, val_batches, r.device, r.data_cfg, r.model_cfg, r.loss_cfg)
         record = {"step": log["step"], "train_loss": log["train_loss"], "val_loss": val, **val_parts,
                   **{k: v for k, v in log.items() if k not in ("step", "train_loss")}}
-        _save(r.out, r.model, r.opt, r.disc, r.opt_d, step, min(best, val), rngs, r.config, val < best)
+        _save(r.out, r.model, r.opt, r.disc, r.opt_d, step, min(best, val), rngs, r.config, val < best,
+              keep=r.args.keep_every > 0 and step % r.args.keep_every == 0)
         best = min(best, val)
         if r.args.plcmos_clips > 0:
             record.update(_dev_plcmos(r.out, r.model, r.dev_paths[: r.args.plcmos_clips], r.config))
@@ -292,16 +296,20 @@ def _validate_and_save(r: _Run, step: int, best: float, val_batches: Optional[li
 
 
 def _save(out: Path, model: PLCModel, opt, disc, opt_d, step: int, best: float, rngs: list, config: dict,
-          is_best: bool) -> None:
-    """``last.pt`` (everything an exact resume needs, written atomically) and, if ``is_best``, ``best.pt``."""
+          is_best: bool, keep: bool = False) -> None:
+    """``last.pt`` (everything an exact resume needs, written atomically); if ``is_best``, ``best.pt``;
+    if ``keep``, ``ckpt_STEP.pt`` (the weights, as ``best.pt``)."""
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best, "rng": rngs,
              "config": config}
     if disc is not None:
         state.update(discriminator=disc.state_dict(), optimizer_d=opt_d.state_dict())
     torch.save(state, out / "last.tmp")
     os.replace(out / "last.tmp", out / "last.pt")
+    weights = {"model": model.state_dict(), "step": step, "config": config}
     if is_best:
-        torch.save({"model": model.state_dict(), "step": step, "config": config}, out / "best.pt")
+        torch.save(weights, out / "best.pt")
+    if keep:
+        torch.save(weights, out / f"ckpt_{step}.pt")
 
 
 def _user_error(message: str) -> Exception:
@@ -328,6 +336,9 @@ def _check_inputs(args: argparse.Namespace, ckpt_path: Path) -> None:
     for manifest in (*args.data, args.dev):
         if not Path(manifest).is_file():
             raise _user_error(f"{manifest}: no such manifest")
+    if args.keep_every < 0 or (args.keep_every and args.keep_every % args.val_every):
+        raise _user_error(f"--keep-every {args.keep_every}: want 0 or a multiple of --val-every ({args.val_every}), "
+                          "as checkpoints are written at validations")
 
 
 def _restore(args: argparse.Namespace, ckpt_path: Path, model: PLCModel, opt, disc, opt_d,
