@@ -49,19 +49,30 @@ def _variants():
             (make_concealer("neural", realtime=False), ("silk",))]
 
 
-def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int):
-    """``x`` (16 kHz) coded from 48 kHz at ``bitrate_bps`` in 20 ms packets: (payloads, lost flag per
-    packet, the coding mode a receiver knows at each packet (a lost one's: the last received
-    packet's, which the decoder's concealment continues), encoder delay in 16 kHz samples)."""
+def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int, sender: str = "plc", fec: bool = False):
+    """``x`` (16 kHz) coded from 48 kHz at ``bitrate_bps`` in 20 ms packets, by this project's mono
+    encoder (``sender="plc"``) or by aiortc's, stereo, as a call sends (``"aiortc"``, with
+    in-band FEC when ``fec``, as :func:`plc.webrtc_fec.fec_opus_encoder` sets it): (payloads,
+    lost flag per packet, the coding mode a receiver knows at each packet (a lost one's: the last
+    received packet's, which the decoder's concealment continues), encoder delay in 16 kHz samples)."""
     from scipy.signal import resample_poly
 
     from plc.codecs.opus import OpusEncoder, opus_packet_mode
     from plc.codecs.payload import encode_signal
 
-    enc = OpusEncoder(INPUT_RATE, bitrate_bps=bitrate_bps)
-    step = enc.frame_samples
-    signal = resample_poly(x, INPUT_RATE // SAMPLE_RATE, 1).astype(np.float32)
-    payloads = encode_signal(enc, signal)
+    if sender == "aiortc":
+        from plc.codecs.opus import DEFAULT_EXPECTED_LOSS_PERCENT
+
+        from .fec_share import encode_aiortc
+
+        payloads = encode_aiortc(np.concatenate([x, np.zeros(2 * SAMPLE_RATE // 50, np.float32)]), bitrate_bps,
+                                 fec, DEFAULT_EXPECTED_LOSS_PERCENT)
+        delay = _decoded_delay(x, payloads)
+    else:
+        enc = OpusEncoder(INPUT_RATE, bitrate_bps=bitrate_bps, **({"fec": True} if fec else {}))
+        signal = resample_poly(x, INPUT_RATE // SAMPLE_RATE, 1).astype(np.float32)
+        payloads = encode_signal(enc, signal)
+        delay = enc.lookahead * SAMPLE_RATE // INPUT_RATE
     n_packets = len(payloads)
     lost = np.zeros(n_packets, bool)
     lost[:min(n_packets, len(lost_packets))] = lost_packets[:n_packets]
@@ -69,13 +80,24 @@ def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int):
     for payload, gone in zip(payloads, lost):
         mode = mode if gone else opus_packet_mode(payload)
         modes.append(mode)
-    return payloads, lost, modes, enc.lookahead * SAMPLE_RATE // INPUT_RATE
+    return payloads, lost, modes, delay
 
 
-def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=None) -> np.ndarray:
+def _decoded_delay(x: np.ndarray, payloads: list[bytes], max_lag: int = 400) -> int:
+    """The lag (16 kHz samples) at which ``payloads``, decoded without loss, line up with ``x``."""
+    from plc.codecs.opus import OpusPayloadDecoder
+
+    dec = OpusPayloadDecoder()
+    y = np.concatenate([dec.decode(p) for p in payloads])
+    n = min(len(x), len(y) - max_lag)
+    return int(np.argmax([np.dot(x[:n], y[lag:lag + n]) for lag in range(max_lag)]))
+
+
+def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=None, fec: bool = False) -> np.ndarray:
     """What a receiver plays: each packet decoded at 16 kHz (or concealed by the decoder, steered by
-    ``concealer`` where both can: :func:`plc.concealers.codec_plc.codec_concealment`) and passed
-    through ``concealer`` 10 ms at a time, packet by packet."""
+    ``concealer`` where both can: :func:`plc.concealers.codec_plc.codec_concealment`; with ``fec``,
+    a lost packet whose successor came and carries a copy of it is decoded from that copy, as the
+    jitter buffer does) and passed through ``concealer`` 10 ms at a time, packet by packet."""
     from plc.codecs.opus import OpusPayloadDecoder
     from plc.concealers.codec_plc import codec_concealment
     from plc.offline import play_packet
@@ -84,24 +106,33 @@ def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=
     n = SAMPLE_RATE * 20 // 1000
     out = np.zeros(len(payloads) * n, np.float32)
     for p, payload in enumerate(payloads):
-        y = codec_concealment(dec, concealer, n) if lost[p] else dec.decode(payload)
+        concealed = bool(lost[p])
+        if concealed and fec and p + 1 < len(payloads) and not lost[p + 1]:
+            copy = dec.fec_duration(payloads[p + 1])
+            y = dec.decode_fec(payloads[p + 1], copy) if copy else None
+            concealed = y is None
+        if concealed:
+            y = codec_concealment(dec, concealer, n)
+        elif not lost[p]:
+            y = dec.decode(payload)
         y = np.zeros(n, np.float32) if y is None else y
-        out[p * n:(p + 1) * n] = play_packet(concealer, y, bool(lost[p]), dec.mode)
+        out[p * n:(p + 1) * n] = play_packet(concealer, y, concealed, dec.mode)
     return out
 
 
-def _score_clip(args: tuple[str, str, int, int]) -> tuple[list[tuple[float, float]], list]:
-    path, loss_spec, index, bitrate_bps = args
+def _score_clip(args: tuple[str, str, int, int, str, bool]) -> tuple[list[tuple[float, float]], list]:
+    path, loss_spec, index, bitrate_bps, sender, fec = args
     from plc.audio_io import load_audio, resample
 
     from .metrics import pesq_wb, plcmos
 
     audio, sr = load_audio(path)
     x = resample(audio.mean(axis=1), sr, SAMPLE_RATE).astype(np.float32)
-    payloads, lost, modes, delay = code_clip(x, loss_trace(len(x), SAMPLE_RATE, loss_spec, index), bitrate_bps)
+    payloads, lost, modes, delay = code_clip(x, loss_trace(len(x), SAMPLE_RATE, loss_spec, index), bitrate_bps,
+                                             sender, fec)
     scores = []
     for concealer, steerable in _variants():
-        y = receive(payloads, lost, concealer, steerable)[delay:delay + len(x)]
+        y = receive(payloads, lost, concealer, steerable, fec)[delay:delay + len(x)]
         scores.append((plcmos(y, SAMPLE_RATE, seed=index), pesq_wb(x, y, SAMPLE_RATE)))
     return scores, [m for m, gone in zip(modes, lost) if gone]
 
@@ -111,14 +142,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_clip_arguments(p, clips=40)
     p.add_argument("--bitrate", type=int, default=32000, metavar="BPS",
                    help="Opus bitrate from 48 kHz input (default 32000, Chrome's: hybrid mode for speech)")
+    p.add_argument("--sender", choices=("plc", "aiortc"), default="plc",
+                   help="the encoder: this project's, mono (default), or aiortc's, stereo, as a live call sends")
+    p.add_argument("--fec", action="store_true",
+                   help="in-band FEC: the sender codes a copy of each packet into the next (planned for 10%% loss), "
+                        "and a lost packet whose successor came is decoded from it")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores
 
     paths = sweep_paths(p, args)
-    results = map_clips(_score_clip, [(path, args.loss, i, args.bitrate) for i, path in enumerate(paths)], args.jobs)
+    results = map_clips(_score_clip, [(path, args.loss, i, args.bitrate, args.sender, args.fec)
+                                                  for i, path in enumerate(paths)], args.jobs)
     modes = Counter(m for _, lost_modes in results for m in lost_modes)
     total = sum(modes.values()) or 1
-    print(f"{len(results)} clips, {args.loss}, Opus {args.bitrate // 1000} kbit/s from {INPUT_RATE // 1000} kHz; "
+    print(f"{len(results)} clips, {args.loss}, Opus {args.bitrate // 1000} kbit/s from {INPUT_RATE // 1000} kHz "
+          f"({'aiortc' if args.sender == 'aiortc' else 'this project'}'s encoder{', in-band FEC' if args.fec else ''}); "
           "lost packets coded in " + ", ".join(f"{m}: {n / total:.0%}" for m, n in modes.most_common()))
     rows = np.array([scores for scores, _ in results])     # (clips, variants, 2)
     for name, r in zip(VARIANTS, paired_scores(rows, 0)):

@@ -50,3 +50,33 @@ def test_probe_prints_modes_and_pairs_against_opus(tmp_path, capsys):
     assert lines[1].startswith("opus:") and "dPLCMOS +0.000" in lines[1]
     assert lines[2].startswith("neural:") and lines[3].startswith("neural, model in every mode:")
     assert lines[4].startswith("neural, decoder in step in SILK only:")
+
+
+def test_aiortcs_stereo_sender_with_fec_is_hybrid_and_lost_packets_are_decoded_from_copies(speech_16k):
+    """``--sender aiortc --fec``: the live call's stream (aiortc's 96 kbit/s stereo encoder with
+    in-band FEC codes speech as hybrid), received as the jitter buffer does: a lost packet whose
+    successor came is decoded from its copy (its low band: the high band is concealed), so it is
+    far closer to the loss-free audio than
+    libopus' concealment of it, and only the rest is concealed."""
+    from eval.opus_mode_probe import receive
+    from plc.concealers import make_concealer
+
+    x = speech_16k[:3 * 16000]
+    lost = np.zeros(150, bool)
+    lost[[30, 45, 46, 70, 71, 72, 100, 120]] = True
+    payloads, lost_packets, modes, delay = code_clip(x, lost, 96000, sender="aiortc", fec=True)
+    gone = [m for m, g in zip(modes, lost_packets) if g]
+    assert gone.count("hybrid") >= 6 and 0 <= delay < 320
+    clean = receive(payloads, np.zeros_like(lost_packets), make_concealer("opus"))
+    with_fec = receive(payloads, lost_packets, make_concealer("opus"), fec=True)
+    without = receive(payloads, lost_packets, make_concealer("opus"))
+
+    def err(y, packets):
+        return sum(float(np.sum((y[p * 320:(p + 1) * 320] - clean[p * 320:(p + 1) * 320]) ** 2)) for p in packets)
+
+    recovered = [30, 46, 72, 100, 120]   # each one's successor arrived
+    assert err(with_fec, recovered) < 0.5 * err(without, recovered)
+    assert np.array_equal(with_fec[:30 * 320], without[:30 * 320])   # nothing differs before the first loss
+    steered = make_concealer("neural", realtime=False)
+    y = receive(payloads, lost_packets, steered, fec=True)
+    assert steered.primary.continuations >= 1 and np.all(np.isfinite(y))   # 45 and 70 start losses FEC cannot mend

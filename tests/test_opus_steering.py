@@ -229,3 +229,20 @@ def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k)
     assert steered.primary.continuations > 0 and steered.stats.fallback_frames == 0
     assert steered.primary.codec_frames == steered.stats.concealed_frames
     assert not np.array_equal(y, run(method="opus").audio)
+
+
+def test_a_preview_of_libopus_plc_is_what_it_plays_and_leaves_the_decoder_untouched(silk_call):
+    from plc.codecs.opus import OpusDecoder
+
+    packets, _, _ = silk_call
+    previewed, plain = OpusDecoder(), OpusDecoder()
+    for i, packet in enumerate(packets[:60]):
+        if i in (10, 30):
+            preview = previewed.preview_concealment(PACKET + 104)
+            twin = OpusDecoder()
+            for q in packets[:i]:
+                twin.decode(q)
+            plc = np.concatenate([twin.decode(None), twin.decode(None)])[:PACKET + 104]
+            np.testing.assert_array_equal(preview, plc)
+            assert np.abs(preview).max() > 1e-3
+        np.testing.assert_array_equal(previewed.decode(packet), plain.decode(packet))

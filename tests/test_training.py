@@ -326,3 +326,38 @@ def test_several_training_manifests_are_pooled_and_kept_checkpoints(tiny_manifes
                         str(tmp_path / "nope.csv"), *common, "--out", str(tmp_path / "x")],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "nope.csv: no such manifest" in r.stderr
+
+
+def test_the_first_packet_loss_weighs_only_the_first_packet_and_is_recorded(tiny_manifest, tmp_path):
+    from training.data import read_clip_list
+    from training.train import LossConfig, batch_loss, loss_event_batch
+
+    corpus, model_cfg, data_cfg = SpeechCorpus(read_clip_list(tiny_manifest)), ModelConfig(), DataConfig()
+    batch = {k: torch.from_numpy(v) for k, v in loss_event_batch(corpus, np.random.default_rng(0), 4, data_cfg,
+                                                                 FeatureConfig(), model_cfg).items()}
+    batch["n_lost"] = torch.full_like(batch["n_lost"], data_cfg.max_lost_frames)   # every loss long enough
+    hop, ctx, warm = model_cfg.frame_samples, data_cfg.context_frames, data_cfg.warmup_frames
+
+    class Echo(torch.nn.Module):   # plays the real audio, with an error in a chosen stretch
+        def __init__(self, start, stop):
+            super().__init__()
+            self.start, self.stop = start, stop
+
+        def forward(self, mel, lost, audio, lag, voicing, gain, noise, ctx_, warm_, gen_frames):
+            gen = audio[:, ctx * hop:(ctx + gen_frames) * hop].clone()
+            gen[:, self.start:self.stop] += 0.3 * gain[:, None] * torch.sin(torch.arange(self.stop - self.start) * 0.7)
+            return audio[:, (ctx - warm) * hop:ctx * hop], gen
+
+    def loss(model, weight):
+        return float(batch_loss(model, batch, data_cfg, model_cfg, LossConfig(first_packet_weight=weight))[0])
+
+    early, late = Echo(100, 300), Echo(900, 1100)
+    assert loss(early, 2.0) > loss(early, 0.0) + 0.1          # an error in the first packet costs more
+    assert loss(late, 2.0) == pytest.approx(loss(late, 0.0), abs=1e-6)   # one after it, no more
+    common = ["--data", str(tiny_manifest), "--dev", str(tiny_manifest), "--batch-size", "2", "--val-every", "1",
+              "--plcmos-clips", "0", "--threads", "1", "--workers", "0", "--steps", "1"]
+    _train([*common, "--first-packet-weight", "1.5", "--out", str(tmp_path / "fp")])
+    assert json.loads((tmp_path / "fp" / "config.json").read_text())["loss"]["first_packet_weight"] == 1.5
+    r = subprocess.run([sys.executable, "-m", "plc.cli", "train", *common, "--first-packet-weight", "-1",
+                        "--out", str(tmp_path / "bad")], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--first-packet-weight" in r.stderr

@@ -61,6 +61,14 @@ class LossConfig:
     onset_samples: int = 80
     #: The fade (start, silent) in ms of loss that weights the free-running output.
     fade_ms: tuple[float, float] = TRAINING_FADE_MS
+    #: Weight of an extra STFT + L1 loss on the first packet of the loss and the codec's lookahead
+    #: (``first_packet_samples``): in SILK-mode Opus only that part of the model's continuation is
+    #: coded into the decoder (``plc.codecs.opus_steering``); 0: off (v4 and before).
+    first_packet_weight: float = 0.0
+    #: 20 ms and the SILK encoder's 104-sample lookahead at 16 kHz.
+    first_packet_samples: int = 424
+    #: FFT sizes of the first packet's STFT loss (it is short).
+    first_packet_stft_sizes: tuple[int, ...] = (64, 128, 256)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +109,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--codec-prob", type=float, default=0.0, metavar="P",
                    help="share of the loss events Opus-coded in SILK mode (12-32 kbit/s) and decoded, context "
                         "and target alike, as the Opus path's receiver hears its history; default 0")
+    p.add_argument("--first-packet-weight", type=float, default=0.0, metavar="W",
+                   help="weight of an extra loss on the first 20 ms of each loss (and the SILK encoder's "
+                        "lookahead), the part SILK-mode Opus codes into its decoder; default 0")
     p.set_defaults(func=run)
 
 
@@ -203,7 +214,7 @@ def _setup(args: argparse.Namespace, rank: int, world: int, device: torch.device
     _check_inputs(args, out / "last.pt")
     feat_cfg, model_cfg, data_cfg = FeatureConfig(), ModelConfig(), DataConfig(min_voicing=args.min_voicing,
                                                                   codec_prob=args.codec_prob)
-    loss_cfg = LossConfig()
+    loss_cfg = LossConfig(first_packet_weight=args.first_packet_weight)
     train_paths = [path for manifest in args.data for path in read_clip_list(manifest)]
     dev_paths = read_clip_list(args.dev)
     if not train_paths:
@@ -336,6 +347,8 @@ def _check_inputs(args: argparse.Namespace, ckpt_path: Path) -> None:
     for manifest in (*args.data, args.dev):
         if not Path(manifest).is_file():
             raise _user_error(f"{manifest}: no such manifest")
+    if not 0 <= args.first_packet_weight < float("inf"):
+        raise _user_error(f"--first-packet-weight {args.first_packet_weight}: want a finite weight of at least 0")
     if args.keep_every < 0 or (args.keep_every and args.keep_every % args.val_every):
         raise _user_error(f"--keep-every {args.keep_every}: want 0 or a multiple of --val-every ({args.val_every}), "
                           "as checkpoints are written at validations")
@@ -447,6 +460,10 @@ def batch_loss(model: torch.nn.Module, batch: dict, data_cfg: DataConfig, model_
     onset = torch.exp(-torch.arange(n, device=gen.device, dtype=torch.float32) / loss_cfg.onset_samples)
     onset_l1 = ((p - t).abs() * onset).sum(-1).mean() / onset.sum()
     free = stft_loss(p, t, loss_cfg.stft_sizes) + loss_cfg.onset_weight * onset_l1
+    if loss_cfg.first_packet_weight > 0:
+        k = min(loss_cfg.first_packet_samples, n)
+        first = stft_loss(p[:, :k], t[:, :k], loss_cfg.first_packet_stft_sizes) + (p[:, :k] - t[:, :k]).abs().mean()
+        free = free + loss_cfg.first_packet_weight * first
     t_tf = audio[:, (ctx - warm) * hop:ctx * hop] / gain
     teacher = stft_loss(tf / gain, t_tf, loss_cfg.stft_sizes) + (tf / gain - t_tf).abs().mean()
     loss = free + loss_cfg.teacher_forced_weight * teacher

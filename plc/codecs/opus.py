@@ -85,6 +85,8 @@ def load_libopus() -> ctypes.CDLL:
     lib.opus_decoder_create.restype = ctypes.c_void_p
     lib.opus_decoder_create.argtypes = [ctypes.c_int32, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
     lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
+    lib.opus_decoder_get_size.restype = ctypes.c_int
+    lib.opus_decoder_get_size.argtypes = [ctypes.c_int]
     lib.opus_decode_float.restype = ctypes.c_int
     lib.opus_decode_float.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int32,
                                       ctypes.POINTER(ctypes.c_float), ctypes.c_int, ctypes.c_int]
@@ -208,6 +210,22 @@ class OpusDecoder:
                                             len(self._out), 0)
         _check(self._lib, n, "opus_decode_float")
         return self._out[:n].copy()
+
+    def preview_concealment(self, n_samples: int) -> np.ndarray:
+        """The first ``n_samples`` libopus' PLC would play if the next packets were lost, with the
+        decoder left as it was (its state is one relocatable block, ``opus_decoder_get_size``:
+        the concealment runs on a copy)."""
+        size = self._lib.opus_decoder_get_size(1)
+        twin = ctypes.create_string_buffer(size)
+        ctypes.memmove(twin, ctypes.c_void_p(self._state), size)
+        out = np.zeros(-(-n_samples // self.frame_samples) * self.frame_samples, np.float32)
+        buf = np.zeros(self.frame_samples, np.float32)
+        ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        for k in range(0, len(out), self.frame_samples):
+            n = self._lib.opus_decode_float(ctypes.cast(twin, ctypes.c_void_p), None, 0, ptr, self.frame_samples, 0)
+            _check(self._lib, n, "opus_decode_float (preview)")
+            out[k:k + n] = buf[:n]
+        return out[:n_samples]
 
     def decode_fec(self, packet: bytes, n_samples: int) -> np.ndarray:
         """The ``n_samples`` lost just before ``packet``, from its in-band FEC copy (LBRR).
