@@ -6,7 +6,7 @@ packet; on each loss the lost packets are made by one variant (``--variant``, re
 is the reference the others are paired against):
 
 * ``opus``: libopus' own PLC.
-* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:raw][:dir=DIR]``: the model's
+* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:gain=F][:raw][:dir=DIR]``: the model's
   continuation of the played audio (``NeuralConcealer`` run on its own, ``voiced_threshold=vt``,
   the exported model in ``dir``, default the shipped one) coded into the
   decoder (:class:`plc.codecs.opus_steering.OpusSteering`, encoder at ``rate``, warmed on ``warm``
@@ -15,7 +15,8 @@ is the reference the others are paired against):
   by ``att`` per packet; ``raw``: the model's own samples played for its packets (cross-faded over
   2.5 ms into the decoder's next one), the decoder coded alongside.
   ``mix=F``: the continuation blended with what libopus' PLC would play there
-  (:meth:`plc.codecs.opus.OpusDecoder.preview_concealment`), ``(1 - F) * model + F * PLC``, then coded.
+  (:meth:`plc.codecs.opus.OpusDecoder.preview_concealment`), ``(1 - F) * model + F * PLC``, then coded;
+  ``gain=F``: the continuation scaled by F before it is coded.
 * ``oracle[:k=N]``: the loss-free decoded audio coded into the decoder (the most this can give).
 * ``replc``: libopus' PLC (from a twin decoder replaying the last 25 packets) coded into the
   decoder: the cost of the coding itself.
@@ -53,7 +54,7 @@ class Variant:
 
     KINDS = ("opus", "model", "oracle", "replc")
     KEYS = {"k": int, "vt": float, "rate": int, "warm": int, "att": float, "voiced": bool, "raw": bool, "dir": str,
-            "mix": float}
+            "mix": float, "gain": float}
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
@@ -70,10 +71,10 @@ class Variant:
                 options[key] = True if kind_of is bool else kind_of(value)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{spec!r}: bad option {opt!r} (k=N, vt=F, rate=BPS, warm=N, "
-                                                 "att=F, mix=F, voiced, raw, dir=DIR)") from None
+                                                 "att=F, mix=F, gain=F, voiced, raw, dir=DIR)") from None
         if options.get("k", 1) < 1 or options.get("warm", 1) < 1 or not 0 < options.get("att", 1.0) <= 1 \
-                or not 0 <= options.get("mix", 0.0) <= 1:
-            raise argparse.ArgumentTypeError(f"{spec!r}: k and warm must be at least 1, att within (0, 1], mix within [0, 1]")
+                or not 0 <= options.get("mix", 0.0) <= 1 or not 0 < options.get("gain", 1.0) <= 4:
+            raise argparse.ArgumentTypeError(f"{spec!r}: k and warm must be at least 1, att within (0, 1], mix within [0, 1], gain within (0, 4]")
         return cls(kind, options)
 
 
@@ -136,6 +137,8 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
             ours = 0
         elif "mix" in o:   # blended with what libopus' PLC would play (decoder state untouched)
             continuation = (1 - o["mix"]) * continuation + o["mix"] * dec.preview_concealment(len(continuation))
+        if continuation is not None and "gain" in o:
+            continuation = continuation * np.float32(o["gain"])
         for k in range(ours):
             segment = continuation[k * PACKET:k * PACKET + PACKET + steering.lookahead]
             y = steering.decode(dec, segment)
@@ -187,7 +190,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.steering_probe", description=__doc__.split("\n\n")[0])
     add_clip_arguments(p, clips=40)
     p.add_argument("--variant", type=Variant.parse, action="append", metavar="SPEC",
-                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:raw][:dir=DIR], oracle[:k=N] or "
+                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:gain=F][:raw][:dir=DIR], oracle[:k=N] or "
                         "replc (repeatable; the first is the reference; default: opus, model:k=1:voiced)")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores

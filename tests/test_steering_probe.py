@@ -19,7 +19,7 @@ def test_variant_specs_parse_and_bad_ones_are_refused():
                                                "dir": "runs/x/export"}
     assert Variant.parse("model:k=1:voiced:mix=0.25").options == {"k": 1, "voiced": True, "mix": 0.25}
     for bad in ("neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
-                "model:warm=0", "model:mix=1.5", "model:mix=-0.1", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
+                "model:warm=0", "model:mix=1.5", "model:mix=-0.1", "model:gain=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
         with pytest.raises(argparse.ArgumentTypeError):
             Variant.parse(bad)
 
