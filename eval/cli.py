@@ -51,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=argtypes.count, metavar="N", help="use N clips spread over the manifest")
     p.add_argument("--limit-per-corpus", type=argtypes.count, metavar="N",
                    help="use at most N clips of each corpus (the manifest's corpus column), spread over it")
+    p.add_argument("--skip-per-corpus", type=argtypes.count, metavar="N",
+                   help="first leave out the clips --limit-per-corpus N would take: a replication set, disjoint "
+                        "from an earlier run's clips")
     p.add_argument("--split", choices=("tune", "report"),
                    help="use one side of the deterministic speaker split (eval.splits): choose constants and "
                         "checkpoints on tune, report on report; needs a speaker column")
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         conditions += [parse_network_condition(s) for s in args.network or []]
         conditions += [parse_live_call(s) for s in args.live_call or []]
         clips = read_manifest(args.manifest, args.limit, split=args.split, train_manifests=args.split_train,
-                              limit_per_corpus=args.limit_per_corpus)
+                              limit_per_corpus=args.limit_per_corpus, skip_per_corpus=args.skip_per_corpus)
     except ValueError as exc:  # a bad packet size, TraceError, NetworkError, LiveCallSpecError, ManifestError
         raise UserError(str(exc)) from None
     out = check_output_folder("--out", args.out)
@@ -185,6 +188,7 @@ def write_outputs(out: Path, rows: list[dict], clips, conditions, methods, args,
                         "asr": asr_backend, "wall_s": round(wall_s, 1),
                         "split": getattr(args, "split", None),
                         "limit_per_corpus": getattr(args, "limit_per_corpus", None),
+                        "skip_per_corpus": getattr(args, "skip_per_corpus", None),
                         "failed_rows": len(errors), "reused_rows": getattr(args, "reused_rows", 0),
                         "reused_from": getattr(args, "reuse", None) or []})
         report.write_summary_json(staged.path(out / "summary.json"), summary)

@@ -52,14 +52,17 @@ class Clip:
 
 
 def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, split: Optional[str] = None,
-                  train_manifests: Optional[list[str]] = None, limit_per_corpus: Optional[int] = None) -> list[Clip]:
+                  train_manifests: Optional[list[str]] = None, limit_per_corpus: Optional[int] = None,
+                  skip_per_corpus: Optional[int] = None) -> list[Clip]:
     """Read a manifest in the format of ``shared/data/dev.csv`` (paths relative to the CSV).
 
     With ``split`` (``tune`` or ``report``), keep that side of the speaker split
     (:mod:`eval.splits`; speakers of ``train_manifests``, by default the ``train*.csv``
     beside the manifest, count as tune). With ``limit_per_corpus``, take at most that many
     clips of each corpus, and with ``limit`` that many clips in all, spread evenly (so every
-    corpus is represented), in a deterministic order.
+    corpus is represented), in a deterministic order. With ``skip_per_corpus``, first leave out
+    the clips ``limit_per_corpus=skip_per_corpus`` would take (a replication set: clips an
+    earlier run did not score).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -85,9 +88,11 @@ def read_manifest(csv_path: str | os.PathLike, limit: Optional[int] = None, spli
             raise ManifestError(str(exc)) from None
         if not rows:
             raise ManifestError(f"{csv_path}: no clips in the {split} split")
-    from .splits import spread, spread_per_corpus
+    from .splits import skip_per_corpus as skip, spread, spread_per_corpus
 
-    rows = spread(spread_per_corpus(rows, limit_per_corpus), limit)
+    rows = spread(spread_per_corpus(skip(rows, skip_per_corpus), limit_per_corpus), limit)
+    if not rows:
+        raise ManifestError(f"{csv_path}: no clips left after skipping {skip_per_corpus} per corpus")
     clips = []
     for i, row in enumerate(rows):
         if not (row.get("path") or "").strip():

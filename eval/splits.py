@@ -100,6 +100,15 @@ def spread_per_corpus(rows: Sequence[dict], n: Optional[int]) -> list[dict]:
     return [rows[i] for i in keep]
 
 
+def skip_per_corpus(rows: Sequence[dict], n: Optional[int]) -> list[dict]:
+    """The rows :func:`spread_per_corpus` would *not* take with ``n``: a replication set, disjoint
+    from an earlier run's ``--limit-per-corpus n`` clips (all rows when ``n`` is None)."""
+    if n is None:
+        return list(rows)
+    taken = {id(r) for r in spread_per_corpus(rows, n)}
+    return [r for r in rows if id(r) not in taken]
+
+
 def write_split_manifests(manifest: str | os.PathLike, out_dir: str | os.PathLike,
                           train_manifests: Optional[Sequence[str | os.PathLike]] = None) -> dict[str, Path]:
     """Write ``<name>_tune.csv`` and ``<name>_report.csv`` of ``manifest`` into ``out_dir``.

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from eval.runner import ManifestError, read_manifest
-from eval.splits import main, speaker_split, split_of_row, spread_per_corpus, write_split_manifests
+from eval.splits import main, skip_per_corpus, speaker_split, split_of_row, spread_per_corpus, write_split_manifests
 from plc.cli import main as plc_main
 
 
@@ -64,6 +64,27 @@ def test_limit_per_corpus_spreads_over_each_corpus():
     assert [(r["corpus"], r["i"]) for r in picked] == [("a", 0), ("a", 4), ("a", 9), ("b", 0), ("b", 4), ("b", 9),
                                                         ("c", 0)]
     assert spread_per_corpus(rows, None) == rows
+
+
+def test_skip_per_corpus_leaves_out_exactly_what_limit_per_corpus_took():
+    rows = [{"corpus": c, "i": i} for c in "ab" for i in range(10)] + [{"corpus": "c", "i": 0}]
+    rest = skip_per_corpus(rows, 3)
+    taken = spread_per_corpus(rows, 3)
+    assert [(r["corpus"], r["i"]) for r in rest] == [("a", i) for i in (1, 2, 3, 5, 6, 7, 8)] + \
+        [("b", i) for i in (1, 2, 3, 5, 6, 7, 8)]   # corpus c had one clip, taken before
+    assert not {id(r) for r in rest} & {id(r) for r in taken}
+    assert len(rest) + len(taken) == len(rows)
+    assert skip_per_corpus(rows, None) == rows
+
+
+def test_read_manifest_skip_per_corpus_gives_a_disjoint_replication_set(tmp_path):
+    m = _manifest(tmp_path, SPEAKERS, clips_per_speaker=2)
+    first = {c.path for c in read_manifest(m, limit_per_corpus=4)}
+    again = {c.path for c in read_manifest(m, skip_per_corpus=4, limit_per_corpus=4)}
+    assert len(first) == 10 and len(again) == 8   # lj has 2 clips: both taken the first time
+    assert not first & again
+    with pytest.raises(ManifestError, match="no clips left after skipping 30 per corpus"):
+        read_manifest(m, skip_per_corpus=30)
 
 
 def test_eval_split_needs_a_speaker_column(tmp_path, capsys):
