@@ -6,7 +6,7 @@ packet; on each loss the lost packets are made by one variant (``--variant``, re
 is the reference the others are paired against):
 
 * ``opus``: libopus' own PLC.
-* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:gain=F][:raw][:dir=DIR]``: the model's
+* ``model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:ramp=F][:gain=F][:pick=WHERE][:raw][:dir=DIR]``: the model's
   continuation of the played audio (``NeuralConcealer`` run on its own, ``voiced_threshold=vt``,
   the exported model in ``dir``, default the shipped one) coded into the
   decoder (:class:`plc.codecs.opus_steering.OpusSteering`, encoder at ``rate``, warmed on ``warm``
@@ -16,7 +16,11 @@ is the reference the others are paired against):
   2.5 ms into the decoder's next one), the decoder coded alongside.
   ``mix=F``: the continuation blended with what libopus' PLC would play there
   (:meth:`plc.codecs.opus.OpusDecoder.preview_concealment`), ``(1 - F) * model + F * PLC``, then coded;
-  ``gain=F``: the continuation scaled by F before it is coded.
+  ``ramp=F``: blended the same way with a weight rising linearly from 0 to F across it;
+  ``gain=F``: the continuation scaled by F before it is coded. ``pick=packet`` / ``pick=burst``
+  (an oracle, for headroom): on each loss the model's packet plays only where it brings the output
+  closer (log-mel distance) to the loss-free decode than libopus' PLC does, over the first packet
+  or over the whole burst and the packet after it (both branches run on copies of the decoder).
 * ``oracle[:k=N]``: the loss-free decoded audio coded into the decoder (the most this can give).
 * ``replc``: libopus' PLC (from a twin decoder replaying the last 25 packets) coded into the
   decoder: the cost of the coding itself.
@@ -45,6 +49,9 @@ BITRATE_BPS = 24000
 RAW_CROSSFADE = 40
 #: Packets a twin decoder replays before running libopus' PLC (``replc``).
 REPLAY_PACKETS = 25
+#: Oracle choices between the model's packet and libopus' PLC, per loss (``pick=``): by which is
+#: closer to the loss-free decode over the first packet, or over the burst and the packet after it.
+PICKS = ("packet", "burst")
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class Variant:
 
     KINDS = ("opus", "model", "oracle", "replc")
     KEYS = {"k": int, "vt": float, "rate": int, "warm": int, "att": float, "voiced": bool, "raw": bool, "dir": str,
-            "mix": float, "gain": float}
+            "mix": float, "gain": float, "pick": str, "ramp": float}
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
@@ -71,10 +78,12 @@ class Variant:
                 options[key] = True if kind_of is bool else kind_of(value)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{spec!r}: bad option {opt!r} (k=N, vt=F, rate=BPS, warm=N, "
-                                                 "att=F, mix=F, gain=F, voiced, raw, dir=DIR)") from None
+                                                 "att=F, mix=F, ramp=F, gain=F, pick=WHERE, voiced, raw, dir=DIR)") from None
+        if options.get("pick", "packet") not in PICKS:
+            raise argparse.ArgumentTypeError(f"{spec!r}: pick must be one of {', '.join(PICKS)}")
         if options.get("k", 1) < 1 or options.get("warm", 1) < 1 or not 0 < options.get("att", 1.0) <= 1 \
-                or not 0 <= options.get("mix", 0.0) <= 1 or not 0 < options.get("gain", 1.0) <= 4:
-            raise argparse.ArgumentTypeError(f"{spec!r}: k and warm must be at least 1, att within (0, 1], mix within [0, 1], gain within (0, 4]")
+                or not 0 <= options.get("mix", 0.0) <= 1 or not 0 <= options.get("ramp", 0.0) <= 1 or not 0 < options.get("gain", 1.0) <= 4:
+            raise argparse.ArgumentTypeError(f"{spec!r}: k and warm must be at least 1, att within (0, 1], mix and ramp within [0, 1], gain within (0, 4]")
         return cls(kind, options)
 
 
@@ -92,7 +101,7 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
     n_packets = len(payloads)
     lost = np.concatenate([lost, np.zeros(n_packets - len(lost), bool)])
     clean = None
-    if variant.kind == "oracle":
+    if variant.kind == "oracle" or "pick" in o:
         clean_dec = OpusDecoder(SAMPLE_RATE, 20)
         clean = np.concatenate([clean_dec.decode(pl) for pl in payloads] + [np.zeros(PACKET, np.float32)])
     dec = OpusDecoder(SAMPLE_RATE, 20)
@@ -137,8 +146,37 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
             ours = 0
         elif "mix" in o:   # blended with what libopus' PLC would play (decoder state untouched)
             continuation = (1 - o["mix"]) * continuation + o["mix"] * dec.preview_concealment(len(continuation))
+        if continuation is not None and "ramp" in o:   # model at the start, towards libopus' PLC by the end
+            w = np.linspace(0, o["ramp"], len(continuation), dtype=np.float32)
+            continuation = (1 - w) * continuation + w * dec.preview_concealment(len(continuation))
+        if continuation is not None and o.get("pick") == "packet":   # per-loss oracle choice: model or PLC
+            truth = clean[p * PACKET:(p + 1) * PACKET]
+            if _log_spectral_distance(continuation[:PACKET], truth) > \
+                    _log_spectral_distance(dec.preview_concealment(PACKET), truth):
+                continuation, ours = None, 0
         if continuation is not None and "gain" in o:
             continuation = continuation * np.float32(o["gain"])
+        if continuation is not None and o.get("pick") == "burst":   # per-loss oracle over the whole burst
+            end = min(p + burst + 1, n_packets)
+            truth = clean[p * PACKET:end * PACKET]
+            saved, saved_recent = _snapshot(dec), steering._recent.copy()
+            tries = []
+            for steer in (True, False):
+                _restore(dec, saved)
+                steering._recent = saved_recent.copy()
+                ys = []
+                for k in range(p, end):
+                    if steer and k == p:
+                        y = steering.decode(dec, continuation[:PACKET + steering.lookahead])
+                    else:
+                        y = dec.decode(payloads[k] if k >= p + burst else None)
+                    steering.observe(y)
+                    ys.append(y)
+                tries.append(_log_spectral_distance(np.concatenate(ys), truth))
+            _restore(dec, saved)
+            steering._recent = saved_recent
+            if tries[0] > tries[1]:
+                continuation, ours = None, 0
         for k in range(ours):
             segment = continuation[k * PACKET:k * PACKET + PACKET + steering.lookahead]
             y = steering.decode(dec, segment)
@@ -153,6 +191,31 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
                                         PACKET, dtype=np.float32), None, False)
         p += burst
     return out[enc.lookahead:enc.lookahead + len(x)]
+
+
+def _snapshot(dec) -> bytes:
+    """The decoder's whole state (one relocatable block)."""
+    import ctypes
+
+    size = dec._lib.opus_decoder_get_size(1)
+    return ctypes.string_at(dec._state, size)
+
+
+def _restore(dec, state: bytes) -> None:
+    import ctypes
+
+    ctypes.memmove(dec._state, state, len(state))
+
+
+def _log_spectral_distance(y: np.ndarray, truth: np.ndarray) -> float:
+    """Mean absolute log-mel distance (dB) between two equal-length 16 kHz segments."""
+    import librosa
+
+    def logmel(v):
+        m = librosa.feature.melspectrogram(y=v.astype(np.float32), sr=SAMPLE_RATE, n_fft=256, hop_length=80, n_mels=32, center=False)
+        return 10 * np.log10(m + 1e-8)
+
+    return float(np.mean(np.abs(logmel(y) - logmel(truth))))
 
 
 def _continuation(variant: Variant, concealer, clean, payloads, history, p: int, need: int) -> Optional[np.ndarray]:
@@ -190,7 +253,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.steering_probe", description=__doc__.split("\n\n")[0])
     add_clip_arguments(p, clips=40)
     p.add_argument("--variant", type=Variant.parse, action="append", metavar="SPEC",
-                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:gain=F][:raw][:dir=DIR], oracle[:k=N] or "
+                   help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:ramp=F][:gain=F][:pick=WHERE][:raw][:dir=DIR], "
+                        "oracle[:k=N] or "
                         "replc (repeatable; the first is the reference; default: opus, model:k=1:voiced)")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores

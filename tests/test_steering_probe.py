@@ -18,8 +18,9 @@ def test_variant_specs_parse_and_bad_ones_are_refused():
     assert v.kind == "model" and v.options == {"k": 1, "voiced": True, "rate": 16000, "att": 0.85, "raw": True,
                                                "dir": "runs/x/export"}
     assert Variant.parse("model:k=1:voiced:mix=0.25").options == {"k": 1, "voiced": True, "mix": 0.25}
+    assert Variant.parse("model:ramp=0.5:pick=burst").options == {"ramp": 0.5, "pick": "burst"}
     for bad in ("neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
-                "model:warm=0", "model:mix=1.5", "model:mix=-0.1", "model:gain=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
+                "model:warm=0", "model:mix=1.5", "model:ramp=2", "model:pick=best", "model:pick", "model:mix=-0.1", "model:gain=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
         with pytest.raises(argparse.ArgumentTypeError):
             Variant.parse(bad)
 
@@ -65,3 +66,17 @@ def test_a_model_folder_that_does_not_load_is_a_usage_error(tmp_path, capsys):
         main(["--manifest", str(manifest), "--clips", "1", "--variant", "opus",
               "--variant", f"model:k=1:dir={tmp_path / 'nothing'}"])
     assert exc.value.code == 2 and "model.json" in capsys.readouterr().err
+
+
+def test_the_burst_oracle_plays_libopus_plc_or_the_model_whichever_is_closer_to_the_truth(speech_16k):
+    """``pick=burst`` runs both branches of each loss on copies of the decoder and keeps the one
+    closer to the loss-free decode: it ends up no farther from it than the worse of the two."""
+    from eval.steering_probe import _log_spectral_distance
+
+    x = speech_16k
+    lost = _trace(150)
+    clean = receive(x, np.zeros(150, bool), Variant("opus"))
+    runs = {spec: receive(x, lost, Variant.parse(spec)) for spec in ("opus", "model:k=1", "model:k=1:pick=burst")}
+    dist = {spec: _log_spectral_distance(y, clean) for spec, y in runs.items()}
+    assert all(np.all(np.isfinite(y)) and y.shape == x.shape for y in runs.values())
+    assert dist["model:k=1:pick=burst"] <= max(dist["opus"], dist["model:k=1"]) + 1e-6
