@@ -35,6 +35,7 @@ Prints mean PLCMOS and PESQ-WB per variant and the paired differences to the fir
 from __future__ import annotations
 
 import argparse
+import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -159,22 +160,21 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
         if continuation is not None and o.get("pick") == "burst":   # per-loss oracle over the whole burst
             end = min(p + burst + 1, n_packets)
             truth = clean[p * PACKET:end * PACKET]
-            saved, saved_recent = _snapshot(dec), steering._recent.copy()
+            saved = dec.snapshot()
             tries = []
             for steer in (True, False):
-                _restore(dec, saved)
-                steering._recent = saved_recent.copy()
+                dec.restore(saved)
+                trial = copy.copy(steering)   # observe() replaces its history, leaving the original's as it was
                 ys = []
                 for k in range(p, end):
                     if steer and k == p:
-                        y = steering.decode(dec, continuation[:PACKET + steering.lookahead])
+                        y = trial.decode(dec, continuation[:PACKET + trial.lookahead])
                     else:
                         y = dec.decode(payloads[k] if k >= p + burst else None)
-                    steering.observe(y)
+                    trial.observe(y)
                     ys.append(y)
                 tries.append(_log_spectral_distance(np.concatenate(ys), truth))
-            _restore(dec, saved)
-            steering._recent = saved_recent
+            dec.restore(saved)
             if tries[0] > tries[1]:
                 continuation, ours = None, 0
         for k in range(ours):
@@ -191,20 +191,6 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
                                         PACKET, dtype=np.float32), None, False)
         p += burst
     return out[enc.lookahead:enc.lookahead + len(x)]
-
-
-def _snapshot(dec) -> bytes:
-    """The decoder's whole state (one relocatable block)."""
-    import ctypes
-
-    size = dec._lib.opus_decoder_get_size(1)
-    return ctypes.string_at(dec._state, size)
-
-
-def _restore(dec, state: bytes) -> None:
-    import ctypes
-
-    ctypes.memmove(dec._state, state, len(state))
 
 
 def _log_spectral_distance(y: np.ndarray, truth: np.ndarray) -> float:

@@ -246,3 +246,20 @@ def test_a_preview_of_libopus_plc_is_what_it_plays_and_leaves_the_decoder_untouc
             np.testing.assert_array_equal(preview, plc)
             assert np.abs(preview).max() > 1e-3
         np.testing.assert_array_equal(previewed.decode(packet), plain.decode(packet))
+
+
+def test_a_decoder_state_snapshot_restores_exactly_and_a_foreign_one_is_refused(silk_call):
+    from plc.codecs.opus import OpusDecoder
+
+    packets, _, _ = silk_call
+    dec = OpusDecoder()
+    for packet in packets[:20]:
+        dec.decode(packet)
+    saved = dec.snapshot()
+    first = [dec.decode(None), dec.decode(packets[21])]
+    dec.restore(saved)
+    again = [dec.decode(None), dec.decode(packets[21])]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="decoder state is"):
+        dec.restore(saved[:-1])

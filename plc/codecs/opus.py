@@ -211,21 +211,27 @@ class OpusDecoder:
         _check(self._lib, n, "opus_decode_float")
         return self._out[:n].copy()
 
+    def snapshot(self) -> bytes:
+        """The decoder's whole state, to :meth:`restore` later (libopus keeps it in one
+        relocatable block of ``opus_decoder_get_size`` bytes)."""
+        return ctypes.string_at(self._state, self._lib.opus_decoder_get_size(1))
+
+    def restore(self, state: bytes) -> None:
+        """Put back a state :meth:`snapshot` took of a decoder like this one."""
+        size = self._lib.opus_decoder_get_size(1)
+        if len(state) != size:
+            raise ValueError(f"an Opus decoder state is {size} bytes, got {len(state)}")
+        ctypes.memmove(self._state, state, size)
+
     def preview_concealment(self, n_samples: int) -> np.ndarray:
         """The first ``n_samples`` libopus' PLC would play if the next packets were lost, with the
-        decoder left as it was (its state is one relocatable block, ``opus_decoder_get_size``:
-        the concealment runs on a copy)."""
-        size = self._lib.opus_decoder_get_size(1)
-        twin = ctypes.create_string_buffer(size)
-        ctypes.memmove(twin, ctypes.c_void_p(self._state), size)
-        out = np.zeros(-(-n_samples // self.frame_samples) * self.frame_samples, np.float32)
-        buf = np.zeros(self.frame_samples, np.float32)
-        ptr = buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        for k in range(0, len(out), self.frame_samples):
-            n = self._lib.opus_decode_float(ctypes.cast(twin, ctypes.c_void_p), None, 0, ptr, self.frame_samples, 0)
-            _check(self._lib, n, "opus_decode_float (preview)")
-            out[k:k + n] = buf[:n]
-        return out[:n_samples]
+        decoder left as it was (the concealment runs, then the :meth:`snapshot` is restored)."""
+        saved = self.snapshot()
+        try:
+            out = [self.decode(None) for _ in range(-(-n_samples // self.frame_samples))]
+        finally:
+            self.restore(saved)
+        return np.concatenate(out)[:n_samples] if out else np.zeros(0, np.float32)
 
     def decode_fec(self, packet: bytes, n_samples: int) -> np.ndarray:
         """The ``n_samples`` lost just before ``packet``, from its in-band FEC copy (LBRR).
