@@ -13,7 +13,9 @@ packets with
   continues; in CELT mode the model conceals);
 * ``neural, model in every mode``: ``defer_to_codec=()``, the model whatever the mode;
 * ``neural, decoder in step in SILK only``: the runtime before hybrid was steered too (in hybrid
-  mode it plays libopus' concealment).
+  mode it plays libopus' concealment);
+* ``neural, steered under FEC too``: the runtime before it left streams with in-band FEC to the
+  codec (``steer_with_fec``; the same as ``neural`` on a stream without FEC).
 
 Each variant has its own decoder, run packet by packet as a receiver runs.
 
@@ -37,16 +39,18 @@ from .sweep import add_clip_arguments, loss_trace, map_clips, sweep_paths
 SAMPLE_RATE = 16000
 #: The rate the clips are coded from (libopus may pick hybrid only from super-wideband input).
 INPUT_RATE = 48000
-VARIANTS = ("opus", "neural", "neural, model in every mode", "neural, decoder in step in SILK only")
+VARIANTS = ("opus", "neural", "neural, model in every mode", "neural, decoder in step in SILK only",
+            "neural, steered under FEC too")
 
 
 def _variants():
-    """(concealer, the coding modes its decoder steers in: None for the decoder's default) per variant."""
+    """(concealer, its decoder's options: ``OpusPayloadDecoder`` keyword arguments) per variant."""
     from plc.concealers import make_concealer
 
-    return [(make_concealer("opus"), None), (make_concealer("neural", realtime=False), None),
-            (make_concealer("neural", realtime=False, defer_to_codec=()), None),
-            (make_concealer("neural", realtime=False), ("silk",))]
+    return [(make_concealer("opus"), {}), (make_concealer("neural", realtime=False), {}),
+            (make_concealer("neural", realtime=False, defer_to_codec=()), {}),
+            (make_concealer("neural", realtime=False), {"steerable_modes": ("silk",)}),
+            (make_concealer("neural", realtime=False), {"steer_with_fec": True})]
 
 
 def code_clip(x: np.ndarray, lost_packets: np.ndarray, bitrate_bps: int, sender: str = "plc", fec: bool = False):
@@ -93,7 +97,8 @@ def _decoded_delay(x: np.ndarray, payloads: list[bytes], max_lag: int = 400) -> 
     return int(np.argmax([np.dot(x[:n], y[lag:lag + n]) for lag in range(max_lag)]))
 
 
-def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=None, fec: bool = False) -> np.ndarray:
+def receive(payloads: list[bytes], lost: np.ndarray, concealer, decoder_options: Optional[dict] = None,
+            fec: bool = False) -> np.ndarray:
     """What a receiver plays: each packet decoded at 16 kHz (or concealed by the decoder, steered by
     ``concealer`` where both can: :func:`plc.concealers.codec_plc.codec_concealment`; with ``fec``,
     a lost packet whose successor came and carries a copy of it is decoded from that copy, as the
@@ -102,7 +107,7 @@ def receive(payloads: list[bytes], lost: np.ndarray, concealer, steerable_modes=
     from plc.concealers.codec_plc import codec_concealment
     from plc.offline import play_packet
 
-    dec = OpusPayloadDecoder(steerable_modes=steerable_modes)
+    dec = OpusPayloadDecoder(**(decoder_options or {}))
     n = SAMPLE_RATE * 20 // 1000
     out = np.zeros(len(payloads) * n, np.float32)
     for p, payload in enumerate(payloads):
@@ -131,8 +136,8 @@ def _score_clip(args: tuple[str, str, int, int, str, bool]) -> tuple[list[tuple[
     payloads, lost, modes, delay = code_clip(x, loss_trace(len(x), SAMPLE_RATE, loss_spec, index), bitrate_bps,
                                              sender, fec)
     scores = []
-    for concealer, steerable in _variants():
-        y = receive(payloads, lost, concealer, steerable, fec)[delay:delay + len(x)]
+    for concealer, options in _variants():
+        y = receive(payloads, lost, concealer, options, fec)[delay:delay + len(x)]
         scores.append((plcmos(y, SAMPLE_RATE, seed=index), pesq_wb(x, y, SAMPLE_RATE)))
     return scores, [m for m, gone in zip(modes, lost) if gone]
 

@@ -34,7 +34,7 @@ def test_the_decoder_is_steered_in_hybrid_mode_too(speech_16k):
     assert lost_packets.sum() >= 3 and {m for m, gone in zip(modes, lost_packets) if gone} == {"hybrid"}
     ref = receive(payloads, lost_packets, make_concealer("opus"))
     silk_only = make_concealer("neural", realtime=False)
-    assert np.array_equal(receive(payloads, lost_packets, silk_only, ("silk",)), ref)
+    assert np.array_equal(receive(payloads, lost_packets, silk_only, {"steerable_modes": ("silk",)}), ref)
     assert silk_only.primary.continuations == 0
     steered = make_concealer("neural", realtime=False)
     y = receive(payloads, lost_packets, steered)
@@ -46,18 +46,20 @@ def test_probe_prints_modes_and_pairs_against_opus(tmp_path, capsys):
     assert main(["--manifest", str(manifest), "--clips", "2", "--every", "1",
                  "--loss", "gilbert:0.3,3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert "lost packets coded in" in lines[0] and len(lines) == 5      # a tone is often CELT, speech hybrid
+    assert "lost packets coded in" in lines[0] and len(lines) == 6      # a tone is often CELT, speech hybrid
     assert lines[1].startswith("opus:") and "dPLCMOS +0.000" in lines[1]
     assert lines[2].startswith("neural:") and lines[3].startswith("neural, model in every mode:")
     assert lines[4].startswith("neural, decoder in step in SILK only:")
+    assert lines[5].startswith("neural, steered under FEC too:")
 
 
 def test_aiortcs_stereo_sender_with_fec_is_hybrid_and_lost_packets_are_decoded_from_copies(speech_16k):
     """``--sender aiortc --fec``: the live call's stream (aiortc's 96 kbit/s stereo encoder with
     in-band FEC codes speech as hybrid), received as the jitter buffer does: a lost packet whose
     successor came is decoded from its copy (its low band: the high band is concealed), so it is
-    far closer to the loss-free audio than
-    libopus' concealment of it, and only the rest is concealed."""
+    far closer to the loss-free audio than libopus' concealment of it, and only the rest is
+    concealed. In that stream ``neural`` leaves the decoder to libopus (its PLC and the copies)
+    and plays exactly what ``opus`` plays; ``steer_with_fec`` steers it as without FEC."""
     from eval.opus_mode_probe import receive
     from plc.concealers import make_concealer
 
@@ -77,6 +79,10 @@ def test_aiortcs_stereo_sender_with_fec_is_hybrid_and_lost_packets_are_decoded_f
     recovered = [30, 46, 72, 100, 120]   # each one's successor arrived
     assert err(with_fec, recovered) < 0.5 * err(without, recovered)
     assert np.array_equal(with_fec[:30 * 320], without[:30 * 320])   # nothing differs before the first loss
+    deferring = make_concealer("neural", realtime=False)
+    assert np.array_equal(receive(payloads, lost_packets, deferring, fec=True), with_fec)
+    assert deferring.primary.continuations == 0
     steered = make_concealer("neural", realtime=False)
-    y = receive(payloads, lost_packets, steered, fec=True)
+    y = receive(payloads, lost_packets, steered, {"steer_with_fec": True}, fec=True)
     assert steered.primary.continuations >= 1 and np.all(np.isfinite(y))   # 45 and 70 start losses FEC cannot mend
+    assert not np.array_equal(y, with_fec)

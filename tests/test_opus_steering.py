@@ -82,6 +82,40 @@ def test_silk_and_hybrid_with_enough_history_can_be_steered():
     assert dec.mode == "hybrid" and dec.continuation_samples(PACKET) == PACKET + silk.lookahead
 
 
+def test_a_stream_with_in_band_fec_is_left_to_the_codec(speech_16k):
+    """While packets carry LBRR copies (heard within FEC_MEMORY_MS, or a lost packet decoded from
+    its successor's copy), the decoder is not steered: libopus' PLC and the copies decide, as
+    measured (MODEL.md). A second of packets without copies, or a new stream, and it steers
+    again; ``steer_with_fec`` steers regardless."""
+    from plc.codecs.opus_fec import has_lbrr
+    from plc.codecs.opus_steering import FEC_MEMORY_MS, WARM_PACKETS
+
+    x = speech_16k[:len(speech_16k) // PACKET * PACKET]
+    fec = OpusEncoder(16000, 24000, 20, fec=True, expected_loss_percent=20)
+    plain = OpusEncoder(16000, 24000, 20)
+    packets = [fec.encode(x[i * PACKET:(i + 1) * PACKET]) for i in range(len(x) // PACKET)]
+    with_copy = [i for i, p in enumerate(packets) if has_lbrr(p)]
+    assert len(with_copy) > len(packets) // 2
+    dec, steers_anyway = OpusPayloadDecoder(), OpusPayloadDecoder(steer_with_fec=True)
+    for p in packets[:with_copy[WARM_PACKETS]]:
+        dec.decode(p)
+        steers_anyway.decode(p)
+    assert dec.continuation_samples(PACKET) is None
+    assert steers_anyway.continuation_samples(PACKET) == PACKET + fec.lookahead
+    memory_packets = FEC_MEMORY_MS // 20
+    for i in range(memory_packets - 1):   # packets without copies: FEC still counts until the memory runs out
+        dec.decode(plain.encode(x[i * PACKET:(i + 1) * PACKET]))
+        assert dec.continuation_samples(PACKET) is None
+    dec.decode(plain.encode(x[memory_packets * PACKET:(memory_packets + 1) * PACKET]))
+    assert dec.continuation_samples(PACKET) == PACKET + fec.lookahead
+    dec.decode_fec(packets[with_copy[-1]], 960)   # a loss mended from a copy: the stream has FEC
+    assert dec.continuation_samples(PACKET) is None
+    dec.reset()
+    for i in range(WARM_PACKETS):
+        dec.decode(plain.encode(x[i * PACKET:(i + 1) * PACKET]))
+    assert dec.continuation_samples(PACKET) == PACKET + fec.lookahead
+
+
 def test_a_bad_continuation_falls_back_to_libopus_plc(silk_call):
     """A continuation of the wrong length is refused (libopus' PLC plays, bit for bit); NaN or
     out-of-range samples are sanitised, never passed to the encoder."""

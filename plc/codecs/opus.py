@@ -306,14 +306,16 @@ class OpusPayloadDecoder(PayloadDecoder):
     name = "opus"
     clock_rate = 48000
 
-    def __init__(self, frame_ms: int = 20, steerable_modes: Optional[Collection[str]] = None) -> None:
+    def __init__(self, frame_ms: int = 20, steerable_modes: Optional[Collection[str]] = None,
+                 steer_with_fec: bool = False) -> None:
         from .opus_steering import STEERABLE_MODES, OpusSteering
 
         self.frame_ms = frame_ms
         self._decoder = OpusDecoder(SAMPLE_RATE, frame_ms=frame_ms)
         self.mode: Optional[str] = None
         self._steering = OpusSteering(SAMPLE_RATE, self._decoder.frame_samples,
-                                      STEERABLE_MODES if steerable_modes is None else steerable_modes)
+                                      STEERABLE_MODES if steerable_modes is None else steerable_modes,
+                                      with_fec=steer_with_fec)
 
     def duration(self, payload: bytes) -> Optional[int]:
         n48 = opus_packet_samples_48k(payload)
@@ -334,7 +336,7 @@ class OpusPayloadDecoder(PayloadDecoder):
         if len(out) != want:
             out = np.pad(out, (0, max(0, want - len(out))))[:want]
         out = np.asarray(out, dtype=np.float32)
-        self._steering.observe(out, bytes(payload[:1]))
+        self._steering.observe(out, bytes(payload))
         return out
 
     def fec_duration(self, payload: bytes) -> Optional[int]:
@@ -349,7 +351,7 @@ class OpusPayloadDecoder(PayloadDecoder):
             return None
         self.mode = "silk"  # an LBRR copy is SILK (hybrid's low band)
         out = np.asarray(out, dtype=np.float32)
-        self._steering.observe(out)
+        self._steering.observe(out, fec_copy=True)
         return out
 
     def continuation_samples(self, n_samples: int) -> Optional[int]:

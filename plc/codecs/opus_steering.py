@@ -17,6 +17,11 @@ the SILK layer, which carries the speech below 8 kHz, stays in step); not in CEL
 the model conceals on its own. Measured (MODEL.md, "decoder in step"): re-encoding the concealment
 costs less than splicing it in against the decoder's state (on training clips, the model's first
 20 ms in SILK calls went from −0.34 PLCMOS behind libopus' PLC spliced in, to level re-encoded).
+
+It does not steer while the stream carries in-band FEC (a packet with an LBRR copy heard within
+the last :data:`FEC_MEMORY_MS`): there the copies mend what the steered packet would, the
+steering measured no gain (MODEL.md, "with in-band FEC") and live calls lost a little, so the
+codec's own PLC and FEC decide, and the concealer plays exactly what ``opus`` plays.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Collection, Optional
 import numpy as np
 
 from .opus import OPUS_SET_BANDWIDTH_REQUEST, OpusDecoder, OpusEncoder
+from .opus_fec import has_lbrr
 
 #: Packets of the decoder's own output the receiver-side encoder is warmed up on before the
 #: continuation (chosen on training clips: 2, 5 and 15 were within 0.01 PLCMOS).
@@ -41,6 +47,10 @@ _SILK_BANDWIDTH = (1101, 1101, 1101, 1101, 1102, 1102, 1102, 1102, 1103, 1103, 1
 #: +0.055 / +0.018 / +0.023 PLCMOS against libopus' PLC under bernoulli:0.1 / gilbert:0.1,3 /
 #: gilbert:0.2,6, as in SILK mode; MODEL.md).
 STEERABLE_MODES = ("silk", "hybrid")
+#: How long after the last packet that carried an in-band FEC copy (LBRR) the stream counts as
+#: one with FEC, in which the decoder is not steered (senders code LBRR only in active speech, and
+#: libwebrtc turns FEC on and off with the loss it sees).
+FEC_MEMORY_MS = 1000
 
 
 class OpusSteering:
@@ -51,7 +61,8 @@ class OpusSteering:
     """
 
     def __init__(self, sample_rate: int, frame_samples: int, modes: Collection[str] = STEERABLE_MODES,
-                 bitrate_bps: int = STEERING_BITRATE_BPS, warm_packets: int = WARM_PACKETS) -> None:
+                 bitrate_bps: int = STEERING_BITRATE_BPS, warm_packets: int = WARM_PACKETS,
+                 with_fec: bool = False) -> None:
         if warm_packets < 1:
             raise ValueError(f"the encoder needs at least one packet to warm up on, got {warm_packets}")
         self.sample_rate = sample_rate
@@ -60,9 +71,12 @@ class OpusSteering:
         self.warm_packets = warm_packets
         #: The coding modes of the call in which it steers (module docstring).
         self.modes = frozenset(modes)
+        #: Steer in a stream that carries in-band FEC too (False: leave it to the codec; module docstring).
+        self.with_fec = with_fec
         self._encoder: Optional[OpusEncoder] = None
         self._recent = np.zeros(0, np.float32)   # the decoder's latest output, warm_packets packets
         self._toc_config: Optional[int] = None     # of the last packet decoded
+        self._since_fec: Optional[int] = None      # samples output since the last LBRR copy heard
 
     def _ensure_encoder(self) -> OpusEncoder:
         if self._encoder is None:
@@ -76,22 +90,35 @@ class OpusSteering:
         """Samples of continuation needed beyond the lost packet (the encoder's delay)."""
         return self._ensure_encoder().lookahead
 
-    def observe(self, samples: np.ndarray, payload: Optional[bytes] = None) -> None:
-        """The decoder output ``samples`` (from ``payload``, or concealed when None)."""
+    def observe(self, samples: np.ndarray, payload: Optional[bytes] = None, fec_copy: bool = False) -> None:
+        """The decoder output ``samples``: decoded from ``payload``, decoded from an in-band FEC
+        copy (``fec_copy``), or concealed (neither)."""
+        samples = np.asarray(samples, np.float32)
         keep = self.warm_packets * self.frame_samples
-        self._recent = np.concatenate([self._recent, np.asarray(samples, np.float32)])[-keep:]
+        self._recent = np.concatenate([self._recent, samples])[-keep:]
+        if self._since_fec is not None:
+            self._since_fec += len(samples)
         if payload:
             self._toc_config = payload[0] >> 3
+        if fec_copy or (payload and has_lbrr(payload)):
+            self._since_fec = 0
 
     def forget(self) -> None:
-        """A new stream: no history to warm up on."""
+        """A new stream: no history to warm up on, no FEC heard."""
         self._recent = self._recent[:0]
         self._toc_config = None
+        self._since_fec = None
+
+    @property
+    def stream_has_fec(self) -> bool:
+        """Whether an in-band FEC copy was heard within the last :data:`FEC_MEMORY_MS`."""
+        return self._since_fec is not None and self._since_fec < FEC_MEMORY_MS * self.sample_rate // 1000
 
     def samples_needed(self, mode: Optional[str]) -> Optional[int]:
         """Continuation samples :meth:`decode` takes for the next lost packet in coding ``mode``,
-        or None where it cannot steer (another mode, or too little history yet)."""
-        if (mode not in self.modes or self._toc_config is None
+        or None where it does not steer (another mode, a stream with in-band FEC, or too little
+        history yet)."""
+        if (mode not in self.modes or self._toc_config is None or (self.stream_has_fec and not self.with_fec)
                 or len(self._recent) < self.warm_packets * self.frame_samples):
             return None
         return self.frame_samples + self.lookahead
