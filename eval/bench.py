@@ -118,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     if packet_ms:
         result.update(bitrate_bps=args.bitrate, packet_p50_ms=float(np.percentile(packet_ms, 50)),
                       packet_p99_ms=float(np.percentile(packet_ms, 99)), packet_max_ms=float(np.max(packet_ms)),
-                      continuations=int(getattr(core, "continuations", 0)),
-                      codec_frames=int(getattr(core, "codec_frames", 0)))
+                      steered_losses=int(concealer.stats.steered_losses),
+                      codec_concealed_frames=int(concealer.stats.codec_concealed_frames))
     if core.unavailable_reason:
         result["model_error"] = core.unavailable_reason
     if args.json:
@@ -141,13 +141,13 @@ def _time_pcm_path(concealer, core, speech, model, rng, args) -> tuple[list[floa
         lost = np.repeat(model.generate(-(-n_frames // 2), rng), 2)[:n_frames]
         for i in range(n_frames):
             x = None if lost[i] else speech[i * frame:(i + 1) * frame]
-            noise_before = getattr(core, "noise_frames", 0)
+            noise_before = core.stats.noise_concealed_frames
             t = time.perf_counter()
             concealer.process(x)
             dt = (time.perf_counter() - t) * 1000.0
             (concealed_ms if x is None else received_ms).append(dt)
             if x is None:  # made by the neural concealer's noise continuation (after unvoiced audio)?
-                by_noise.append(getattr(core, "noise_frames", 0) > noise_before)
+                by_noise.append(core.stats.noise_concealed_frames > noise_before)
     return concealed_ms, received_ms, by_noise
 
 
@@ -198,7 +198,8 @@ def _print_result(args: argparse.Namespace, result: dict) -> None:
     if "packet_p99_ms" in result:
         print(f"  Opus {result['bitrate_bps'] // 1000} kbit/s: lost 20 ms packet p50 {result['packet_p50_ms']:.3f} ms  "
               f"p99 {result['packet_p99_ms']:.3f} ms  max {result['packet_max_ms']:.3f} ms (decoder included); "
-              f"{result['continuations']} losses steered by the concealer, {result['codec_frames']} frames the codec's")
+              f"{result['steered_losses']} losses steered by the concealer, {result['codec_concealed_frames']} frames "
+              "the codec's")
     if result["noise_frames"]:
         print(f"  {result['noise_frames']} frames after unvoiced audio were LPC noise; the others' p50 "
               f"{result['not_noise_p50_ms']:.3f} ms")

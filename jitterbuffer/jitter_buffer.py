@@ -76,6 +76,15 @@ from .rtp import RtpError, RtpPacket, SequenceLossCounter, SequenceUnwrapper, Ti
 from .time_stretch import NoiseFloorTracker, TimeStretchConfig, accelerate, preemptive_expand
 
 FRAME_MS = 10
+#: The concealer's counters in :attr:`JitterBuffer.stats` (camelCase) by their
+#: :class:`~plc.concealers.base.ConcealerStats` names; they go on counting across ``replace_concealer``.
+CONCEALER_STATS = {
+    "fallbackFrames": "fallback_frames",
+    "codecConcealedFrames": "codec_concealed_frames",
+    "noiseConcealedFrames": "noise_concealed_frames",
+    "steeredLosses": "steered_losses",
+    "lossesLeftToFec": "losses_left_to_fec",
+}
 #: Audio prepared ahead for an accelerate (NetEQ works on 30 ms).
 _ACCELERATE_SAMPLES = 3 * FRAME_SAMPLES
 #: Played samples kept for preemptive expand's correlation.
@@ -285,7 +294,7 @@ class JitterBuffer:
         if concealer is None:
             concealer = make_concealer(default_method(), sample_rate=SAMPLE_RATE, frame_ms=FRAME_MS)
         self._use_concealer(concealer)
-        self._retired_fallback_frames = 0  # fallback frames of concealers replaced by replace_concealer
+        self._retired: dict[str, int] = {}  # CONCEALER_STATS of concealers replaced by replace_concealer
         self.declicker = Declicker(SAMPLE_RATE)
         self.payload_types = dict(payload_types or default_payload_types())
         overflow = c.overflow or ("flush" if c.mode == "fixed" else "drop_oldest")
@@ -329,12 +338,13 @@ class JitterBuffer:
         counting (the old concealer's frames are kept); ``fallbackReason`` is
         the new concealer's.
         """
-        old_fallback = self.concealer.stats.fallback_frames
+        old = self.concealer.stats.as_dict()
         warm_up = self._played.reshape(-1, FRAME_SAMPLES)
         self._use_concealer(concealer)
         for frame in warm_up:  # through the fallback: a concealer that fails here falls back, as in a call
             self.concealer.process(frame)
-        self._retired_fallback_frames += old_fallback
+        for name in CONCEALER_STATS.values():
+            self._retired[name] = self._retired.get(name, 0) + old[name]
 
     # ----------------------------------------------------------------- state
     def _new_stream(self) -> None:
@@ -921,11 +931,18 @@ class JitterBuffer:
         or a stray, not thousands of losses; duplicates not counted twice). ``fallbackFrames``
         counts frames made by classic concealment instead of the configured
         concealer, ``fallbackReason`` says why (the latest reason, or why the concealer's model
-        could not be loaded; ``None`` if none). ``codecMode`` is the coding mode of the last
+        could not be loaded; ``None`` if none). Where the other concealed frames came from
+        (10 ms frames; :class:`~plc.concealers.base.ConcealerStats`): ``codecConcealedFrames``
+        played the codec's own concealment (libopus' PLC, or a steered packet),
+        ``noiseConcealedFrames`` were LPC-shaped noise after unvoiced audio, the rest the
+        concealer's own (the model); ``steeredLosses`` counts losses that began with the
+        concealer's continuation coded into the decoder, ``lossesLeftToFec`` those it was not
+        asked for as the stream carries in-band FEC. ``codecMode`` is the coding mode of the last
         payload decoded (Opus: ``silk``, ``hybrid`` or ``celt``; ``None`` for PCM or before a
         packet), which decides whether ``neural`` plays the codec's own concealment.
         """
         n = self._n
+        concealer = self.concealer.stats.as_dict()
         discarded = (n.packets_late + n.packets_duplicated + self.packets.overflow_dropped + n.packets_flushed
                      + n.packets_off_timeline)
         return {
@@ -956,7 +973,7 @@ class JitterBuffer:
             # Frames the classic concealment made: the concealer failed, gave garbage, missed its
             # deadline or has no model (a model that did not load says so before the first loss too),
             # counting those of concealers replace_concealer retired.
-            "fallbackFrames": self._retired_fallback_frames + self.concealer.stats.fallback_frames,
+            **{key: self._retired.get(name, 0) + concealer[name] for key, name in CONCEALER_STATS.items()},
             "fallbackReason": self.concealer.fallback_reason,
             "declickedFrames": self.declicker.declicked_frames,
             "streamResets": n.stream_resets,

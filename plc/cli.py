@@ -122,6 +122,11 @@ def _run_conceal(args: argparse.Namespace) -> int:
           + (f"; {result.stats['fec_recovered_packets']} recovered from in-band FEC at "
              f"{result.stats['payload_bitrate_bps'] / 1000:.1f} kbit/s" if args.fec else "")
           + (f"; trace written to {trace_path}" if trace_path else ""))
+    steered, left_to_fec = result.stats.get("steered_losses", 0), result.stats.get("losses_left_to_fec", 0)
+    if steered or left_to_fec:
+        print(f"  {steered} losses began with {args.method}'s packet coded into the decoder"
+              + (f"; {left_to_fec} were left to libopus' PLC, as the stream carries in-band FEC"
+                 if left_to_fec else ""))
     if result.stats.get("fallback_frames"):
         reasons = "; ".join(result.fallback_reasons)
         print(f"warning: {result.stats['fallback_frames']} frames were concealed by the neteq fallback"

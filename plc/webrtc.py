@@ -61,7 +61,12 @@ WebRTC's (``jitterBufferDelay``, ``jitterBufferTargetDelay``,
 ``silentConcealedSamples``, ``concealmentEvents``,
 ``insertedSamplesForDeceleration``, ``removedSamplesForAcceleration``,
 ``packetsDiscarded``, ``packetsLost``, ...); sample counts are at the jitter
-buffer's 16 kHz and the delays are sums in seconds, as in WebRTC.
+buffer's 16 kHz and the delays are sums in seconds, as in WebRTC. Beyond them
+(:attr:`jitterbuffer.jitter_buffer.JitterBuffer.stats`): ``fallbackFrames`` and
+``fallbackReason`` (the classic took over: the model failed or ran late), and where
+the concealment came from: ``codecConcealedFrames`` (libopus' PLC played),
+``steeredLosses`` (losses that began with the model's packet coded into the Opus
+decoder) and ``lossesLeftToFec`` (not steered, as the stream carries in-band FEC).
 
 Codecs: those of :mod:`plc.codecs`, found by the negotiated MIME type (as aiortc
 finds its decoders): Opus is decoded with libopus at 16 kHz (mono); PCMU, PCMA and

@@ -212,6 +212,24 @@ def test_bench_json_reports_what_the_issue_names(tmp_path, capsys):
     assert 0 < result["noise_frames"] < result["concealed_frames"]
 
 
+def test_conceal_says_how_its_opus_losses_began(speech_16k, tmp_path, capsys):
+    """`plc conceal --codec opus --method neural` on real speech: losses steered by the model are
+    counted in the stats and said; with in-band FEC none is, and those FEC could not mend are
+    counted as left to libopus."""
+    sf.write(tmp_path / "s.wav", speech_16k, 16000)
+    base = ["conceal", str(tmp_path / "s.wav"), str(tmp_path / "o.wav"), "--loss", "gilbert:0.2,3", "--seed", "1",
+            "--codec", "opus", "--method", "neural", "--stats", str(tmp_path / "s.json")]
+    assert main(base) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["steered_losses"] > 0 and stats["losses_left_to_fec"] == 0
+    assert 0 < stats["codec_concealed_frames"] == stats["concealed_frames"]
+    assert f"{stats['steered_losses']} losses began with neural's packet" in capsys.readouterr().out
+    assert main(base + ["--fec", "--expected-loss", "20"]) == 0
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["steered_losses"] == 0 and stats["losses_left_to_fec"] > 0
+    assert f"{stats['losses_left_to_fec']} were left to libopus' PLC" in capsys.readouterr().out
+
+
 def test_bench_times_the_opus_path_with_the_steered_losses(speech_16k, tmp_path, capsys):
     """`plc bench --codec opus`: lost packets are timed whole (decoder and steering included), and
     on real speech in SILK mode some losses were steered by the model."""
@@ -221,4 +239,4 @@ def test_bench_times_the_opus_path_with_the_steered_losses(speech_16k, tmp_path,
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["codec"] == "opus" and result["bitrate_bps"] == 24000
     assert 0 < result["packet_p50_ms"] <= result["packet_p99_ms"] <= result["packet_max_ms"]
-    assert result["continuations"] > 0 and result["codec_frames"] == result["concealed_frames"]
+    assert result["steered_losses"] > 0 and result["codec_concealed_frames"] == result["concealed_frames"]

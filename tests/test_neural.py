@@ -107,7 +107,8 @@ def test_unvoiced_audio_is_continued_by_noise_and_silent_by_120_ms(model_dir):
         out = run(c, x, lost)
         assert not np.any(out[42 * FRAME:45 * FRAME])
         assert np.any(out[41 * FRAME:42 * FRAME])
-        assert c.stats.fallback_frames == 0 and c.primary.noise_frames == noise_frames
+        assert c.stats.fallback_frames == 0
+        assert c.primary.stats.noise_concealed_frames == c.stats.noise_concealed_frames == noise_frames
         if noise_frames:  # the noise has the level of what was played, not the model's
             assert 0.5 < np.std(out[30 * FRAME:32 * FRAME]) / np.std(x[28 * FRAME:30 * FRAME]) < 1.4
     c = NeuralConcealer(model_dir=model_dir[0])

@@ -100,14 +100,15 @@ def test_a_stream_with_in_band_fec_is_left_to_the_codec(speech_16k):
     for p in packets[:with_copy[WARM_PACKETS]]:
         dec.decode(p)
         steers_anyway.decode(p)
-    assert dec.continuation_samples(PACKET) is None
+    assert dec.continuation_samples(PACKET) is None and dec.leaves_loss_to_fec
     assert steers_anyway.continuation_samples(PACKET) == PACKET + fec.lookahead
+    assert not steers_anyway.leaves_loss_to_fec
     memory_packets = FEC_MEMORY_MS // 20
     for i in range(memory_packets - 1):   # packets without copies: FEC still counts until the memory runs out
         dec.decode(plain.encode(x[i * PACKET:(i + 1) * PACKET]))
         assert dec.continuation_samples(PACKET) is None
     dec.decode(plain.encode(x[memory_packets * PACKET:(memory_packets + 1) * PACKET]))
-    assert dec.continuation_samples(PACKET) == PACKET + fec.lookahead
+    assert dec.continuation_samples(PACKET) == PACKET + fec.lookahead and not dec.leaves_loss_to_fec
     dec.decode_fec(packets[with_copy[-1]], 960)   # a loss mended from a copy: the stream has FEC
     assert dec.continuation_samples(PACKET) is None
     dec.reset()
@@ -203,7 +204,7 @@ def test_neural_proposes_its_first_packet_of_a_voiced_loss_only():
         c.process(x[f * FRAME:(f + 1) * FRAME])
     assert c.propose_continuation(n, "celt") is None              # the model conceals CELT itself
     got = c.propose_continuation(n, "silk")
-    assert got is not None and got.shape == (n,) and np.all(np.isfinite(got)) and c.continuations == 1
+    assert got is not None and got.shape == (n,) and np.all(np.isfinite(got))
     assert np.sqrt(np.mean(got ** 2)) > 0.3 * np.sqrt(np.mean(x[-PACKET:] ** 2))   # speech, not silence
     assert NeuralConcealer(steer_codec=False).propose_continuation(n, "silk") is None
     quiet = NeuralConcealer()
@@ -218,7 +219,8 @@ def test_neural_proposes_its_first_packet_of_a_voiced_loss_only():
 def test_neural_in_the_silk_path_plays_the_codec_rendering_of_its_continuation(speech_16k):
     """End to end (plc conceal --codec opus at 24 kbit/s): with steering the output differs from
     ``opus`` only from the first steered loss on, every proposal was coded, and lost frames still
-    play what the codec made (``codec_frames``); without it, it is ``opus`` exactly."""
+    play what the codec made; without it, it is ``opus`` exactly. The stats say so
+    (``steered_losses``, ``codec_concealed_frames``)."""
     from plc.offline import conceal_audio
 
     lost = np.zeros(150, dtype=bool)
@@ -231,13 +233,15 @@ def test_neural_in_the_silk_path_plays_the_codec_rendering_of_its_continuation(s
 
     def run(method, factory=None):
         return conceal_audio(speech_16k, 16000, lost, method, codec="opus", bitrate_bps=24000,
-                             concealer_factory=factory).audio
+                             concealer_factory=factory)
 
-    ref = run("opus")
-    assert np.array_equal(run("neural", lambda: factory(steer_codec=False)), ref)
-    y = run("neural", factory)
-    steered = made[-1]
-    assert steered.continuations >= 2 and steered.codec_frames == 2 * lost.sum()
+    ref = run("opus").audio
+    plain = run("neural", lambda: factory(steer_codec=False))
+    assert np.array_equal(plain.audio, ref) and plain.stats["steered_losses"] == 0
+    result = run("neural", factory)
+    y = result.audio
+    assert result.stats["steered_losses"] >= 2 and result.stats["losses_left_to_fec"] == 0
+    assert made[-1].stats.codec_concealed_frames == result.stats["codec_concealed_frames"] == 2 * lost.sum()
     first = np.flatnonzero(np.abs(y - ref) > 1e-6)[0]
     assert first >= 20 * PACKET - 200            # nothing changes before the first loss
 
@@ -252,17 +256,54 @@ def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k)
     spec = parse_network("delay=40ms jitter=10ms loss=15% burst=2", seed=3)
     arrivals = spec.simulate(int(np.ceil(len(speech_16k) / PACKET)))
 
-    def run(concealer=None, method="neural"):
+    def run(concealer=None, method="neural", fec=False):
         return simulate(speech_16k, arrivals, JitterBufferConfig(), method=method, codec="opus", seed=3,
-                        spec=spec, concealer=concealer)
+                        spec=spec, concealer=concealer, fec=fec)
 
     plain = make_concealer("neural", deadline_ms=None, steer_codec=False)
     assert np.array_equal(run(plain).audio, run(method="opus").audio)
     steered = make_concealer("neural", deadline_ms=None)
-    y = run(steered).audio
-    assert steered.primary.continuations > 0 and steered.stats.fallback_frames == 0
-    assert steered.primary.codec_frames == steered.stats.concealed_frames
+    result = run(steered)
+    y, stats = result.audio, result.stats
+    assert stats["steeredLosses"] > 0 and stats["fallbackFrames"] == 0 and stats["lossesLeftToFec"] == 0
+    assert stats["codecConcealedFrames"] == steered.primary.stats.codec_concealed_frames
+    assert stats["codecConcealedFrames"] == steered.stats.concealed_frames > 0
     assert not np.array_equal(y, run(method="opus").audio)
+    # with in-band FEC the losses FEC cannot mend are left to libopus, and the stats say so
+    with_fec = make_concealer("neural", deadline_ms=None)
+    result = run(with_fec, fec=True)
+    assert np.array_equal(result.audio, run(method="opus", fec=True).audio)
+    assert result.stats["steeredLosses"] == 0 and result.stats["lossesLeftToFec"] > 0
+    assert result.stats["fecPacketsRecovered"] > 0
+
+
+def test_the_concealers_counters_go_on_across_a_switch_of_concealer(speech_16k):
+    """``JitterBuffer.replace_concealer`` (a live call switching method) keeps the old concealer's
+    counters in ``stats``: steered losses and codec frames do not vanish with it."""
+    from jitterbuffer.jitter_buffer import CONCEALER_STATS, JitterBuffer
+    from jitterbuffer.rtp import RtpPacket
+
+    enc = OpusEncoder(16000, 24000, 20)
+    x = speech_16k[:len(speech_16k) // PACKET * PACKET]
+    jb = JitterBuffer(make_concealer("neural", deadline_ms=None))
+    rng = np.random.default_rng(0)
+    lost = rng.random(len(x) // PACKET) < 0.2
+    lost[:8] = False
+    for i in range(len(x) // PACKET):
+        if i == len(lost) // 2:
+            before = jb.stats
+            jb.replace_concealer(make_concealer("opus"))
+        if not lost[i]:
+            payload = enc.encode(x[i * PACKET:(i + 1) * PACKET])
+            jb.insert_packet(RtpPacket(payload_type=111, sequence_number=i, timestamp=i * 960, ssrc=1,
+                                       payload=payload).serialize(), 20.0 * i)   # payload type 111: opus
+        jb.get_audio(20.0 * i)
+        jb.get_audio(20.0 * i + 10.0)
+    after = jb.stats
+    assert before["steeredLosses"] > 0 and before["codecConcealedFrames"] > 0
+    for key in CONCEALER_STATS:
+        assert after[key] >= before[key], key
+    assert after["codecConcealedFrames"] > before["codecConcealedFrames"]   # `opus` plays the codec's PLC
 
 
 def test_a_preview_of_libopus_plc_is_what_it_plays_and_leaves_the_decoder_untouched(silk_call):

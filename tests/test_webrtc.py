@@ -134,6 +134,8 @@ def test_concealment_events_are_counted_and_gaps_are_silent_only_without_conceal
         assert s["concealedSamples"] >= 160 * 4
         assert s["jitterBufferEmittedCount"] > 0 and s["jitterBufferDelay"] > 0
         assert s["framesEmitted"] >= r.frames
+        # where the concealment came from: these classics make their own frames, steer nothing
+        assert s["codecConcealedFrames"] == s["steeredLosses"] == s["lossesLeftToFec"] == 0
     frames = {m: r.received.reshape(-1, 960) for m, r in results.items()}
     deep_none = _deep_expand_frames(results["none"])
     deep_neteq = _deep_expand_frames(results["neteq"])

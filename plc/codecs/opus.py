@@ -357,6 +357,10 @@ class OpusPayloadDecoder(PayloadDecoder):
     def continuation_samples(self, n_samples: int) -> Optional[int]:
         return self._steering.samples_needed(self.mode)
 
+    @property
+    def leaves_loss_to_fec(self) -> bool:
+        return self._steering.leaves_to_fec(self.mode)
+
     def conceal(self, n_samples: int, continuation: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """``frame_ms`` of libopus' PLC; or, given a ``continuation``, that continuation coded
         into the decoder (:mod:`plc.codecs.opus_steering`; libopus' PLC if that fails)."""

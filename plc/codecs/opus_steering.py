@@ -114,11 +114,16 @@ class OpusSteering:
         """Whether an in-band FEC copy was heard within the last :data:`FEC_MEMORY_MS`."""
         return self._since_fec is not None and self._since_fec < FEC_MEMORY_MS * self.sample_rate // 1000
 
+    def leaves_to_fec(self, mode: Optional[str]) -> bool:
+        """Whether the next lost packet, in coding ``mode``, is not steered because the stream
+        carries in-band FEC (and only because of that, history permitting)."""
+        return mode in self.modes and self.stream_has_fec and not self.with_fec
+
     def samples_needed(self, mode: Optional[str]) -> Optional[int]:
         """Continuation samples :meth:`decode` takes for the next lost packet in coding ``mode``,
         or None where it does not steer (another mode, a stream with in-band FEC, or too little
         history yet)."""
-        if (mode not in self.modes or self._toc_config is None or (self.stream_has_fec and not self.with_fec)
+        if (mode not in self.modes or self._toc_config is None or self.leaves_to_fec(mode)
                 or len(self._recent) < self.warm_packets * self.frame_samples):
             return None
         return self.frame_samples + self.lookahead

@@ -70,6 +70,13 @@ class PayloadDecoder(abc.ABC):
         a decoder without that capability)."""
         return None
 
+    @property
+    def leaves_loss_to_fec(self) -> bool:
+        """Whether the next lost packet is not steered only because the stream carries in-band
+        FEC (a steerable decoder leaves such a stream to the codec; counted in the concealer's
+        ``stats.losses_left_to_fec``)."""
+        return False
+
     def fec_duration(self, payload: bytes) -> Optional[int]:
         """Duration in RTP units of the in-band FEC copy of the audio just before ``payload``
         (libwebrtc's ``PacketDurationRedundant``), or None if the payload carries none."""

@@ -50,7 +50,17 @@ DEFAULT_FRAME_MS = 10
 
 @dataclass
 class ConcealerStats:
-    """Counters a concealer keeps; names follow WebRTC's getStats where one exists."""
+    """Counters a concealer keeps; names follow WebRTC's getStats where one exists.
+
+    Where the concealed frames came from (a concealer counts those it played):
+    ``codec_concealed_frames`` played the codec's own concealment as fed (libopus' PLC, or the
+    packet a steered decoder made of the concealer's continuation), ``noise_concealed_frames``
+    were LPC-shaped noise after unvoiced audio, ``fallback_frames`` the classic's in the
+    primary's place; the rest the concealer made itself (the model). Per loss, counted by
+    :func:`~plc.concealers.codec_plc.codec_concealment`: ``steered_losses`` began with the
+    concealer's continuation coded into the decoder (decoder in step), ``losses_left_to_fec``
+    would have but the stream carries in-band FEC, so the codec's PLC played them.
+    """
 
     received_frames: int = 0
     concealed_frames: int = 0
@@ -59,6 +69,10 @@ class ConcealerStats:
     concealment_events: int = 0
     merged_frames: int = 0
     fallback_frames: int = 0
+    codec_concealed_frames: int = 0
+    noise_concealed_frames: int = 0
+    steered_losses: int = 0
+    losses_left_to_fec: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +103,8 @@ class Concealer(abc.ABC):
     uses_codec_concealment: bool = False
     #: Most codec-concealment samples kept queued, in frames (the jitter buffer feeds 20 ms at a time).
     CODEC_QUEUE_FRAMES = 4
+    #: Whether it proposes continuations to a steerable codec (:meth:`propose_continuation`).
+    steer_codec: bool = False
 
     def __init__(
         self,

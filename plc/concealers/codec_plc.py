@@ -18,13 +18,20 @@ def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples
     PLC, or, at the start of a loss where the decoder can be steered and the concealer proposes
     a continuation (:meth:`~plc.concealers.base.Concealer.propose_continuation`), that
     continuation coded into the decoder (decoder in step). The caller feeds the result to the
-    concealer (:meth:`~plc.concealers.base.Concealer.feed_codec_concealment`) as before."""
+    concealer (:meth:`~plc.concealers.base.Concealer.feed_codec_concealment`) as before.
+    Counted in the concealer's stats: ``steered_losses``, and ``losses_left_to_fec`` where a
+    concealer that steers was not asked as the stream carries in-band FEC."""
     continuation = None
     if concealer.uses_codec_concealment and concealer.lost_frames == 0:
         want = decoder.continuation_samples(n_samples)
         if want is not None:
             continuation = concealer.propose_continuation(want, decoder.mode)
-    return decoder.conceal(n_samples, continuation)
+        elif concealer.steer_codec and decoder.leaves_loss_to_fec:
+            concealer.stats.losses_left_to_fec += 1
+    out = decoder.conceal(n_samples, continuation)
+    if continuation is not None and out is not None:
+        concealer.stats.steered_losses += 1
+    return out
 
 
 class CodecPlcConcealer(Concealer):
@@ -46,6 +53,7 @@ class CodecPlcConcealer(Concealer):
     def _conceal(self) -> np.ndarray:
         if self.codec_concealment is None:
             return np.zeros(self.frame_samples, np.float32)
+        self.stats.codec_concealed_frames += 1
         return self.codec_concealment
 
     def _resume(self, frame: np.ndarray) -> np.ndarray:

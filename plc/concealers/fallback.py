@@ -15,7 +15,9 @@ decision is made here, in one place, for any concealer:
   neither timed nor held to the deadline.
 
 Each frame the classic makes in the primary's place is counted in ``stats.fallback_frames`` and
-``fallback_reason`` says why the last one was made. Both concealers hear every frame: the
+``fallback_reason`` says why the last one was made; the primary's frames that played the codec's
+concealment or noise are counted as the primary counts them (``stats.codec_concealed_frames``,
+``stats.noise_concealed_frames``). Both concealers hear every frame: the
 classic takes the primary's concealment as its history (:meth:`~plc.concealers.base.Concealer.observe`),
 so it continues from what was played, and the primary is kept in step with the classic's
 frames (:meth:`~plc.concealers.base.Concealer.follow`). If the classic fails too, the frame is
@@ -69,6 +71,7 @@ class FallbackConcealer(Concealer):
         self.deadline_ms = deadline_ms
         self.name = primary.name
         self.uses_codec_concealment = primary.uses_codec_concealment
+        self.steer_codec = primary.steer_codec
         self.frame_times_ms: deque[float] = deque(maxlen=FRAME_TIMES_KEPT)
         self.fallback_reason: Optional[str] = primary.unavailable_reason
         super().__init__(primary.sample_rate, primary.frame_ms, history_ms=primary.frame_ms)
@@ -128,8 +131,13 @@ class FallbackConcealer(Concealer):
             reason = self._late()
             if reason is None:
                 start = perf_counter()
+                made = self.primary.stats
+                sources = made.codec_concealed_frames, made.noise_concealed_frames
                 out = self._run_primary(None)
                 if out is not None:
+                    # where the primary's frame came from, in the stats of the frames played
+                    self.stats.codec_concealed_frames += made.codec_concealed_frames - sources[0]
+                    self.stats.noise_concealed_frames += made.noise_concealed_frames - sources[1]
                     if not self.primary.plays_codec_concealment:  # the codec's frames cost it nothing
                         self._record_time(start)
                     self.classic.observe(out)  # the classic continues from what was played

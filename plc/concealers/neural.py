@@ -260,7 +260,7 @@ class NeuralConcealer(Concealer):
     unvoiced : {"noise", "model"}
         What continues a loss after unvoiced audio: LPC-shaped noise from the recent residual
         (:class:`~.noise_continuation.NoiseContinuation`, as SILK conceals unvoiced frames), or
-        the network. ``noise_frames`` counts the frames the noise made.
+        the network. ``stats.noise_concealed_frames`` counts the frames the noise made.
     max_align_lag, merge_samples : int
         When packets resume, the continuation is searched over lags 0..``max_align_lag`` samples
         for the best match with the received frame's first ``merge_samples``, over which it is
@@ -273,8 +273,8 @@ class NeuralConcealer(Concealer):
     defer_to_codec : collection of str
         Where the codec's own concealment is fed (module docstring), the codec modes in which it
         plays the loss instead of the model (a concealment fed with no mode counts as one of
-        them). ``()``: the model conceals whatever the codec. ``codec_frames`` counts the lost
-        frames that played the codec's concealment.
+        them). ``()``: the model conceals whatever the codec. ``stats.codec_concealed_frames`` counts
+        the lost frames that played the codec's concealment.
     comfort_noise : bool
         Fill in the call's background noise (:class:`~.noise_continuation.ComfortNoise`,
         estimated on received audio) as the model's continuation fades out, so a long loss goes
@@ -283,7 +283,9 @@ class NeuralConcealer(Concealer):
         Where the codec can be steered (Opus in SILK or hybrid mode, :mod:`plc.codecs.opus_steering`) and
         a loss follows voiced audio, propose the model's first packet of it to the codec
         (:meth:`propose_continuation`), which codes it into its state and plays it; the codec's
-        PLC continues from there. ``continuations`` counts those losses.
+        PLC continues from there. ``stats.steered_losses`` counts those losses (and
+        ``stats.losses_left_to_fec`` those the decoder was not steered in, as the stream carries
+        in-band FEC).
     """
 
     name = "neural"
@@ -303,19 +305,13 @@ class NeuralConcealer(Concealer):
         if isinstance(defer_to_codec, str) or not all(isinstance(m, str) for m in defer_to_codec):
             raise ValueError(f"defer_to_codec must be a collection of codec mode names, got {defer_to_codec!r}")
         self.defer_to_codec = frozenset(defer_to_codec)
-        #: Lost frames that played the codec's own concealment (``defer_to_codec``).
-        self.codec_frames = 0
         self.steer_codec = bool(steer_codec)
-        #: Losses whose first packet the model proposed to a steerable codec (``steer_codec``).
-        self.continuations = 0
         self.comfort_noise = bool(comfort_noise)
         self._comfort = ComfortNoise(sample_rate * frame_ms // 1000) if self.comfort_noise else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
         if unvoiced not in UNVOICED_CHOICES:
             raise ValueError(f"unvoiced must be one of {UNVOICED_CHOICES}, got {unvoiced!r}")
         self.unvoiced = unvoiced
-        #: Lost frames continued by LPC-shaped noise (after unvoiced audio) rather than the model.
-        self.noise_frames = 0
         self.fade_start_ms, self.fade_end_ms = fade_start_ms, fade_end_ms
         self.unvoiced_fade_start_ms, self.unvoiced_fade_end_ms = unvoiced_fade_start_ms, unvoiced_fade_end_ms
         self.voiced_threshold = voiced_threshold
@@ -371,7 +367,6 @@ class NeuralConcealer(Concealer):
         except Exception as exc:  # the model loads but cannot run on real shapes
             self.model, self.load_error = None, f"neural model does not run: {type(exc).__name__}: {exc}"
         self.stats, self.voiced_threshold = stats, threshold
-        self.noise_frames = self.codec_frames = self.continuations = 0
         self.reset()
 
     @property
@@ -458,7 +453,7 @@ class NeuralConcealer(Concealer):
         if self._codec_plays:
             if self.codec_concealment is None:
                 raise ConcealmentError("the codec's concealment stopped in the middle of a loss")
-            self.codec_frames += 1
+            self.stats.codec_concealed_frames += 1
             return self.codec_concealment
         if self.model is None:
             raise ConcealmentError(self.load_error)
@@ -469,7 +464,7 @@ class NeuralConcealer(Concealer):
         except Exception as exc:
             raise self._model_raised(exc) from exc
         self._check_frame(out)
-        self.noise_frames += self._noise is not None
+        self.stats.noise_concealed_frames += self._noise is not None
         return self._with_comfort_noise(out)
 
     def propose_continuation(self, n_samples: int, mode: Optional[str]) -> Optional[np.ndarray]:
@@ -493,7 +488,6 @@ class NeuralConcealer(Concealer):
             raise self._model_raised(exc) from exc
         for frame in frames:
             self._check_frame(frame)
-        self.continuations += 1
         return np.concatenate(frames)[:n_samples]
 
     def _with_comfort_noise(self, out: np.ndarray) -> np.ndarray:
