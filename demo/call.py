@@ -655,6 +655,7 @@ def run_call_command(args: argparse.Namespace) -> int:
               f"received frames"
               + (f", {r['receiver_stats'].get('fecPacketsRecovered', 0)} packets recovered from FEC"
                  if fec is not None and r.get("receiver_stats") else "")
+              + _steering_note(r.get("receiver_stats") or {})
               + f" -> {wav}")
     if not args.no_score:
         _score(runs, call_input)
@@ -669,6 +670,13 @@ def run_call_command(args: argparse.Namespace) -> int:
     print(format_table(runs))
     print(f"\nWrote {out}/stats.json and {', '.join(Path(r['wav']).name for r in runs.values())}")
     return 0
+
+
+def _steering_note(stats: dict) -> str:
+    """How the call's Opus losses began, where the concealer steered the decoder or left it to FEC."""
+    steered, left = stats.get("steeredLosses", 0), stats.get("lossesLeftToFec", 0)
+    return ((f", {steered} losses began with the model's packet in the decoder" if steered else "")
+            + (f", {left} losses left to libopus' PLC (the stream carries FEC)" if left else ""))
 
 
 def _score(runs: dict, call_input: CallInput) -> None:

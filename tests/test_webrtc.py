@@ -379,6 +379,14 @@ def test_demo_call_compare_writes_audio_stats_and_table(tmp_path, capsys):
         assert method in table
 
 
+def test_demo_call_says_how_its_opus_losses_began():
+    from demo.call import _steering_note
+
+    assert _steering_note({"steeredLosses": 0, "lossesLeftToFec": 0}) == "" == _steering_note({})
+    assert _steering_note({"steeredLosses": 3}) == ", 3 losses began with the model's packet in the decoder"
+    assert "2 losses left to libopus' PLC (the stream carries FEC)" in _steering_note({"lossesLeftToFec": 2})
+
+
 @pytest.mark.parametrize("mime", ["audio/PCMU", "audio/PCMA", "audio/G722"])
 def test_g711_and_g722_payloads_decode_to_16k_through_aiortc_decoders(mime):
     import fractions
