@@ -127,10 +127,13 @@ def test_a_bad_continuation_falls_back_to_libopus_plc(silk_call):
         b.decode(packets[q])
     n = a.continuation_samples(PACKET)
     assert np.array_equal(a.conceal(PACKET, np.zeros(n - 1, np.float32)), b.conceal(PACKET))
+    assert not a.steered and not b.steered
     wild = np.full(n, np.nan, np.float32)
     wild[::2] = 40.0
     out = a.conceal(PACKET, wild)
-    assert out.shape == (PACKET,) and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.5
+    assert out.shape == (PACKET,) and np.all(np.isfinite(out)) and np.max(np.abs(out)) <= 1.5 and a.steered
+    a.conceal(PACKET)
+    assert not a.steered   # libopus' own PLC
 
 
 class Proposer(Concealer):
@@ -170,11 +173,12 @@ def test_codec_concealment_asks_only_at_the_start_of_a_loss(silk_call):
     dec = _silk_decoder(silk_call)
     out = codec_concealment(dec, c, PACKET)
     assert out.shape == (PACKET,) and len(c.calls) == 1 and c.calls[0][0] == 0 and c.calls[0][2] == "silk"
+    assert dec.steered and c.stats.steered_losses == 1
     c.feed_codec_concealment(out, dec.mode)
     c.process(None)
     c.process(None)
     codec_concealment(dec, c, PACKET)       # mid-loss: libopus' PLC, no proposal
-    assert len(c.calls) == 1
+    assert len(c.calls) == 1 and not dec.steered and c.stats.steered_losses == 1
 
 
 def test_the_fallback_holds_proposals_to_its_rules(silk_call):

@@ -370,6 +370,7 @@ class OpusPayloadDecoder(PayloadDecoder):
                 out = self._steering.decode(self._decoder, continuation)
             except (OpusError, ValueError):
                 out = None
+        self.steered = out is not None
         if out is None:
             try:
                 out = self._decoder.decode(None)

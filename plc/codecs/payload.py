@@ -61,8 +61,13 @@ class PayloadDecoder(abc.ABC):
 
         ``continuation``: a concealer's own continuation of the audio, :meth:`continuation_samples`
         long, for a decoder that can be *steered* (decoder in step): it plays that continuation
-        as the codec renders it, and its state follows it, instead of running its own PLC."""
+        as the codec renders it, and its state follows it, instead of running its own PLC
+        (:attr:`steered` says whether the last concealment did)."""
         return None
+
+    #: Whether the last :meth:`conceal` played a concealer's continuation (a steerable decoder
+    #: that took it), not the codec's own PLC.
+    steered: bool = False
 
     def continuation_samples(self, n_samples: int) -> Optional[int]:
         """How many samples of continuation :meth:`conceal` takes to conceal the next lost

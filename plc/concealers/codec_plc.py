@@ -29,7 +29,7 @@ def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples
         elif concealer.steer_codec and decoder.leaves_loss_to_fec:
             concealer.stats.losses_left_to_fec += 1
     out = decoder.conceal(n_samples, continuation)
-    if continuation is not None and out is not None:
+    if continuation is not None and decoder.steered:
         concealer.stats.steered_losses += 1
     return out
 
