@@ -58,8 +58,9 @@ class ConcealerStats:
     were LPC-shaped noise after unvoiced audio, ``fallback_frames`` the classic's in the
     primary's place; the rest the concealer made itself (the model). Per loss, counted by
     :func:`~plc.concealers.codec_plc.codec_concealment`: ``steered_losses`` began with the
-    concealer's continuation coded into the decoder (decoder in step), ``losses_left_to_fec``
-    would have but the stream carries in-band FEC, so the codec's PLC played them.
+    concealer's continuation coded into the decoder (decoder in step); ``losses_left_to_fec``
+    began where a concealer that steers was not asked for one, as the stream carries in-band
+    FEC, so the codec's PLC played them.
     """
 
     received_frames: int = 0
