@@ -84,6 +84,7 @@ CONCEALER_STATS = {
     "noiseConcealedFrames": "noise_concealed_frames",
     "steeredLosses": "steered_losses",
     "lossesLeftToFec": "losses_left_to_fec",
+    "gapsEndedAhead": "gaps_ended_ahead",
 }
 #: Audio prepared ahead for an accelerate (NetEQ works on 30 ms).
 _ACCELERATE_SAMPLES = 3 * FRAME_SAMPLES
@@ -807,7 +808,8 @@ class JitterBuffer:
         decoder = self._decoders.get(self._payload_type) if self._payload_type is not None else None
         if decoder is not None:
             if self._plc_debt <= 0:  # keep a codec's own state continuous (libopus PLC, 20 ms a call)
-                plc = codec_concealment(decoder, self.concealer, 2 * FRAME_SAMPLES)
+                plc = codec_concealment(decoder, self.concealer, 2 * FRAME_SAMPLES,
+                                        self._packet_after(2 * FRAME_SAMPLES, advance))
                 if plc is not None:
                     self._plc_debt += len(plc)
                     if self.concealer.uses_codec_concealment:
@@ -819,6 +821,16 @@ class JitterBuffer:
         if advance and self._target_ts is not None:
             self._target_ts += self._frame_rtp
         self._generated += FRAME_SAMPLES
+
+    def _packet_after(self, n: int, advance: bool) -> Optional[bytes]:
+        """The payload of the buffered packet that begins right where the next ``n`` concealed
+        samples end (the gap's end is then at hand: :mod:`plc.concealers.gap_end`), or None."""
+        p = self.packets.peek()
+        if p is None or self._target_ts is None or self._frames or not p.is_primary or p.payload_type != self._payload_type:
+            return None
+        concealed = 0 if advance else self._generated   # in adaptive mode the timeline waits at the gap
+        end = self._target_ts + (concealed + n) * self._rtp_per_sample()
+        return p.payload if abs(p.timestamp - end) < 0.5 else None
 
     def _conceal_frame(self, frame: Optional[np.ndarray]) -> np.ndarray:
         """The concealer's frame for a decoded ``frame`` (or ``None``: expand), de-clicked."""
@@ -937,7 +949,8 @@ class JitterBuffer:
         ``noiseConcealedFrames`` were LPC-shaped noise after unvoiced audio, the rest the
         concealer's own (the model); ``steeredLosses`` counts losses that began with the
         concealer's continuation coded into the decoder, ``lossesLeftToFec`` those it was not
-        asked for as the stream carries in-band FEC. ``codecMode`` is the coding mode of the last
+        asked for as the stream carries in-band FEC, ``gapsEndedAhead`` bursts whose concealment
+        ended on its way into the next packet, already buffered (:mod:`plc.concealers.gap_end`). ``codecMode`` is the coding mode of the last
         payload decoded (Opus: ``silk``, ``hybrid`` or ``celt``; ``None`` for PCM or before a
         packet), which decides whether ``neural`` plays the codec's own concealment.
         """

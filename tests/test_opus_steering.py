@@ -252,7 +252,8 @@ def test_neural_in_the_silk_path_plays_the_codec_rendering_of_its_continuation(s
 
 def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k):
     """In ``plc netsim`` with Opus at 24 kbit/s, ``neural`` steers the decoder at voiced loss starts
-    and plays the codec's frames for every lost frame; without steering it is ``opus`` exactly."""
+    and plays the codec's frames for every lost frame; without steering and gap ends it is ``opus``
+    exactly."""
     from jitterbuffer.jitter_buffer import JitterBufferConfig
     from jitterbuffer.netsim import simulate
     from jitterbuffer.network import parse_network
@@ -264,12 +265,13 @@ def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k)
         return simulate(speech_16k, arrivals, JitterBufferConfig(), method=method, codec="opus", seed=3,
                         spec=spec, concealer=concealer, fec=fec)
 
-    plain = make_concealer("neural", deadline_ms=None, steer_codec=False)
+    plain = make_concealer("neural", deadline_ms=None, steer_codec=False, end_gaps_ahead=False)
     assert np.array_equal(run(plain).audio, run(method="opus").audio)
     steered = make_concealer("neural", deadline_ms=None)
     result = run(steered)
     y, stats = result.audio, result.stats
     assert stats["steeredLosses"] > 0 and stats["fallbackFrames"] == 0 and stats["lossesLeftToFec"] == 0
+    assert stats["gapsEndedAhead"] > 0
     assert stats["codecConcealedFrames"] == steered.primary.stats.codec_concealed_frames
     assert stats["codecConcealedFrames"] == steered.stats.concealed_frames > 0
     assert not np.array_equal(y, run(method="opus").audio)
@@ -278,7 +280,7 @@ def test_the_jitter_buffer_steers_the_decoder_at_the_start_of_losses(speech_16k)
     result = run(with_fec, fec=True)
     assert np.array_equal(result.audio, run(method="opus", fec=True).audio)
     assert result.stats["steeredLosses"] == 0 and result.stats["lossesLeftToFec"] > 0
-    assert result.stats["fecPacketsRecovered"] > 0
+    assert result.stats["gapsEndedAhead"] == 0 and result.stats["fecPacketsRecovered"] > 0
 
 
 def test_the_concealers_counters_go_on_across_a_switch_of_concealer(speech_16k):

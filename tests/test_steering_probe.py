@@ -19,7 +19,8 @@ def test_variant_specs_parse_and_bad_ones_are_refused():
                                                "dir": "runs/x/export"}
     assert Variant.parse("model:k=1:voiced:mix=0.25").options == {"k": 1, "voiced": True, "mix": 0.25}
     assert Variant.parse("model:ramp=0.5:pick=burst").options == {"ramp": 0.5, "pick": "burst"}
-    for bad in ("neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
+    assert Variant.parse("opus:interp=160:min_burst=2").options == {"interp": 160, "min_burst": 2}
+    for bad in ("opus:interp=0", "opus:min_burst=2", "opus:interp=160:min_burst=0", "neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
                 "model:warm=0", "model:mix=1.5", "model:ramp=2", "model:pick=best", "model:pick", "model:mix=-0.1", "model:gain=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
         with pytest.raises(argparse.ArgumentTypeError):
             Variant.parse(bad)
@@ -80,3 +81,21 @@ def test_the_burst_oracle_plays_libopus_plc_or_the_model_whichever_is_closer_to_
     dist = {spec: _log_spectral_distance(y, clean) for spec, y in runs.items()}
     assert all(np.all(np.isfinite(y)) and y.shape == x.shape for y in runs.values())
     assert dist["model:k=1:pick=burst"] <= max(dist["opus"], dist["model:k=1"]) + 1e-6
+
+
+def test_interpolation_changes_only_the_end_of_each_gap(speech_16k):
+    """``interp=N`` touches the last N samples before each resumed packet and nothing else; the
+    decoder state, and so every packet after the gap, is left as it was."""
+    x = speech_16k
+    lost = _trace(150)
+    plain = receive(x, lost, Variant("opus"))
+    ended = receive(x, lost, Variant.parse("opus:interp=160"))
+    from plc.codecs.opus import OpusEncoder
+
+    shift = OpusEncoder(16000, bitrate_bps=24000, frame_ms=20).lookahead
+    touched = np.zeros(len(plain) + shift, bool)
+    for p in np.flatnonzero(lost & ~np.roll(lost, -1)):   # the last packet of each burst
+        touched[(p + 1) * 320 - 160:(p + 1) * 320] = True
+    touched = touched[shift:shift + len(plain)]
+    assert np.array_equal(plain[~touched], ended[~touched])
+    assert not np.array_equal(plain[touched], ended[touched])

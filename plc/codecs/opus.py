@@ -339,6 +339,19 @@ class OpusPayloadDecoder(PayloadDecoder):
         self._steering.observe(out, bytes(payload))
         return out
 
+    def decode_ahead(self, payload: bytes) -> Optional[np.ndarray]:
+        n48 = self.duration(payload)
+        if n48 is None:
+            return None
+        saved = self._decoder.snapshot()
+        try:
+            out = self._decoder.decode(bytes(payload))
+        except (OpusError, ValueError):
+            return None
+        finally:
+            self._decoder.restore(saved)
+        return np.asarray(out[:n48 // 3], dtype=np.float32)
+
     def fec_duration(self, payload: bytes) -> Optional[int]:
         from .opus_fec import fec_samples
 

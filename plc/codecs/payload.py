@@ -82,6 +82,12 @@ class PayloadDecoder(abc.ABC):
         ``stats.losses_left_to_fec``)."""
         return False
 
+    def decode_ahead(self, payload: bytes) -> Optional[np.ndarray]:
+        """What :meth:`decode` would return for ``payload`` now, leaving the decoder exactly as
+        it was (a jitter buffer looking at the packet after a gap before the gap is played), or
+        None if undecodable or the decoder cannot tell (the default)."""
+        return None
+
     def fec_duration(self, payload: bytes) -> Optional[int]:
         """Duration in RTP units of the in-band FEC copy of the audio just before ``payload``
         (libwebrtc's ``PacketDurationRedundant``), or None if the payload carries none."""

@@ -60,7 +60,8 @@ class ConcealerStats:
     :func:`~plc.concealers.codec_plc.codec_concealment`: ``steered_losses`` began with the
     concealer's continuation coded into the decoder (decoder in step); ``losses_left_to_fec``
     began where a concealer that steers was not asked for one, as the stream carries in-band
-    FEC, so the codec's PLC played them.
+    FEC, so the codec's PLC played them; ``gaps_ended_ahead`` ended on their way into the next
+    packet, which was already at hand (:mod:`~plc.concealers.gap_end`).
     """
 
     received_frames: int = 0
@@ -74,6 +75,7 @@ class ConcealerStats:
     noise_concealed_frames: int = 0
     steered_losses: int = 0
     losses_left_to_fec: int = 0
+    gaps_ended_ahead: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +108,10 @@ class Concealer(abc.ABC):
     CODEC_QUEUE_FRAMES = 4
     #: Whether it proposes continuations to a steerable codec (:meth:`propose_continuation`).
     steer_codec: bool = False
+    #: Whether, where the packet after a gap is already at hand (a jitter buffer), the end of the
+    #: codec's concealment it plays is cross-faded into that packet's audio
+    #: (:mod:`plc.concealers.gap_end`, done by :func:`~plc.concealers.codec_plc.codec_concealment`).
+    ends_gaps_ahead: bool = False
 
     def __init__(
         self,

@@ -8,19 +8,28 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from .base import Concealer
+from .gap_end import GAP_END_AFTER_MS, end_gap
 
 if TYPE_CHECKING:
     from ..codecs.payload import PayloadDecoder
 
 
-def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples: int) -> Optional[np.ndarray]:
+def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples: int,
+                      next_payload: Optional[bytes] = None) -> Optional[np.ndarray]:
     """The decoder's concealment of the next lost ``n_samples`` (None if it has none): its own
     PLC, or, at the start of a loss where the decoder can be steered and the concealer proposes
     a continuation (:meth:`~plc.concealers.base.Concealer.propose_continuation`), that
     continuation coded into the decoder (decoder in step). The caller feeds the result to the
     concealer (:meth:`~plc.concealers.base.Concealer.feed_codec_concealment`) as before.
-    Counted in the concealer's stats: ``steered_losses``, and ``losses_left_to_fec`` where a
-    concealer that steers was not asked as the stream carries in-band FEC."""
+
+    ``next_payload``: the packet that begins where this concealment ends, where the caller
+    already holds it (a jitter buffer). For a concealer that :attr:`ends_gaps_ahead` and plays the
+    codec's concealment, from a loss's second packet on and not in a stream left to in-band
+    FEC, the concealment's end is then cross-faded into that packet's audio, decoded ahead on a
+    copy of the decoder state (:mod:`plc.concealers.gap_end`).
+
+    Counted in the concealer's stats: ``steered_losses``, ``losses_left_to_fec`` where a
+    concealer that steers was not asked as the stream carries in-band FEC, and ``gaps_ended_ahead``."""
     continuation = None
     if concealer.uses_codec_concealment and concealer.lost_frames == 0:
         want = decoder.continuation_samples(n_samples)
@@ -31,6 +40,13 @@ def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples
     out = decoder.conceal(n_samples, continuation)
     if continuation is not None and decoder.steered:
         concealer.stats.steered_losses += 1
+    if (out is not None and next_payload is not None and concealer.ends_gaps_ahead
+            and concealer.lost_frames * concealer.frame_samples * 1000 >= GAP_END_AFTER_MS * concealer.sample_rate
+            and concealer.plays_codec_concealment and not decoder.leaves_loss_to_fec):
+        ended = end_gap(out, decoder.decode_ahead(next_payload), concealer.sample_rate)
+        if ended is not None:
+            concealer.stats.gaps_ended_ahead += 1
+            out = ended
     return out
 
 

@@ -72,6 +72,7 @@ class FallbackConcealer(Concealer):
         self.name = primary.name
         self.uses_codec_concealment = primary.uses_codec_concealment
         self.steer_codec = primary.steer_codec
+        self.ends_gaps_ahead = primary.ends_gaps_ahead
         self.frame_times_ms: deque[float] = deque(maxlen=FRAME_TIMES_KEPT)
         self.fallback_reason: Optional[str] = primary.unavailable_reason
         super().__init__(primary.sample_rate, primary.frame_ms, history_ms=primary.frame_ms)

@@ -94,6 +94,9 @@ DEFAULT_COMFORT_NOISE = True
 #: Propose the model's continuation of voiced audio to a codec that can be steered with it
 #: (Opus in SILK or hybrid mode: decoder in step, :mod:`plc.codecs.opus_steering`; MODEL.md).
 DEFAULT_STEER_CODEC = True
+#: End a burst's codec concealment on its way into the next packet where it is at hand
+#: (:mod:`.gap_end`; MODEL.md, "The end of a gap").
+DEFAULT_END_GAPS_AHEAD = True
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "neural"
 #: Environment variable naming another model folder (``plc eval --neural-model`` sets it).
 MODEL_DIR_ENV = "PLC_NEURAL_MODEL"
@@ -286,6 +289,10 @@ class NeuralConcealer(Concealer):
         PLC continues from there. ``stats.steered_losses`` counts those losses (and
         ``stats.losses_left_to_fec`` those the decoder was not steered in, as the stream carries
         in-band FEC).
+    end_gaps_ahead : bool
+        Where the packet after a burst is already at hand (a jitter buffer) and the codec's
+        concealment plays the burst, cross-fade its last 20 ms into that packet's audio
+        (:mod:`.gap_end`, from a loss's second packet on); ``stats.gaps_ended_ahead`` counts them.
     """
 
     name = "neural"
@@ -299,13 +306,15 @@ class NeuralConcealer(Concealer):
                  voiced_threshold: float = DEFAULT_VOICED_THRESHOLD, unvoiced: str = "noise",
                  max_align_lag: int = DEFAULT_MAX_ALIGN_LAG, merge_samples: int = DEFAULT_MERGE_SAMPLES, seed: int = 0,
                  noise_scale: float = DEFAULT_NOISE_SCALE, defer_to_codec: Collection[str] = DEFAULT_DEFER_TO_CODEC,
-                 comfort_noise: bool = DEFAULT_COMFORT_NOISE, steer_codec: bool = DEFAULT_STEER_CODEC) -> None:
+                 comfort_noise: bool = DEFAULT_COMFORT_NOISE, steer_codec: bool = DEFAULT_STEER_CODEC,
+                 end_gaps_ahead: bool = DEFAULT_END_GAPS_AHEAD) -> None:
         if sample_rate != 16000 or frame_ms != 10:
             raise ValueError("the neural concealer runs at 16000 Hz with 10 ms frames")
         if isinstance(defer_to_codec, str) or not all(isinstance(m, str) for m in defer_to_codec):
             raise ValueError(f"defer_to_codec must be a collection of codec mode names, got {defer_to_codec!r}")
         self.defer_to_codec = frozenset(defer_to_codec)
         self.steer_codec = bool(steer_codec)
+        self.ends_gaps_ahead = bool(end_gaps_ahead)
         self.comfort_noise = bool(comfort_noise)
         self._comfort = ComfortNoise(sample_rate * frame_ms // 1000) if self.comfort_noise else None
         check_fades((fade_start_ms, fade_end_ms), (unvoiced_fade_start_ms, unvoiced_fade_end_ms))
