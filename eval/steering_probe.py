@@ -26,7 +26,8 @@ is the reference the others are paired against):
   backwards by its first pitch period, and the burst's last ``N`` samples are cross-faded into that
   extension, so the gap ends on its way into the next packet (:mod:`plc.concealers.gap_end`; the
   runtime does ``interp=320:min_burst=2`` in the jitter buffer); ``min_burst=B``: only at the
-  end of bursts of ``B`` packets or more.
+  end of bursts of ``B`` packets or more; ``corr=F``: only where the next packet's audio is
+  periodic, its normalised autocorrelation at the pitch lag at least ``F``.
 * ``oracle[:k=N]``: the loss-free decoded audio coded into the decoder (the most this can give).
 * ``replc``: libopus' PLC (from a twin decoder replaying the last 25 packets) coded into the
   decoder: the cost of the coding itself.
@@ -68,7 +69,7 @@ class Variant:
 
     KINDS = ("opus", "model", "oracle", "replc")
     KEYS = {"k": int, "vt": float, "rate": int, "warm": int, "att": float, "voiced": bool, "raw": bool, "dir": str,
-            "mix": float, "gain": float, "pick": str, "ramp": float, "interp": int, "min_burst": int}
+            "mix": float, "gain": float, "pick": str, "ramp": float, "interp": int, "min_burst": int, "corr": float}
 
     @classmethod
     def parse(cls, spec: str) -> "Variant":
@@ -85,13 +86,13 @@ class Variant:
                 options[key] = True if kind_of is bool else kind_of(value)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"{spec!r}: bad option {opt!r} (k=N, vt=F, rate=BPS, warm=N, "
-                                                 "att=F, mix=F, ramp=F, gain=F, pick=WHERE, interp=N, min_burst=B, voiced, raw, dir=DIR)") from None
+                                                 "att=F, mix=F, ramp=F, gain=F, pick=WHERE, interp=N, min_burst=B, corr=F, voiced, raw, dir=DIR)") from None
         if options.get("pick", "packet") not in PICKS:
             raise argparse.ArgumentTypeError(f"{spec!r}: pick must be one of {', '.join(PICKS)}")
         if options.get("k", 1) < 1 or options.get("warm", 1) < 1 or options.get("interp", 1) < 1 or options.get("min_burst", 1) < 1 \
-                or "min_burst" in options and "interp" not in options or not 0 < options.get("att", 1.0) <= 1 \
+                or ("min_burst" in options or "corr" in options) and "interp" not in options or not 0 < options.get("att", 1.0) <= 1 \
                 or not 0 <= options.get("mix", 0.0) <= 1 or not 0 <= options.get("ramp", 0.0) <= 1 or not 0 < options.get("gain", 1.0) <= 4:
-            raise argparse.ArgumentTypeError(f"{spec!r}: k, warm, interp and min_burst must be at least 1 (min_burst with interp), att within (0, 1], mix and ramp within [0, 1], gain within (0, 4]")
+            raise argparse.ArgumentTypeError(f"{spec!r}: k, warm, interp and min_burst must be at least 1 (min_burst and corr with interp), att within (0, 1], mix and ramp within [0, 1], gain within (0, 4]")
         return cls(kind, options)
 
 
@@ -101,7 +102,7 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
     from plc.codecs.payload import encode_signal
     from plc.codecs.opus_steering import STEERING_BITRATE_BPS, WARM_PACKETS, OpusSteering
     from plc.concealers.neural import NeuralConcealer
-    from plc.concealers.gap_end import backward_extension
+    from plc.concealers.gap_end import backward_extension, periodicity
     from plc.dsp import raised_cosine_fade
 
     o = variant.options
@@ -197,14 +198,15 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
             steering.observe(y)
             play(p + k, y * np.linspace(o.get("att", 1.0) ** (k - ours), o.get("att", 1.0) ** (k - ours + 1),
                                         PACKET, dtype=np.float32), None, False)
-        if o.get("interp") and p + burst < n_packets and burst >= o.get("min_burst", 1):   # the next packet is here: end the gap on its way back
-            saved = dec.snapshot()
+        if o.get("interp") and p + burst < n_packets and burst >= o.get("min_burst", 1):
+            saved = dec.snapshot()   # the next packet is here: end the gap on its way into it
             ahead = dec.decode(payloads[p + burst])
             dec.restore(saved)
-            n = min(o["interp"], burst * PACKET)
-            end = (p + burst) * PACKET
-            w = raised_cosine_fade(n)
-            out[end - n:end] = (1 - w) * out[end - n:end] + w * backward_extension(ahead, n, SAMPLE_RATE)
+            if periodicity(ahead, SAMPLE_RATE)[1] >= o.get("corr", -1.0):
+                n = min(o["interp"], burst * PACKET)
+                end = (p + burst) * PACKET
+                w = raised_cosine_fade(n)
+                out[end - n:end] = (1 - w) * out[end - n:end] + w * backward_extension(ahead, n, SAMPLE_RATE)
         p += burst
     return out[enc.lookahead:enc.lookahead + len(x)]
 
@@ -256,7 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_clip_arguments(p, clips=40)
     p.add_argument("--variant", type=Variant.parse, action="append", metavar="SPEC",
                    help="opus, model[:k=N][:voiced][:vt=F][:rate=BPS][:warm=N][:att=F][:mix=F][:ramp=F][:gain=F][:pick=WHERE][:raw][:dir=DIR], "
-                        "any of them [:interp=N[:min_burst=B]], "
+                        "any of them [:interp=N[:min_burst=B][:corr=F]], "
                         "oracle[:k=N] or "
                         "replc (repeatable; the first is the reference; default: opus, model:k=1:voiced)")
     args = p.parse_args(argv)

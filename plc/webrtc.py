@@ -66,7 +66,9 @@ buffer's 16 kHz and the delays are sums in seconds, as in WebRTC. Beyond them
 ``fallbackReason`` (the classic took over: the model failed or ran late), and where
 the concealment came from: ``codecConcealedFrames`` (libopus' PLC played),
 ``steeredLosses`` (losses that began with the model's packet coded into the Opus
-decoder) and ``lossesLeftToFec`` (not steered, as the stream carries in-band FEC).
+decoder), ``lossesLeftToFec`` (not steered, as the stream carries in-band FEC) and
+``gapsEndedAhead`` (bursts whose concealment ended on its way into the next packet,
+already buffered: :mod:`plc.concealers.gap_end`).
 
 Codecs: those of :mod:`plc.codecs`, found by the negotiated MIME type (as aiortc
 finds its decoders): Opus is decoded with libopus at 16 kHz (mono); PCMU, PCMA and

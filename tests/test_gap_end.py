@@ -21,6 +21,13 @@ def test_the_pitch_period_of_a_periodic_signal_is_found(period):
     assert pitch_period(_voiced(320, period), SR) == period
 
 
+def test_periodicity_tells_a_vowel_from_noise():
+    from plc.concealers.gap_end import periodicity
+
+    assert periodicity(_voiced(320, 97), SR) == (97, pytest.approx(1.0, abs=1e-3))
+    assert periodicity(np.random.default_rng(0).standard_normal(320), SR)[1] < 0.5
+
+
 def test_the_backward_extension_of_a_periodic_signal_is_its_past():
     x = _voiced(1000, 97)
     np.testing.assert_allclose(backward_extension(x[600:920], 250, SR), x[350:600], atol=1e-5)

@@ -20,7 +20,8 @@ def test_variant_specs_parse_and_bad_ones_are_refused():
     assert Variant.parse("model:k=1:voiced:mix=0.25").options == {"k": 1, "voiced": True, "mix": 0.25}
     assert Variant.parse("model:ramp=0.5:pick=burst").options == {"ramp": 0.5, "pick": "burst"}
     assert Variant.parse("opus:interp=160:min_burst=2").options == {"interp": 160, "min_burst": 2}
-    for bad in ("opus:interp=0", "opus:min_burst=2", "opus:interp=160:min_burst=0", "neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
+    assert Variant.parse("opus:interp=320:corr=0.5").options == {"interp": 320, "corr": 0.5}
+    for bad in ("opus:interp=0", "opus:min_burst=2", "opus:corr=0.5", "opus:interp=160:min_burst=0", "neural", "model:k=0", "model:k=x", "model:voiced=1", "model:raw=yes", "model:att=1.5",
                 "model:warm=0", "model:mix=1.5", "model:ramp=2", "model:pick=best", "model:pick", "model:mix=-0.1", "model:gain=0", "oracle:colour=red", "model:k", "model:dir", "model:dir="):
         with pytest.raises(argparse.ArgumentTypeError):
             Variant.parse(bad)

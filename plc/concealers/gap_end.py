@@ -36,19 +36,25 @@ _MIN_OVERLAP_MS = 5.0
 def pitch_period(audio: np.ndarray, sample_rate: int) -> int:
     """The lag (samples) at which ``audio`` best matches itself (normalised autocorrelation),
     between :data:`MIN_PERIOD_MS` and :data:`MAX_PERIOD_MS` (the longest the audio allows)."""
+    return periodicity(audio, sample_rate)[0]
+
+
+def periodicity(audio: np.ndarray, sample_rate: int) -> tuple[int, float]:
+    """:func:`pitch_period` and the normalised autocorrelation at that lag (1: periodic)."""
     a = np.asarray(audio, dtype=np.float64)
     n = len(a)
     lo = max(1, int(MIN_PERIOD_MS * sample_rate / 1000))
     hi = min(int(MAX_PERIOD_MS * sample_rate / 1000), n - int(_MIN_OVERLAP_MS * sample_rate / 1000))
     if hi < lo:
-        return max(1, n)
+        return max(1, n), 0.0
     lags = np.arange(lo, hi + 1)
     products = np.correlate(a, a, mode="full")[n - 1 + lags]   # sum a[i] a[i + lag]
     energy = np.concatenate(([0.0], np.cumsum(a * a)))
     head = energy[n - lags]                                    # sum of a[:n - lag] squared
     tail = energy[n] - energy[lags]                            # sum of a[lag:] squared
     score = products / (np.sqrt(head * tail) + 1e-12)
-    return int(lags[int(np.argmax(score))])
+    best = int(np.argmax(score))
+    return int(lags[best]), float(score[best])
 
 
 def backward_extension(ahead: np.ndarray, n_samples: int, sample_rate: int) -> np.ndarray:
