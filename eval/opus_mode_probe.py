@@ -98,11 +98,14 @@ def _decoded_delay(x: np.ndarray, payloads: list[bytes], max_lag: int = 400) -> 
 
 
 def receive(payloads: list[bytes], lost: np.ndarray, concealer, decoder_options: Optional[dict] = None,
-            fec: bool = False) -> np.ndarray:
+            fec: bool = False, lookahead: bool = False) -> np.ndarray:
     """What a receiver plays: each packet decoded at 16 kHz (or concealed by the decoder, steered by
     ``concealer`` where both can: :func:`plc.concealers.codec_plc.codec_concealment`; with ``fec``,
     a lost packet whose successor came and carries a copy of it is decoded from that copy, as the
-    jitter buffer does) and passed through ``concealer`` 10 ms at a time, packet by packet."""
+    jitter buffer does) and passed through ``concealer`` 10 ms at a time, packet by packet. With
+    ``lookahead`` the receiver holds the packet after each lost one, as a jitter buffer does, so a
+    gap can end on its way into it (:mod:`plc.concealers.gap_end`): the next packet, or with
+    ``fec`` the copy of the next lost packet that the one after it carries."""
     from plc.codecs.opus import OpusPayloadDecoder
     from plc.concealers.codec_plc import codec_concealment
     from plc.offline import play_packet
@@ -117,7 +120,7 @@ def receive(payloads: list[bytes], lost: np.ndarray, concealer, decoder_options:
             y = dec.decode_fec(payloads[p + 1], copy) if copy else None
             concealed = y is None
         if concealed:
-            y = codec_concealment(dec, concealer, n)
+            y = codec_concealment(dec, concealer, n, _audio_ahead(dec, payloads, lost, p, fec) if lookahead else None)
         elif not lost[p]:
             y = dec.decode(payload)
         y = np.zeros(n, np.float32) if y is None else y
@@ -125,8 +128,19 @@ def receive(payloads: list[bytes], lost: np.ndarray, concealer, decoder_options:
     return out
 
 
-def _score_clip(args: tuple[str, str, int, int, str, bool]) -> tuple[list[tuple[float, float]], list]:
-    path, loss_spec, index, bitrate_bps, sender, fec = args
+def _audio_ahead(dec, payloads: list[bytes], lost: np.ndarray, p: int, fec: bool):
+    """A function decoding ahead what plays after lost packet ``p``, where a receiver holds it."""
+    if p + 1 < len(payloads) and not lost[p + 1]:
+        return lambda: dec.decode_ahead(payloads[p + 1])
+    if fec and p + 2 < len(payloads) and lost[p + 1] and not lost[p + 2]:
+        copy = dec.fec_duration(payloads[p + 2])
+        if copy:
+            return lambda: dec.decode_ahead(payloads[p + 2], copy)
+    return None
+
+
+def _score_clip(args: tuple[str, str, int, int, str, bool, bool]) -> tuple[list[tuple[float, float]], list]:
+    path, loss_spec, index, bitrate_bps, sender, fec, lookahead = args
     from plc.audio_io import load_audio, resample
 
     from .metrics import pesq_wb, plcmos
@@ -137,7 +151,7 @@ def _score_clip(args: tuple[str, str, int, int, str, bool]) -> tuple[list[tuple[
                                              sender, fec)
     scores = []
     for concealer, options in _variants():
-        y = receive(payloads, lost, concealer, options, fec)[delay:delay + len(x)]
+        y = receive(payloads, lost, concealer, options, fec, lookahead)[delay:delay + len(x)]
         scores.append((plcmos(y, SAMPLE_RATE, seed=index), pesq_wb(x, y, SAMPLE_RATE)))
     return scores, [m for m, gone in zip(modes, lost) if gone]
 
@@ -152,11 +166,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--fec", action="store_true",
                    help="in-band FEC: the sender codes a copy of each packet into the next (planned for 10%% loss), "
                         "and a lost packet whose successor came is decoded from it")
+    p.add_argument("--lookahead", action="store_true",
+                   help="the receiver holds the packet after a lost one, as a jitter buffer does (gaps may end "
+                        "on their way into it: plc.concealers.gap_end)")
     args = p.parse_args(argv)
     from .summary import paired_line, paired_scores
 
     paths = sweep_paths(p, args)
-    results = map_clips(_score_clip, [(path, args.loss, i, args.bitrate, args.sender, args.fec)
+    results = map_clips(_score_clip, [(path, args.loss, i, args.bitrate, args.sender, args.fec, args.lookahead)
                                                   for i, path in enumerate(paths)], args.jobs)
     modes = Counter(m for _, lost_modes in results for m in lost_modes)
     total = sum(modes.values()) or 1

@@ -57,7 +57,7 @@ import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -809,7 +809,7 @@ class JitterBuffer:
         if decoder is not None:
             if self._plc_debt <= 0:  # keep a codec's own state continuous (libopus PLC, 20 ms a call)
                 plc = codec_concealment(decoder, self.concealer, 2 * FRAME_SAMPLES,
-                                        self._packet_after(2 * FRAME_SAMPLES, advance))
+                                        self._audio_after(decoder, 2 * FRAME_SAMPLES, advance))
                 if plc is not None:
                     self._plc_debt += len(plc)
                     if self.concealer.uses_codec_concealment:
@@ -822,15 +822,19 @@ class JitterBuffer:
             self._target_ts += self._frame_rtp
         self._generated += FRAME_SAMPLES
 
-    def _packet_after(self, n: int, advance: bool) -> Optional[bytes]:
-        """The payload of the buffered packet that begins right where the next ``n`` concealed
-        samples end (the gap's end is then at hand: :mod:`plc.concealers.gap_end`), or None."""
+    def _audio_after(self, decoder: PayloadDecoder, n: int, advance: bool) -> Optional[Callable[[], Optional[np.ndarray]]]:
+        """Where the buffered packet (or in-band FEC copy) that plays next begins right where the
+        next ``n`` concealed samples end (the gap's end is then at hand:
+        :mod:`plc.concealers.gap_end`), a function decoding it ahead; else None."""
         p = self.packets.peek()
-        if p is None or self._target_ts is None or self._frames or not p.is_primary or p.payload_type != self._payload_type:
+        if p is None or self._target_ts is None or self._frames or p.payload_type != self._payload_type:
             return None
         concealed = 0 if advance else self._generated   # in adaptive mode the timeline waits at the gap
         end = self._target_ts + (concealed + n) * self._rtp_per_sample()
-        return p.payload if abs(p.timestamp - end) < 0.5 else None
+        if abs(p.timestamp - end) >= 0.5:
+            return None
+        fec_duration = p.duration if p.priority.codec_level > 0 else None
+        return lambda: decoder.decode_ahead(p.payload, fec_duration)
 
     def _conceal_frame(self, frame: Optional[np.ndarray]) -> np.ndarray:
         """The concealer's frame for a decoded ``frame`` (or ``None``: expand), de-clicked."""

@@ -76,7 +76,8 @@ def test_codec_concealment_ends_a_bursts_gap_only_from_its_second_packet_and_lea
         played = []
         for i, packet in enumerate(packets):
             if i in (20, 21, 22, 30):   # a burst of three, then a single loss
-                plc = codec_concealment(dec, concealer, 320, packets[i + 1] if with_next and i in (22, 30) else None)
+                ahead = (lambda nxt=packets[i + 1]: dec.decode_ahead(nxt)) if with_next and i in (22, 30) else None
+                plc = codec_concealment(dec, concealer, 320, ahead)
                 concealer.feed_codec_concealment(plc, dec.mode)
                 played += [concealer.process(None), concealer.process(None)]
             else:
@@ -106,3 +107,26 @@ def test_the_opus_decoder_decodes_ahead_without_moving(speech_16k):
     assert a.decode_ahead(b"") is None
     np.testing.assert_array_equal(ahead, a.decode(packets[11]))
     np.testing.assert_array_equal(ahead, b.decode(packets[11]))
+
+
+def test_in_the_jitter_buffer_a_burst_ends_into_the_next_packet_or_into_the_fec_copy_that_follows_it(speech_16k):
+    """``plc netsim`` with Opus: the gap end happens with and without in-band FEC (where the audio
+    after a burst is the copy of its last packet, decoded ahead from its successor); the jitter
+    buffer's counters stay as they were (only what plays at the end of gaps changes, and what the
+    model continues from later)."""
+    from jitterbuffer.jitter_buffer import JitterBufferConfig
+    from jitterbuffer.netsim import simulate
+    from jitterbuffer.network import parse_network
+    from plc.concealers import make_concealer
+
+    spec = parse_network("delay=40ms jitter=20ms loss=20% burst=3", seed=1)
+    arrivals = spec.simulate(int(np.ceil(len(speech_16k) / 320)))
+    for fec in (False, True):
+        def run(ends):
+            return simulate(speech_16k, arrivals, JitterBufferConfig(), method="neural", codec="opus", seed=1,
+                            spec=spec, fec=fec, concealer=make_concealer("neural", deadline_ms=None, end_gaps_ahead=ends))
+        plain, ended = run(False), run(True)
+        assert plain.stats["gapsEndedAhead"] == 0 < ended.stats["gapsEndedAhead"]
+        for key in ("concealedSamples", "concealmentEvents", "packetsLate", "fecPacketsRecovered"):
+            assert plain.stats[key] == ended.stats[key], key
+        assert not np.array_equal(plain.audio, ended.audio)

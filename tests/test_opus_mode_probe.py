@@ -86,3 +86,11 @@ def test_aiortcs_stereo_sender_with_fec_is_hybrid_and_lost_packets_are_decoded_f
     y = receive(payloads, lost_packets, steered, {"steer_with_fec": True}, fec=True)
     assert steered.stats.steered_losses >= 1 and steered.stats.losses_left_to_fec == 0 and np.all(np.isfinite(y))   # 45 and 70 start losses FEC cannot mend
     assert not np.array_equal(y, with_fec)
+    # a receiver holding the packets ahead (--lookahead): the burst 70-72 ends into 72's copy; the
+    # burst 45-46 (46 mended) and single losses are left as they were; `opus` does not change
+    ahead = make_concealer("neural", realtime=False)
+    y = receive(payloads, lost_packets, ahead, fec=True, lookahead=True)
+    assert ahead.stats.gaps_ended_ahead == 1 and ahead.stats.steered_losses == 0
+    changed = np.flatnonzero(y != with_fec)
+    assert changed.min() >= 71 * 320 and changed.max() < 72 * 320
+    assert np.array_equal(receive(payloads, lost_packets, make_concealer("opus"), fec=True, lookahead=True), with_fec)

@@ -339,18 +339,21 @@ class OpusPayloadDecoder(PayloadDecoder):
         self._steering.observe(out, bytes(payload))
         return out
 
-    def decode_ahead(self, payload: bytes) -> Optional[np.ndarray]:
-        n48 = self.duration(payload)
-        if n48 is None:
+    def decode_ahead(self, payload: bytes, fec_duration: Optional[int] = None) -> Optional[np.ndarray]:
+        n48 = self.duration(payload) if fec_duration is None else fec_duration
+        if n48 is None or n48 <= 0:
             return None
         saved = self._decoder.snapshot()
         try:
-            out = self._decoder.decode(bytes(payload))
+            if fec_duration is None:
+                out = self._decoder.decode(bytes(payload))
+            else:
+                out = self._decoder.decode_fec(bytes(payload), fec_duration * SAMPLE_RATE // self.clock_rate)
         except (OpusError, ValueError):
             return None
         finally:
             self._decoder.restore(saved)
-        return np.asarray(out[:n48 // 3], dtype=np.float32)
+        return np.asarray(out[:n48 * SAMPLE_RATE // self.clock_rate], dtype=np.float32)
 
     def fec_duration(self, payload: bytes) -> Optional[int]:
         from .opus_fec import fec_samples

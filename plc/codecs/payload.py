@@ -82,10 +82,11 @@ class PayloadDecoder(abc.ABC):
         ``stats.losses_left_to_fec``)."""
         return False
 
-    def decode_ahead(self, payload: bytes) -> Optional[np.ndarray]:
-        """What :meth:`decode` would return for ``payload`` now, leaving the decoder exactly as
-        it was (a jitter buffer looking at the packet after a gap before the gap is played), or
-        None if undecodable or the decoder cannot tell (the default)."""
+    def decode_ahead(self, payload: bytes, fec_duration: Optional[int] = None) -> Optional[np.ndarray]:
+        """What :meth:`decode` (or, given ``fec_duration``, :meth:`decode_fec`) would return for
+        ``payload`` now, leaving the decoder exactly as it was (a jitter buffer looking at the
+        packet after a gap before the gap is played), or None if undecodable or the decoder
+        cannot tell (the default)."""
         return None
 
     def fec_duration(self, payload: bytes) -> Optional[int]:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
@@ -15,18 +15,20 @@ if TYPE_CHECKING:
 
 
 def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples: int,
-                      next_payload: Optional[bytes] = None) -> Optional[np.ndarray]:
+                      next_audio: Optional[Callable[[], Optional[np.ndarray]]] = None) -> Optional[np.ndarray]:
     """The decoder's concealment of the next lost ``n_samples`` (None if it has none): its own
     PLC, or, at the start of a loss where the decoder can be steered and the concealer proposes
     a continuation (:meth:`~plc.concealers.base.Concealer.propose_continuation`), that
     continuation coded into the decoder (decoder in step). The caller feeds the result to the
     concealer (:meth:`~plc.concealers.base.Concealer.feed_codec_concealment`) as before.
 
-    ``next_payload``: the packet that begins where this concealment ends, where the caller
-    already holds it (a jitter buffer). For a concealer that :attr:`ends_gaps_ahead` and plays the
-    codec's concealment, from a loss's second packet on and not in a stream left to in-band
-    FEC, the concealment's end is then cross-faded into that packet's audio, decoded ahead on a
-    copy of the decoder state (:mod:`plc.concealers.gap_end`).
+    ``next_audio``: where the caller already holds the packet that begins where this concealment
+    ends (a jitter buffer), a function returning its audio decoded ahead, the decoder left as it
+    was (:meth:`~plc.codecs.payload.PayloadDecoder.decode_ahead`), or None. For a concealer that
+    :attr:`ends_gaps_ahead` and plays the codec's concealment, from a loss's second packet on
+    (with in-band FEC too: the audio ahead may be the next lost packet's copy), the concealment's
+    end is then cross-faded into that audio (:mod:`plc.concealers.gap_end`); the function is
+    called only then.
 
     Counted in the concealer's stats: ``steered_losses``, ``losses_left_to_fec`` where a
     concealer that steers was not asked as the stream carries in-band FEC, and ``gaps_ended_ahead``."""
@@ -40,10 +42,10 @@ def codec_concealment(decoder: "PayloadDecoder", concealer: Concealer, n_samples
     out = decoder.conceal(n_samples, continuation)
     if continuation is not None and decoder.steered:
         concealer.stats.steered_losses += 1
-    if (out is not None and next_payload is not None and concealer.ends_gaps_ahead
+    if (out is not None and next_audio is not None and concealer.ends_gaps_ahead
             and concealer.lost_frames * concealer.frame_samples * 1000 >= GAP_END_AFTER_MS * concealer.sample_rate
-            and concealer.plays_codec_concealment and not decoder.leaves_loss_to_fec):
-        ended = end_gap(out, decoder.decode_ahead(next_payload), concealer.sample_rate)
+            and concealer.plays_codec_concealment):
+        ended = end_gap(out, next_audio(), concealer.sample_rate)
         if ended is not None:
             concealer.stats.gaps_ended_ahead += 1
             out = ended
