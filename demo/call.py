@@ -673,10 +673,13 @@ def run_call_command(args: argparse.Namespace) -> int:
 
 
 def _steering_note(stats: dict) -> str:
-    """How the call's Opus losses began, where the concealer steered the decoder or left it to FEC."""
+    """How the call's Opus losses began, where the concealer steered the decoder or left it to FEC,
+    and how many bursts ended on their way into the packet after them (already buffered)."""
     steered, left = stats.get("steeredLosses", 0), stats.get("lossesLeftToFec", 0)
+    ended = stats.get("gapsEndedAhead", 0)
     return ((f", {steered} losses began with the model's packet in the decoder" if steered else "")
-            + (f", {left} losses left to libopus' PLC (the stream carries FEC)" if left else ""))
+            + (f", {left} losses left to libopus' PLC (the stream carries FEC)" if left else "")
+            + (f", {ended} bursts ended into the next packet" if ended else ""))
 
 
 def _score(runs: dict, call_input: CallInput) -> None:

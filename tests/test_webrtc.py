@@ -385,6 +385,7 @@ def test_demo_call_says_how_its_opus_losses_began():
     assert _steering_note({"steeredLosses": 0, "lossesLeftToFec": 0}) == "" == _steering_note({})
     assert _steering_note({"steeredLosses": 3}) == ", 3 losses began with the model's packet in the decoder"
     assert "2 losses left to libopus' PLC (the stream carries FEC)" in _steering_note({"lossesLeftToFec": 2})
+    assert _steering_note({"gapsEndedAhead": 4}) == ", 4 bursts ended into the next packet"
 
 
 @pytest.mark.parametrize("mime", ["audio/PCMU", "audio/PCMA", "audio/G722"])
