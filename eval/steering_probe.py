@@ -199,9 +199,8 @@ def receive(x: np.ndarray, lost: np.ndarray, variant: Variant) -> np.ndarray:
             play(p + k, y * np.linspace(o.get("att", 1.0) ** (k - ours), o.get("att", 1.0) ** (k - ours + 1),
                                         PACKET, dtype=np.float32), None, False)
         if o.get("interp") and p + burst < n_packets and burst >= o.get("min_burst", 1):
-            saved = dec.snapshot()   # the next packet is here: end the gap on its way into it
-            ahead = dec.decode(payloads[p + burst])
-            dec.restore(saved)
+            with dec.state_kept():   # the next packet is here: end the gap on its way into it
+                ahead = dec.decode(payloads[p + burst])
             if periodicity(ahead, SAMPLE_RATE)[1] >= o.get("corr", -1.0):
                 n = min(o["interp"], burst * PACKET)
                 end = (p + burst) * PACKET

@@ -954,9 +954,10 @@ class JitterBuffer:
         concealer's own (the model); ``steeredLosses`` counts losses that began with the
         concealer's continuation coded into the decoder, ``lossesLeftToFec`` those it was not
         asked for as the stream carries in-band FEC, ``gapsEndedAhead`` bursts whose concealment
-        ended on its way into the next packet, already buffered (:mod:`plc.concealers.gap_end`). ``codecMode`` is the coding mode of the last
-        payload decoded (Opus: ``silk``, ``hybrid`` or ``celt``; ``None`` for PCM or before a
-        packet), which decides whether ``neural`` plays the codec's own concealment.
+        ended on its way into the next packet, already buffered (:mod:`plc.concealers.gap_end`).
+        ``codecMode`` is the coding mode of the last payload decoded (Opus: ``silk``, ``hybrid`` or
+        ``celt``; ``None`` for PCM or before a packet), which decides whether ``neural`` plays the
+        codec's own concealment.
         """
         n = self._n
         concealer = self.concealer.stats.as_dict()

@@ -10,12 +10,13 @@ missing. Nothing is downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
 import os
 from functools import lru_cache
-from typing import Collection, Optional
+from typing import Collection, Iterator, Optional
 
 import numpy as np
 
@@ -223,14 +224,21 @@ class OpusDecoder:
             raise ValueError(f"an Opus decoder state is {size} bytes, got {len(state)}")
         ctypes.memmove(self._state, state, size)
 
-    def preview_concealment(self, n_samples: int) -> np.ndarray:
-        """The first ``n_samples`` libopus' PLC would play if the next packets were lost, with the
-        decoder left as it was (the concealment runs, then the :meth:`snapshot` is restored)."""
+    @contextlib.contextmanager
+    def state_kept(self) -> Iterator["OpusDecoder"]:
+        """Decode ahead inside ``with decoder.state_kept():``; the decoder's state is put back as
+        it was on leaving (:meth:`snapshot`, :meth:`restore`), whatever happened inside."""
         saved = self.snapshot()
         try:
-            out = [self.decode(None) for _ in range(-(-n_samples // self.frame_samples))]
+            yield self
         finally:
             self.restore(saved)
+
+    def preview_concealment(self, n_samples: int) -> np.ndarray:
+        """The first ``n_samples`` libopus' PLC would play if the next packets were lost, with the
+        decoder left as it was (:meth:`state_kept`)."""
+        with self.state_kept():
+            out = [self.decode(None) for _ in range(-(-n_samples // self.frame_samples))]
         return np.concatenate(out)[:n_samples] if out else np.zeros(0, np.float32)
 
     def decode_fec(self, packet: bytes, n_samples: int) -> np.ndarray:
@@ -343,16 +351,14 @@ class OpusPayloadDecoder(PayloadDecoder):
         n48 = self.duration(payload) if fec_duration is None else fec_duration
         if n48 is None or n48 <= 0:
             return None
-        saved = self._decoder.snapshot()
         try:
-            if fec_duration is None:
-                out = self._decoder.decode(bytes(payload))
-            else:
-                out = self._decoder.decode_fec(bytes(payload), fec_duration * SAMPLE_RATE // self.clock_rate)
+            with self._decoder.state_kept() as ahead:
+                if fec_duration is None:
+                    out = ahead.decode(bytes(payload))
+                else:
+                    out = ahead.decode_fec(bytes(payload), fec_duration * SAMPLE_RATE // self.clock_rate)
         except (OpusError, ValueError):
             return None
-        finally:
-            self._decoder.restore(saved)
         return np.asarray(out[:n48 * SAMPLE_RATE // self.clock_rate], dtype=np.float32)
 
     def fec_duration(self, payload: bytes) -> Optional[int]:

@@ -21,7 +21,8 @@ costs less than splicing it in against the decoder's state (on training clips, t
 It does not steer while the stream carries in-band FEC (a packet with an LBRR copy heard within
 the last :data:`FEC_MEMORY_MS`): there the copies mend what the steered packet would, the
 steering measured no gain (MODEL.md, "with in-band FEC") and live calls lost a little, so the
-codec's own PLC and FEC decide, and the concealer plays exactly what ``opus`` plays.
+codec's own PLC and FEC decide (a concealer may still end a burst's PLC into the copy that
+follows it: :mod:`plc.concealers.gap_end`).
 """
 
 from __future__ import annotations
